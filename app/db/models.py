@@ -1,0 +1,170 @@
+"""Typed ORM rows. They never leave the service layer except through API schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base, utcnow
+from app.enums import Role, VersionStatus
+
+
+def _enum(cls: type[Role] | type[VersionStatus], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable and readable in SQL.
+    return Enum(cls, name=name, native_enum=False, length=32, validate_strings=True)
+
+
+class User(Base):
+    """A person or a service account (role ``plant``, authenticated by API key)."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    api_key_prefix: Mapped[str | None] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class AccessToken(Base):
+    """A bearer token issued at login; only its sha256 is stored."""
+
+    __tablename__ = "access_token"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class AuditEvent(Base):
+    """One link of the append-only, hash-chained audit trail (21 CFR 11.10(e))."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index(None, "entity_type", "entity_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    actor_id: Mapped[uuid.UUID | None]
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """Single row pointing at the newest event; locked to serialize appends across workers."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Domain(Base):
+    """A measurement domain: one probe on one instrument at one scale and site."""
+
+    __tablename__ = "domain"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    instrument: Mapped[str] = mapped_column(String(200))
+    probe_serial: Mapped[str] = mapped_column(String(100))
+    scale: Mapped[str] = mapped_column(String(100))
+    site: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+
+
+class Dataset(Base):
+    """Spectra with reference values measured in one domain, pinned by the sha256 of its bytes."""
+
+    __tablename__ = "dataset"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("domain.id"), index=True)
+    file_format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    reference_column: Mapped[str] = mapped_column(String(200))
+    units: Mapped[str] = mapped_column(String(50))
+    sample_id_column: Mapped[str | None] = mapped_column(String(200))
+    spectral_prefix: Mapped[str] = mapped_column(String(50))
+    axis_unit: Mapped[str] = mapped_column(String(16))
+    n_samples: Mapped[int] = mapped_column(Integer)
+    n_channels: Mapped[int] = mapped_column(Integer)
+    axis: Mapped[list[Any]]
+    reference_min: Mapped[float] = mapped_column(Float)
+    reference_max: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+
+    domain: Mapped[Domain] = relationship(lazy="raise")
+
+
+class SoftSensorModel(Base):
+    """A named soft sensor (e.g. ``titer_pls``); its versions carry the numbers."""
+
+    __tablename__ = "soft_sensor_model"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    analyte: Mapped[str] = mapped_column(String(100))
+    units: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+
+
+class ModelVersion(Base):
+    """An immutable, server-trained version of a soft sensor."""
+
+    __tablename__ = "model_version"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("soft_sensor_model.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"))
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dataset.id"))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    n_components: Mapped[int] = mapped_column(Integer)
+    component_selection: Mapped[dict[str, Any]]
+    split: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    operating_range_min: Mapped[float] = mapped_column(Float)
+    operating_range_max: Mapped[float] = mapped_column(Float)
+    operating_range_source: Mapped[str] = mapped_column(String(32))
+    t2_limit_95: Mapped[float] = mapped_column(Float)
+    t2_limit_99: Mapped[float] = mapped_column(Float)
+    q_limit_95: Mapped[float] = mapped_column(Float)
+    q_limit_99: Mapped[float] = mapped_column(Float)
+    intended_use: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+
+    model: Mapped[SoftSensorModel] = relationship(lazy="raise")
+    dataset: Mapped[Dataset] = relationship(lazy="raise")

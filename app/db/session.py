@@ -1,0 +1,89 @@
+"""Engines and the per-request session: one session, one transaction, committed once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.settings import get_settings
+
+
+def _sqlite_begin_immediate(engine: Engine) -> None:
+    """Let SQLAlchemy own SQLite transactions and take the write lock at BEGIN.
+
+    pysqlite's own transaction handling breaks SAVEPOINTs, and a deferred BEGIN lets two writers
+    read the same audit head and then deadlock on upgrade. ``BEGIN IMMEDIATE`` serializes
+    writers up front (the embedded default is a single-node deployment).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` (SQLite file or PostgreSQL via psycopg 3)."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        _sqlite_begin_immediate(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return make_engine(get_settings().database_url)
+
+
+@lru_cache
+def get_sessionmaker() -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+def get_session() -> Iterator[Session]:
+    """One session and one transaction per request: commit on success, roll back on error."""
+    with get_sessionmaker()() as session:
+        try:
+            with session.begin():
+                yield session
+        except BaseException:
+            run_rollback_hooks(session)
+            raise
+        clear_rollback_hooks(session)
+
+
+def on_rollback(session: Session, hook: Any) -> None:
+    """Register ``hook()`` to run if this session's transaction is rolled back.
+
+    Used to remove artifacts written during a request that then failed, so a failed request
+    leaves no orphan file behind.
+    """
+    session.info.setdefault("on_rollback", []).append(hook)
+
+
+def run_rollback_hooks(session: Session) -> None:
+    hooks = session.info.pop("on_rollback", [])
+    for hook in reversed(hooks):
+        hook()
+
+
+def clear_rollback_hooks(session: Session) -> None:
+    session.info.pop("on_rollback", None)

@@ -1,0 +1,31 @@
+"""Closed vocabularies shared by the database, the services and the API."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    admin = "admin"
+    developer = "developer"
+    qa = "qa"
+    plant = "plant"
+    auditor = "auditor"
+
+
+class VersionStatus(StrEnum):
+    draft = "draft"
+    pending_requalification = "pending_requalification"
+    approved = "approved"
+    retired = "retired"
+
+
+class CvScheme(StrEnum):
+    kfold = "kfold"
+    blocks = "blocks"
+
+
+class HoldoutScheme(StrEnum):
+    random = "random"
+    last_block = "last_block"
+    none = "none"

@@ -1,0 +1,60 @@
+"""Domain errors raised by services; the API maps each to one HTTP status and the envelope."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every expected failure. ``code`` is the envelope's ``error`` field."""
+
+    code = "domain_error"
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+    status_code = 422
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status_code = 404
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status_code = 409
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    status_code = 413
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    status_code = 415
+
+
+class NotAuthenticated(DomainError):
+    code = "not_authenticated"
+    status_code = 401
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status_code = 403
+
+
+class IntegrityFailure(DomainError):
+    """Stored bytes no longer match their sha256: the store has been tampered with or rotted."""
+
+    code = "integrity_failure"
+    status_code = 500

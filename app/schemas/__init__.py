@@ -1,0 +1,1 @@
+"""Pydantic v2 API contract, one module per area (XCreate / XRead)."""

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from app.enums import Role
+from app.schemas.common import Reason, Schema
+
+
+class TokenRead(Schema):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+
+
+class UserCreate(Schema):
+    username: Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+    full_name: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Role
+    password: Annotated[str | None, Field(default=None, min_length=12, max_length=200)] = None
+    reason: Reason
+
+
+class UserRead(Schema):
+    id: uuid.UUID
+    username: str
+    full_name: str
+    role: Role
+    is_active: bool
+    api_key_prefix: str | None
+    created_at: datetime
+
+
+class UserCreated(UserRead):
+    api_key: str | None = Field(
+        default=None, description="service accounts only: shown once, stored hashed"
+    )

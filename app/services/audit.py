@@ -1,0 +1,186 @@
+"""The audit trail: append hash-chained events in the caller's transaction, verify the chain.
+
+Each event's hash is sha256 over a canonical JSON of its fields and the previous event's hash
+(genesis: 64 zeros). Appends lock the single ``audit_head`` row, so concurrent requests and
+several worker processes on one PostgreSQL extend one chain in commit order; on SQLite the
+``BEGIN IMMEDIATE`` transactions already serialize writers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.models import AuditEvent, AuditHead, User
+from app.errors import InvalidInput
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types for before/after snapshots (UUIDs, datetimes, enums, NaN -> None)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "value"):  # enums
+        return jsonable(value.value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return jsonable(value.tolist())
+    raise TypeError(f"cannot put {type(value).__name__} into an audit snapshot")
+
+
+def canonical_payload(event: AuditEvent) -> bytes:
+    body = {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
+        "actor": event.actor,
+        "actor_id": str(event.actor_id) if event.actor_id else None,
+        "action": event.action,
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "reason": event.reason,
+        "before": event.before,
+        "after": event.after,
+        "prev_hash": event.prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(canonical_payload(event)).hexdigest()
+
+
+def record(
+    session: Session,
+    *,
+    actor: User | str,
+    action: str,
+    entity_type: str,
+    entity_id: Any,
+    reason: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit event to the chain inside the caller's transaction (never commits)."""
+    head = session.scalars(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    ).one_or_none()
+    if head is None:
+        head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
+        session.add(head)
+    actor_name = actor if isinstance(actor, str) else actor.username
+    actor_id = None if isinstance(actor, str) else actor.id
+    event = AuditEvent(
+        seq=head.seq + 1,
+        occurred_at=utcnow(),
+        actor=actor_name,
+        actor_id=actor_id,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        reason=reason,
+        before=jsonable(before) if before is not None else None,
+        after=jsonable(after) if after is not None else None,
+        prev_hash=head.hash,
+    )
+    event.hash = event_hash(event)
+    session.add(event)
+    head.seq, head.hash = event.seq, event.hash
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    valid: bool
+    events: int
+    first_bad_seq: int | None
+    problem: str | None
+
+
+def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
+    """Walk the chain in sequence order; report the first event that breaks it.
+
+    Detects an edited event (its hash no longer matches its content), a deleted or inserted
+    event (a gap in ``seq`` or a ``prev_hash`` that does not link), and a truncated tail (the
+    newest event does not match the head pointer).
+    """
+    prev_hash, expected_seq, count, last_seq = GENESIS, 1, 0, 0
+    stmt = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)
+    for event in session.scalars(stmt):
+        count += 1
+        if event.seq != expected_seq:
+            bad = min(event.seq, expected_seq)
+            return ChainReport(False, count, bad, f"sequence gap: expected {expected_seq}")
+        if event.prev_hash != prev_hash:
+            return ChainReport(False, count, event.seq, "previous-hash link broken")
+        if event_hash(event) != event.hash:
+            return ChainReport(False, count, event.seq, "event content does not match its hash")
+        prev_hash, expected_seq, last_seq = event.hash, expected_seq + 1, event.seq
+    head = session.get(AuditHead, HEAD_ID)
+    head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
+    if head_seq != last_seq or head_hash != prev_hash:
+        return ChainReport(False, count, last_seq + 1, "events missing after the last one read")
+    return ChainReport(True, count, None, None)
+
+
+def list_events(
+    session: Session,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_seq: int | None = None,
+    limit: int = 100,
+) -> tuple[list[AuditEvent], int | None]:
+    """One page of events in sequence order, and the cursor of the next page (or None)."""
+    for label, bound in (("since", since), ("until", until)):
+        if bound is not None and bound.tzinfo is None:
+            raise InvalidInput(f"{label} needs a time zone, e.g. 2026-11-27T10:00:00Z")
+    stmt = select(AuditEvent).order_by(AuditEvent.seq)
+    if entity_type:
+        stmt = stmt.where(AuditEvent.entity_type == entity_type)
+    if entity_id:
+        stmt = stmt.where(AuditEvent.entity_id == entity_id)
+    if actor:
+        stmt = stmt.where(AuditEvent.actor == actor)
+    if action:
+        stmt = stmt.where(AuditEvent.action == action)
+    if since:
+        stmt = stmt.where(AuditEvent.occurred_at >= since)
+    if until:
+        stmt = stmt.where(AuditEvent.occurred_at < until)
+    if after_seq:
+        stmt = stmt.where(AuditEvent.seq > after_seq)
+    rows = list(session.scalars(stmt.limit(limit + 1)))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].seq
+    return rows, None

@@ -1,0 +1,184 @@
+"""Users, passwords (argon2), bearer tokens, API keys and lockout."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.models import AccessToken, User
+from app.enums import Role
+from app.errors import Conflict, InvalidInput
+from app.services import audit
+from app.settings import get_settings
+
+_hasher = PasswordHasher()
+# A fixed hash verified when the user does not exist, so timing does not reveal user names.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+API_KEY_PREFIX = "ssr_"
+MIN_PASSWORD_LENGTH = 12
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def user_snapshot(user: User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "full_name": user.full_name,
+        "role": user.role,
+        "is_active": user.is_active,
+        "api_key_prefix": user.api_key_prefix,
+    }
+
+
+@dataclass(frozen=True)
+class NewUser:
+    user: User
+    api_key: str | None
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    full_name: str,
+    role: Role,
+    password: str | None,
+    actor: User | str,
+    reason: str,
+) -> NewUser:
+    """Create a person (password) or a service account (role plant: API key, shown once)."""
+    if session.scalars(select(User).where(User.username == username)).first() is not None:
+        raise Conflict(f"user {username!r} already exists")
+    api_key: str | None = None
+    user = User(username=username, full_name=full_name, role=role)
+    if role is Role.plant:
+        if password is not None:
+            raise InvalidInput("service accounts (role plant) use an API key, not a password")
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        user.api_key_hash = _sha256(api_key)
+        user.api_key_prefix = api_key[:12]
+    else:
+        if password is None or len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+        user.password_hash = _hasher.hash(password)
+    if isinstance(actor, User):
+        user.created_by_id = actor.id
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.create",
+        entity_type="user",
+        entity_id=user.id,
+        reason=reason,
+        after=user_snapshot(user),
+    )
+    return NewUser(user, api_key)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+    user: User
+
+
+def login(session: Session, *, username: str, password: str) -> IssuedToken | None:
+    """Check a password and issue a bearer token, or record the failure and return None.
+
+    After ``lockout_threshold`` consecutive failures the account is locked for
+    ``lockout_minutes``; attempts while locked fail without checking the password. Both
+    outcomes are audited, so the caller must commit even when this returns None.
+    """
+    settings = get_settings()
+    now = utcnow()
+    user = session.scalars(
+        select(User).where(User.username == username).with_for_update()
+    ).one_or_none()
+    if user is None or user.password_hash is None or not user.is_active:
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password)
+        audit.record(
+            session,
+            actor=username or "(blank)",
+            action="auth.login_failed",
+            entity_type="user",
+            entity_id=username or "(blank)",
+            after={"reason": "unknown user or no password login"},
+        )
+        return None
+    if user.locked_until is not None and user.locked_until > now:
+        audit.record(
+            session,
+            actor=user,
+            action="auth.login_failed",
+            entity_type="user",
+            entity_id=user.id,
+            after={"reason": "account locked", "locked_until": user.locked_until},
+        )
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        user.failed_login_count += 1
+        locked = user.failed_login_count >= settings.lockout_threshold
+        if locked:
+            user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+            user.failed_login_count = 0
+        audit.record(
+            session,
+            actor=user,
+            action="auth.lockout" if locked else "auth.login_failed",
+            entity_type="user",
+            entity_id=user.id,
+            after={"reason": "wrong password", "locked_until": user.locked_until},
+        )
+        return None
+    user.failed_login_count = 0
+    user.locked_until = None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    token = secrets.token_urlsafe(32)
+    expires_at = now + timedelta(minutes=settings.token_ttl_minutes)
+    session.add(AccessToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires_at))
+    audit.record(
+        session,
+        actor=user,
+        action="auth.login",
+        entity_type="user",
+        entity_id=user.id,
+        after={"expires_at": expires_at},
+    )
+    return IssuedToken(token, expires_at, user)
+
+
+def resolve_credential(session: Session, credential: str) -> User | None:
+    """The active user behind a bearer token or an API key, or None."""
+    digest = _sha256(credential)
+    if credential.startswith(API_KEY_PREFIX):
+        user = session.scalars(select(User).where(User.api_key_hash == digest)).one_or_none()
+    else:
+        row = session.execute(
+            select(User, AccessToken.expires_at)
+            .join(AccessToken, AccessToken.user_id == User.id)
+            .where(AccessToken.token_hash == digest)
+        ).one_or_none()
+        if row is None or row[1] <= utcnow():
+            return None
+        user = row[0]
+    if user is None or not user.is_active:
+        return None
+    return user

@@ -1,0 +1,31 @@
+"""Service settings, read from the environment (prefix ``REGISTRY_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Read only through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///var/registry.db"
+    store_root: Path = Path("models_store")
+
+    token_ttl_minutes: int = 480
+    lockout_threshold: int = 5
+    lockout_minutes: int = 15
+
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_dataset_rows: int = 100_000
+    max_dataset_channels: int = 20_000
+    max_predict_spectra: int = 100_000
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
