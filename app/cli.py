@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="softsensor-registry: GxP registry for soft-sensor models.", no_args_is_help=True)
+app = typer.Typer(
+    help="softsensor-registry: GxP registry for soft-sensor models.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -71,7 +71,8 @@ def as_axis(axis: ArrayLike, n_channels: int | None = None, name: str = "axis") 
     if n_channels is not None and arr.shape[0] != n_channels:
         raise ValueError(f"{name} has {arr.shape[0]} channels but the spectra have {n_channels}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has a non-finite value at channel {int(np.argmax(~np.isfinite(arr)))}")
+        first = int(np.argmax(~np.isfinite(arr)))
+        raise ValueError(f"{name} has a non-finite value at channel {first}")
     steps = np.diff(arr)
     if (steps <= 0).any():
         i = int(np.argmax(steps <= 0))
