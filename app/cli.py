@@ -1,12 +1,27 @@
-"""The ``ssreg`` command."""
+"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck."""
 
 from __future__ import annotations
 
+import getpass
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from app.enums import Role
 
 app = typer.Typer(
     help="softsensor-registry: GxP registry for soft-sensor models.", no_args_is_help=True
 )
+user_app = typer.Typer(help="Users and service accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+store_app = typer.Typer(help="The artifact store.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.add_typer(store_app, name="store")
+
+CLI_ACTOR = f"cli:{getpass.getuser()}"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 @app.command()
@@ -15,3 +30,115 @@ def demo(seed: int = typer.Option(2026, help="Seed of the simulated campaign."))
     from app.core.demo import main
 
     raise typer.Exit(main(seed=seed))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest Alembic revision (``upgrade head``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from app.settings import get_settings
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    url = get_settings().database_url
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "head")
+    typer.echo(f"database at head: {url}")
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = typer.Option(1, help="Worker processes (PostgreSQL for more than one)."),
+) -> None:
+    """Serve the HTTP API with uvicorn (run `ssreg migrate` first)."""
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    role: Annotated[Role, typer.Option(help="admin, developer, qa, plant or auditor.")],
+    full_name: Annotated[str, typer.Option(help="Person or system behind the account.")],
+    reason: Annotated[str, typer.Option(help="Why the account is created.")] = "bootstrap",
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password (prompted if omitted; not used for role plant)."),
+    ] = None,
+) -> None:
+    """Create a user (e.g. the first admin) or a service account (prints its API key once)."""
+    from sqlalchemy.orm import Session
+
+    from app.db.session import get_engine
+    from app.errors import DomainError
+    from app.services.auth import create_user
+
+    if role is not Role.plant and password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+            created = create_user(
+                session,
+                username=username,
+                full_name=full_name,
+                role=role,
+                password=password,
+                actor=CLI_ACTOR,
+                reason=reason,
+            )
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"created {role.value} {username!r}")
+    if created.api_key:
+        typer.echo(f"API key (shown once, stored hashed): {created.api_key}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; exit 1 if an event was edited, deleted or inserted."""
+    from sqlalchemy.orm import Session
+
+    from app.db.session import get_engine
+    from app.services.audit import verify_chain
+
+    with Session(get_engine()) as session:
+        report = verify_chain(session)
+    if report.valid:
+        typer.echo(f"audit chain valid: {report.events} events")
+        return
+    typer.echo(
+        f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem} "
+        f"({report.events} events read)",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+@store_app.command("fsck")
+def store_fsck() -> None:
+    """Report missing, corrupt and unreferenced artifacts; exit 1 if any is missing or corrupt."""
+    from sqlalchemy.orm import Session
+
+    from app.db.session import get_engine
+    from app.services.fsck import fsck
+    from app.store import get_store
+
+    with Session(get_engine()) as session:
+        report = fsck(session, get_store())
+    typer.echo(f"checked {report.checked} referenced artifacts")
+    for label, digests in (
+        ("missing", report.missing),
+        ("corrupt", report.corrupt),
+        ("unreferenced", report.unreferenced),
+    ):
+        typer.echo(f"{label}: {len(digests)}")
+        for d in digests:
+            typer.echo(f"  {d}")
+    if not report.healthy:
+        raise typer.Exit(1)
