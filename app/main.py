@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routers import audit, auth, health
+from app.api.limits import UploadSizeLimit
+from app.api.routers import audit, auth, datasets, domains, health, models
 
 API_PREFIX = "/api/v1"
 
@@ -18,7 +19,8 @@ def create_app() -> FastAPI:
         description="GxP registry for spectroscopic soft-sensor models and transfer records.",
     )
     install_error_handlers(app)
+    app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     app.include_router(health.router)
-    for module in (auth, audit):
+    for module in (auth, audit, domains, datasets, models):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.db.session import get_session, make_engine, run_rollback_hooks
+from app.db.session import clear_rollback_hooks, get_session, make_engine, run_rollback_hooks
 from app.enums import Role
 from app.main import create_app
 from app.services import auth as auth_service
@@ -59,8 +59,9 @@ def _drop_pg_database(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def worker_id_safe(request: pytest.FixtureRequest) -> str:
+    # The pid keeps concurrent pytest runs on one machine out of each other's databases.
     wid = getattr(request.config, "workerinput", {}).get("workerid", "main")
-    return str(wid)
+    return f"{wid}_{os.getpid()}"
 
 
 def fresh_database(backend: str, tag: str, tmp_dir: Path) -> tuple[str, str | None]:
@@ -153,6 +154,7 @@ def client(
         try:
             yield session
             session.commit()  # RELEASE SAVEPOINT; the outer transaction stays open
+            clear_rollback_hooks(session)
         except BaseException:
             session.rollback()
             run_rollback_hooks(session)

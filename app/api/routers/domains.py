@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from app.api.deps import Developer, Reader, SessionDep
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
+from app.schemas.datasets import DomainCreate, DomainRead
+from app.services import domains as domains_service
+
+router = APIRouter(prefix="/domains", tags=["domains"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DomainRead,
+    responses={**ERRORS, **CONFLICT},
+)
+def create_domain(body: DomainCreate, session: SessionDep, actor: Developer) -> dict[str, Any]:
+    """Register a measurement domain: one probe on one instrument at one scale and site."""
+    domain = domains_service.create_domain(session, data=body, actor=actor)
+    return domains_service.describe_domain(session, domain)
+
+
+@router.get("", status_code=status.HTTP_200_OK, response_model=list[DomainRead], responses=ERRORS)
+def list_domains(session: SessionDep, _: Reader) -> list[dict[str, Any]]:
+    return domains_service.describe_domains(session, domains_service.list_domains(session))
+
+
+@router.get(
+    "/{name}",
+    status_code=status.HTTP_200_OK,
+    response_model=DomainRead,
+    responses={**ERRORS, **NOT_FOUND},
+)
+def get_domain(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
+    return domains_service.describe_domain(session, domains_service.get_domain(session, name))

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response, status
+
+from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
+from app.schemas.models import (
+    ModelVersionCreate,
+    ModelVersionRead,
+    SoftSensorModelCreate,
+    SoftSensorModelRead,
+)
+from app.services import models as models_service
+
+router = APIRouter(prefix="/models", tags=["models"])
+VersionNumber = Annotated[int, Path(ge=1)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SoftSensorModelRead,
+    responses={**ERRORS, **CONFLICT},
+)
+def create_model(
+    body: SoftSensorModelCreate, session: SessionDep, actor: Developer
+) -> dict[str, Any]:
+    """Register a named soft sensor (analyte and units); versions are trained separately."""
+    model = models_service.create_model(session, data=body, actor=actor)
+    return models_service.describe_model(session, model)
+
+
+@router.get("", response_model=list[SoftSensorModelRead], responses=ERRORS)
+def list_models(session: SessionDep, _: Reader) -> list[dict[str, Any]]:
+    return [models_service.describe_model(session, m) for m in models_service.list_models(session)]
+
+
+@router.get("/{name}", response_model=SoftSensorModelRead, responses={**ERRORS, **NOT_FOUND})
+def get_model(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
+    return models_service.describe_model(session, models_service.get_model(session, name))
+
+
+@router.post(
+    "/{name}/versions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelVersionRead,
+    responses={**ERRORS, **NOT_FOUND},
+)
+def train_version(
+    name: str, body: ModelVersionCreate, session: SessionDep, store: StoreDep, actor: Developer
+) -> dict[str, Any]:
+    """Train a new version server-side from a pinned dataset; metrics are computed here."""
+    version = models_service.train_version(session, store, model_name=name, data=body, actor=actor)
+    return models_service.describe_version(session, version)
+
+
+@router.get(
+    "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
+)
+def list_versions(name: str, session: SessionDep, _: Reader) -> list[dict[str, Any]]:
+    return [
+        models_service.describe_version(session, v)
+        for v in models_service.list_versions(session, name)
+    ]
+
+
+@router.get(
+    "/{name}/versions/{version}",
+    response_model=ModelVersionRead,
+    responses={**ERRORS, **NOT_FOUND},
+)
+def get_version(
+    name: str, version: VersionNumber, session: SessionDep, _: Reader
+) -> dict[str, Any]:
+    return models_service.describe_version(
+        session, models_service.get_version(session, name, version)
+    )
+
+
+@router.get(
+    "/{name}/versions/{version}/artifact",
+    response_class=Response,
+    responses={**ERRORS, **NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
+)
+def get_artifact(
+    name: str, version: VersionNumber, session: SessionDep, store: StoreDep, _: Reader
+) -> Response:
+    """The artifact bytes (.npz, numeric only), re-hashed on read; sha256 in a header."""
+    row = models_service.get_version(session, name, version)
+    blob = store.get(row.artifact_sha256)
+    return Response(
+        content=blob,
+        media_type="application/octet-stream",
+        headers={
+            "X-Content-SHA256": row.artifact_sha256,
+            "Content-Disposition": f'attachment; filename="{name}-v{version}.npz"',
+        },
+    )

@@ -1,0 +1,636 @@
+"""Spectral datasets: parse and validate an upload, store its exact bytes, pin it by sha256.
+
+A dataset file is a table with one row per sample: spectral columns ``<prefix><position>``
+(e.g. ``wn_400.5``) on a strictly increasing axis, a numeric reference column and, optionally,
+a column of unique sample ids. Other columns are carried along in the stored bytes but not used.
+The same parser serves the upload and :func:`load_dataset_arrays`, so a model is always trained
+on exactly what was validated at registration.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import PureWindowsPath
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from app.core.spectra import FloatArray, as_axis
+from app.db.models import Dataset, Domain, User
+from app.db.session import on_rollback
+from app.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from app.schemas.datasets import DatasetCreate
+from app.services import audit
+from app.services.domains import get_domain
+from app.settings import get_settings
+from app.store import ArtifactStore
+from app.store.local import sha256_hex
+
+FileFormat = Literal["parquet", "csv"]
+PARQUET_MAGIC = b"PAR1"
+MEDIA_TYPES: dict[str, str] = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"}
+EXTENSIONS: dict[str, str] = {"parquet": "parquet", "csv": "csv"}
+DEFAULT_AXIS_UNITS = {"wn_": "cm-1", "nm_": "nm"}
+MIN_SAMPLES = 2
+MIN_CHANNELS = 2
+
+# Files scientists upload by mistake, recognised by their first bytes.
+_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one)"),
+    (b"\xd0\xcf\x11\xe0", "a legacy Office file (e.g. an Excel .xls workbook)"),
+)
+# A plain decimal number: float() alone would also accept "4_00", "nan" and "infinity".
+_AXIS_POSITION = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class ParsedTable:
+    """The validated numbers of a dataset file.
+
+    X : ndarray of shape (n_samples, n_channels), float64, C-contiguous, finite
+    y : ndarray of shape (n_samples,), float64, finite reference values
+    axis : ndarray of shape (n_channels,), strictly increasing positions from the column names
+    sample_ids : unique, non-blank ids in row order, or None without a sample id column
+    columns : the spectral column names, in file order
+    """
+
+    file_format: FileFormat
+    X: FloatArray
+    y: FloatArray
+    axis: FloatArray
+    sample_ids: list[str] | None
+    columns: tuple[str, ...]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.X.shape[1])
+
+
+@dataclass(frozen=True)
+class DatasetArrays:
+    """A registered dataset re-read from the store (hash-verified) and re-parsed.
+
+    ``record.domain`` is loaded, so ``record.domain.name`` is available.
+    """
+
+    X: FloatArray
+    y: FloatArray
+    axis: FloatArray
+    sample_ids: list[str] | None
+    record: Dataset
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing (pure: no database, no store)
+# --------------------------------------------------------------------------------------------
+
+
+def detect_format(blob: bytes, filename: str | None) -> FileFormat:
+    """Parquet by its magic bytes, CSV by its extension; anything else is refused (415)."""
+    if not blob:
+        raise InvalidInput("the uploaded file is empty")
+    suffix = PureWindowsPath(filename or "").suffix.lower()  # also splits on "/"
+    if blob.startswith(PARQUET_MAGIC):
+        return "parquet"
+    if suffix == ".parquet":
+        raise InvalidInput(
+            "the file is named .parquet but is not a Parquet file (it does not start with PAR1)"
+        )
+    for signature, what in _SIGNATURES:
+        if blob.startswith(signature):
+            raise UnsupportedMediaType(
+                f"the uploaded file is {what}; upload the spectra as .parquet or .csv"
+            )
+    if suffix == ".csv":
+        if b"\x00" in blob[:65536]:
+            raise UnsupportedMediaType(
+                "the .csv file contains binary data (or UTF-16 text); save it as UTF-8 CSV"
+            )
+        return "csv"
+    shown = suffix or "(no extension)"
+    raise UnsupportedMediaType(
+        f"unsupported file type {shown}: upload the spectra as .parquet or .csv"
+    )
+
+
+def parse_spectral_table(
+    blob: bytes,
+    *,
+    file_format: str,
+    reference_column: str,
+    sample_id_column: str | None,
+    spectral_prefix: str,
+    max_rows: int | None = None,
+    max_channels: int | None = None,
+) -> ParsedTable:
+    """Parse and validate a dataset file; every problem is an InvalidInput naming its place.
+
+    Rows are numbered from 1 over the data rows (the CSV header is not counted).
+
+    Raises
+    ------
+    InvalidInput
+        Unreadable file; fewer than 2 rows or channels, or more than ``max_rows`` /
+        ``max_channels``; a spectral column name that is not ``<prefix><number>``; an axis that
+        does not strictly increase in column order; a missing, non-numeric or non-finite
+        spectral or reference value; a missing, blank or duplicated sample id.
+    """
+    if file_format not in MEDIA_TYPES:
+        raise InvalidInput(f"unknown file format {file_format!r}: expected parquet or csv")
+    fmt: FileFormat = "parquet" if file_format == "parquet" else "csv"
+    if not blob:
+        raise InvalidInput("the uploaded file is empty")
+    if reference_column.startswith(spectral_prefix):
+        raise InvalidInput(
+            f"the reference column {reference_column!r} starts with the spectral prefix "
+            f"{spectral_prefix!r}; rename it or choose another spectral prefix"
+        )
+    if sample_id_column is not None and sample_id_column == reference_column:
+        raise InvalidInput("the sample id column and the reference column must differ")
+
+    table = _read_table(
+        blob,
+        fmt,
+        sample_id_column=sample_id_column,
+        spectral_prefix=spectral_prefix,
+        max_rows=max_rows,
+        max_channels=max_channels,
+    )
+    names = list(table.column_names)
+    if fmt == "csv" and len(names) == 1 and (";" in names[0] or "\t" in names[0]):
+        raise InvalidInput(
+            "the CSV header was read as a single column: is the file separated by ';' or "
+            "tabs? Only comma-separated CSV is accepted"
+        )
+    _check_unique_names(names)
+    n_rows = table.num_rows
+    if n_rows < MIN_SAMPLES:
+        raise InvalidInput(f"the file has {n_rows} data row(s); at least {MIN_SAMPLES} are needed")
+    if max_rows is not None and n_rows > max_rows:
+        raise InvalidInput(f"the file has {n_rows} data rows; the limit is {max_rows}")
+
+    columns, axis = _spectral_axis(names, spectral_prefix, max_channels=max_channels)
+    if reference_column not in names:
+        raise InvalidInput(
+            f"reference column {reference_column!r} is not in the file "
+            f"({_other_columns(names, spectral_prefix)})"
+        )
+    sample_ids = None
+    if sample_id_column is not None:
+        if sample_id_column not in names:
+            raise InvalidInput(
+                f"sample id column {sample_id_column!r} is not in the file "
+                f"({_other_columns(names, spectral_prefix)})"
+            )
+        sample_ids = _sample_ids(table.column(sample_id_column), sample_id_column)
+
+    X = np.empty((n_rows, len(columns)), dtype=np.float64)  # C order
+    for j, name in enumerate(columns):
+        X[:, j] = _as_float(table.column(name), f"spectral column {name!r}")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, j = divmod(int(np.flatnonzero(bad)[0]), X.shape[1])
+        raise InvalidInput(
+            f"spectrum at {_where(row, sample_ids)}, column {columns[j]!r}: "
+            f"{_what_is_wrong(X[row, j])}; spectra must be complete and finite"
+        )
+    y = _as_float(table.column(reference_column), f"reference column {reference_column!r}")
+    bad_y = ~np.isfinite(y)
+    if bad_y.any():
+        row = int(np.argmax(bad_y))
+        raise InvalidInput(
+            f"reference column {reference_column!r} at {_where(row, sample_ids)}: "
+            f"{_what_is_wrong(y[row])}; every sample needs a finite reference value"
+        )
+    return ParsedTable(
+        file_format=fmt,
+        X=X,
+        y=np.ascontiguousarray(y),
+        axis=axis,
+        sample_ids=sample_ids,
+        columns=tuple(columns),
+    )
+
+
+def _read_table(
+    blob: bytes,
+    file_format: FileFormat,
+    *,
+    sample_id_column: str | None,
+    spectral_prefix: str,
+    max_rows: int | None,
+    max_channels: int | None,
+) -> pa.Table:
+    if file_format == "parquet":
+        try:
+            parquet = pq.ParquetFile(io.BytesIO(blob))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InvalidInput(f"the Parquet file could not be read: {exc}") from None
+        # Refuse from the footer, before decompressing every column.
+        n_rows = parquet.metadata.num_rows
+        if max_rows is not None and n_rows > max_rows:
+            raise InvalidInput(f"the file has {n_rows} data rows; the limit is {max_rows}")
+        n_channels = sum(1 for n in parquet.schema_arrow.names if n.startswith(spectral_prefix))
+        if max_channels is not None and n_channels > max_channels:
+            raise InvalidInput(
+                f"the file has {n_channels} spectral channels; the limit is {max_channels}"
+            )
+        try:
+            return parquet.read()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InvalidInput(f"the Parquet file could not be read: {exc}") from None
+    # Sample ids stay text ("007" is not 7); blank cells are reported, not turned into nulls.
+    types = {sample_id_column: pa.string()} if sample_id_column else None
+    convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)
+    try:
+        return pacsv.read_csv(io.BytesIO(blob), convert_options=convert)
+    except (pa.ArrowException, ValueError) as exc:
+        raise InvalidInput(f"the CSV file could not be read: {exc}") from None
+
+
+def _check_unique_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidInput(f"column {name!r} appears more than once in the header")
+        seen.add(name)
+
+
+def _other_columns(names: list[str], prefix: str) -> str:
+    others = [n for n in names if not n.startswith(prefix)]
+    if not others:
+        return "it has only spectral columns"
+    shown = ", ".join(repr(n) for n in others[:20])
+    more = f" and {len(others) - 20} more" if len(others) > 20 else ""
+    return f"non-spectral columns: {shown}{more}"
+
+
+def _spectral_axis(
+    names: list[str], prefix: str, *, max_channels: int | None
+) -> tuple[list[str], FloatArray]:
+    columns = [n for n in names if n.startswith(prefix)]
+    if not columns:
+        shown = ", ".join(repr(n) for n in names[:10])
+        raise InvalidInput(
+            f"no spectral columns: no column name starts with {prefix!r} (columns: {shown}"
+            f"{' ...' if len(names) > 10 else ''})"
+        )
+    if len(columns) < MIN_CHANNELS:
+        raise InvalidInput(
+            f"only {len(columns)} spectral column ({columns[0]!r}); a spectrum needs at least "
+            f"{MIN_CHANNELS} channels"
+        )
+    if max_channels is not None and len(columns) > max_channels:
+        raise InvalidInput(
+            f"the file has {len(columns)} spectral channels; the limit is {max_channels}"
+        )
+    positions = []
+    for name in columns:
+        suffix = name[len(prefix) :]
+        if not _AXIS_POSITION.match(suffix) or not math.isfinite(float(suffix)):
+            raise InvalidInput(
+                f"spectral column {name!r}: {suffix!r} after the prefix {prefix!r} is not a "
+                f"number; name spectral columns {prefix}<position>, e.g. {prefix}1000.5"
+            )
+        positions.append(float(suffix))
+    try:
+        axis = as_axis(positions, name="spectral axis")
+    except ValueError:
+        steps = np.diff(positions)
+        i = int(np.argmax(steps <= 0))
+        raise InvalidInput(
+            f"the spectral axis must strictly increase in column order: column "
+            f"{columns[i + 1]!r} ({positions[i + 1]:g}) follows column {columns[i]!r} "
+            f"({positions[i]:g})"
+        ) from None
+    return columns, axis
+
+
+def _as_float(column: pa.ChunkedArray, label: str) -> FloatArray:
+    """The column as float64, nulls as NaN; refuses text, dates, booleans and nested types."""
+    kind = column.type
+    if pa.types.is_null(kind):  # a CSV column with no value at all
+        return np.full(len(column), np.nan)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        as_float = pc.cast(column, pa.float64(), safe=False)
+        return np.asarray(as_float.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        for row, value in enumerate(column.to_pylist()):
+            if value is not None and not _is_number(value):
+                raise InvalidInput(f"{label} is not numeric: data row {row + 1} holds {value!r}")
+        raise InvalidInput(f"{label} holds numbers stored as text; store them as numbers")
+    raise InvalidInput(f"{label} is not numeric (its type is {kind})")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sample_ids(column: pa.ChunkedArray, name: str) -> list[str]:
+    ids: list[str] = []
+    first_row: dict[str, int] = {}
+    for row, value in enumerate(column.to_pylist()):
+        text = "" if value is None else str(value).strip()
+        if not text:
+            raise InvalidInput(f"sample id column {name!r} is empty at data row {row + 1}")
+        if text in first_row:
+            raise InvalidInput(
+                f"sample id {text!r} appears more than once (data rows {first_row[text] + 1} "
+                f"and {row + 1}); sample ids must be unique"
+            )
+        first_row[text] = row
+        ids.append(text)
+    return ids
+
+
+def _where(row: int, sample_ids: list[str] | None) -> str:
+    return f"data row {row + 1}" + (f" (sample {sample_ids[row]!r})" if sample_ids else "")
+
+
+def _what_is_wrong(value: float) -> str:
+    return "the value is missing or NaN" if math.isnan(value) else f"the value is {value}"
+
+
+# --------------------------------------------------------------------------------------------
+# Use cases
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_axis_unit(spectral_prefix: str, axis_unit: str | None) -> str:
+    if axis_unit:
+        return axis_unit
+    if spectral_prefix in DEFAULT_AXIS_UNITS:
+        return DEFAULT_AXIS_UNITS[spectral_prefix]
+    raise InvalidInput(
+        f"axis_unit is needed (cm-1 or nm): it cannot be inferred from the spectral prefix "
+        f"{spectral_prefix!r}"
+    )
+
+
+def register_dataset(
+    session: Session,
+    store: ArtifactStore,
+    *,
+    blob: bytes,
+    filename: str | None,
+    data: DatasetCreate,
+    actor: User,
+) -> tuple[Dataset, bool]:
+    """Validate ``blob``, store it and pin a record by its sha256, audited.
+
+    Returns the record and whether this call created it. The same bytes registered again with
+    the same interpretation give the existing record (no new row, no audit event); the same
+    bytes claimed for another domain, reference column, units, sample id column, prefix or
+    axis unit are a Conflict. Never commits; if the caller's transaction rolls back, a file
+    this call added to the store is removed again.
+    """
+    settings = get_settings()
+    max_bytes = settings.max_upload_bytes
+    if len(blob) > max_bytes:
+        raise PayloadTooLarge(
+            f"the file is {len(blob)} bytes; the upload limit is {max_bytes} bytes"
+        )
+    file_format = detect_format(blob, filename)
+    domain = get_domain(session, data.domain)
+    axis_unit = resolve_axis_unit(data.spectral_prefix, data.axis_unit)
+    digest = sha256_hex(blob)
+
+    existing = _find(session, digest)
+    if existing is not None:
+        _check_same_interpretation(existing, domain, data, axis_unit)
+        return existing, False
+
+    parsed = parse_spectral_table(
+        blob,
+        file_format=file_format,
+        reference_column=data.reference_column,
+        sample_id_column=data.sample_id_column,
+        spectral_prefix=data.spectral_prefix,
+        max_rows=settings.max_dataset_rows,
+        max_channels=settings.max_dataset_channels,
+    )
+    dataset = Dataset(
+        sha256=digest,
+        name=data.name,
+        domain_id=domain.id,
+        file_format=file_format,
+        size_bytes=len(blob),
+        reference_column=data.reference_column,
+        units=data.units,
+        sample_id_column=data.sample_id_column,
+        spectral_prefix=data.spectral_prefix,
+        axis_unit=axis_unit,
+        n_samples=parsed.n_samples,
+        n_channels=parsed.n_channels,
+        axis=parsed.axis.tolist(),
+        reference_min=float(parsed.y.min()),
+        reference_max=float(parsed.y.max()),
+        created_by_id=actor.id,
+    )
+    try:
+        # Insert before writing the file: on PostgreSQL a concurrent upload of the same bytes
+        # waits here on the unique sha256 and then finds the committed record.
+        with session.begin_nested():
+            session.add(dataset)
+            session.flush()  # ids now; the caller commits
+    except IntegrityError:
+        existing = _find(session, digest)
+        if existing is None:
+            raise
+        _check_same_interpretation(existing, domain, data, axis_unit)
+        return existing, False
+
+    stored, created = store.put(blob)
+    if stored != digest:  # the store hashes independently; they must agree
+        raise IntegrityFailure(f"the store filed the upload as {stored}, expected {digest}")
+    if created:
+        on_rollback(session, lambda: store.discard(digest))
+
+    audit.record(
+        session,
+        actor=actor,
+        action="dataset.register",
+        entity_type="dataset",
+        entity_id=dataset.id,
+        reason=data.reason,
+        after={
+            "sha256": digest,
+            "name": dataset.name,
+            "domain": domain.name,
+            "uploaded_filename": filename,
+            "file_format": file_format,
+            "size_bytes": dataset.size_bytes,
+            "reference_column": dataset.reference_column,
+            "units": dataset.units,
+            "sample_id_column": dataset.sample_id_column,
+            "spectral_prefix": dataset.spectral_prefix,
+            "axis_unit": axis_unit,
+            "n_samples": dataset.n_samples,
+            "n_channels": dataset.n_channels,
+            "axis_min": float(parsed.axis[0]),
+            "axis_max": float(parsed.axis[-1]),
+            "reference_min": dataset.reference_min,
+            "reference_max": dataset.reference_max,
+        },
+    )
+    return dataset, True
+
+
+def _find(session: Session, digest: str) -> Dataset | None:
+    return session.scalars(select(Dataset).where(Dataset.sha256 == digest)).one_or_none()
+
+
+def _check_same_interpretation(
+    existing: Dataset, domain: Domain, data: DatasetCreate, axis_unit: str
+) -> None:
+    claimed = {
+        "domain": (existing.domain_id, domain.id),
+        "reference_column": (existing.reference_column, data.reference_column),
+        "units": (existing.units, data.units),
+        "sample_id_column": (existing.sample_id_column, data.sample_id_column),
+        "spectral_prefix": (existing.spectral_prefix, data.spectral_prefix),
+        "axis_unit": (existing.axis_unit, axis_unit),
+    }
+    differ = [field for field, (pinned, asked) in claimed.items() if pinned != asked]
+    if differ:
+        raise Conflict(
+            f"these exact bytes are already registered as dataset {existing.sha256} "
+            f"({existing.name!r}) with a different {', '.join(differ)}; a file is pinned "
+            "with one interpretation"
+        )
+
+
+def get_dataset(session: Session, sha256: str) -> Dataset:
+    dataset = _find(session, sha256)
+    if dataset is None:
+        raise NotFound(f"dataset {sha256} does not exist")
+    return dataset
+
+
+def list_datasets(session: Session, *, domain: str | None = None) -> list[Dataset]:
+    stmt = select(Dataset).order_by(Dataset.created_at, Dataset.name)
+    if domain is not None:
+        stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)
+    return list(session.scalars(stmt))
+
+
+def describe_datasets(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
+    """API views of ``datasets`` with domain and creator names (two queries in all)."""
+    if not datasets:
+        return []
+    domain_ids = {d.domain_id for d in datasets}
+    user_ids = {d.created_by_id for d in datasets}
+    domains = {
+        row.id: row.name
+        for row in session.execute(select(Domain.id, Domain.name).where(Domain.id.in_(domain_ids)))
+    }
+    users = {
+        row.id: row.username
+        for row in session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))
+    }
+    return [
+        {
+            "id": d.id,
+            "sha256": d.sha256,
+            "name": d.name,
+            "domain": domains[d.domain_id],
+            "file_format": d.file_format,
+            "size_bytes": d.size_bytes,
+            "reference_column": d.reference_column,
+            "units": d.units,
+            "sample_id_column": d.sample_id_column,
+            "spectral_prefix": d.spectral_prefix,
+            "axis_unit": d.axis_unit,
+            "n_samples": d.n_samples,
+            "n_channels": d.n_channels,
+            "axis_min": float(d.axis[0]),
+            "axis_max": float(d.axis[-1]),
+            "reference_min": d.reference_min,
+            "reference_max": d.reference_max,
+            "created_at": d.created_at,
+            "created_by": users[d.created_by_id],
+        }
+        for d in datasets
+    ]
+
+
+def describe_dataset(session: Session, dataset: Dataset) -> dict[str, Any]:
+    return describe_datasets(session, [dataset])[0]
+
+
+def read_content(session: Session, store: ArtifactStore, sha256: str) -> tuple[Dataset, bytes]:
+    """The record and its exact stored bytes (re-hashed by the store on read)."""
+    dataset = get_dataset(session, sha256)
+    return dataset, store.get(dataset.sha256)
+
+
+def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> DatasetArrays:
+    """Re-read a registered dataset from the store and re-parse it with the upload's parser.
+
+    The bytes are hash-verified by the store; the parsed shape and axis must match the record.
+
+    Raises
+    ------
+    NotFound
+        No dataset has this sha256, or its bytes are missing from the store.
+    IntegrityFailure
+        The stored bytes hash differently, or no longer parse to what was registered.
+    """
+    record = session.scalars(
+        select(Dataset).where(Dataset.sha256 == sha256).options(joinedload(Dataset.domain))
+    ).one_or_none()
+    if record is None:
+        raise NotFound(f"dataset {sha256} does not exist")
+    blob = store.get(record.sha256)
+    try:
+        parsed = parse_spectral_table(
+            blob,
+            file_format=record.file_format,
+            reference_column=record.reference_column,
+            sample_id_column=record.sample_id_column,
+            spectral_prefix=record.spectral_prefix,
+        )
+    except InvalidInput as exc:
+        raise IntegrityFailure(
+            f"stored dataset {sha256} no longer parses as registered: {exc.detail}"
+        ) from exc
+    if parsed.n_samples != record.n_samples or not np.array_equal(
+        parsed.axis, np.asarray(record.axis, dtype=np.float64)
+    ):
+        raise IntegrityFailure(
+            f"stored dataset {sha256} parses to {parsed.n_samples} samples x "
+            f"{parsed.n_channels} channels, not the registered {record.n_samples} x "
+            f"{record.n_channels}"
+        )
+    return DatasetArrays(
+        X=parsed.X, y=parsed.y, axis=parsed.axis, sample_ids=parsed.sample_ids, record=record
+    )

@@ -1,0 +1,47 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.db.session import get_engine, get_sessionmaker
+from app.settings import get_settings
+from tests.conftest import alembic_config
+
+
+def test_healthz_needs_no_credentials(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.fixture
+def file_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'ready.db'}"
+    monkeypatch.setenv("REGISTRY_DATABASE_URL", url)
+    monkeypatch.setenv("REGISTRY_STORE_ROOT", str(tmp_path / "store"))
+    for cached in (get_settings, get_engine, get_sessionmaker):
+        cached.cache_clear()
+    yield url
+    get_engine().dispose()
+    for cached in (get_settings, get_engine, get_sessionmaker):
+        cached.cache_clear()
+
+
+def test_readyz_reports_unmigrated_then_ready(file_db: str) -> None:
+    from app.main import create_app
+    from app.store import get_store
+
+    get_store.cache_clear()
+    with TestClient(create_app()) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["checks"]["migrations"] != "ok"
+        from alembic import command
+
+        command.upgrade(alembic_config(file_db), "head")
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.json()
+        assert r.json() == {
+            "ready": True,
+            "checks": {"database": "ok", "migrations": "ok", "store": "ok"},
+        }
+    get_store.cache_clear()

@@ -1,0 +1,167 @@
+"""Every endpoint × every role: 401 without credentials, 403 for a role that may not, 2xx for
+a role that may. The table below is the access policy (the README shows the same table); a
+route missing from it fails the test, so a new endpoint cannot ship without a decision."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.enums import Role
+from app.main import create_app
+from tests.factories import create_domain, make_spectral_table, upload_dataset
+from tests.helpers import PASSWORD, Actor
+
+ANY = frozenset(Role)
+A, D, Q, P, U = Role.admin, Role.developer, Role.qa, Role.plant, Role.auditor
+_counter = itertools.count()
+
+Request = Callable[[TestClient, dict[str, str], dict[str, Any]], Any]
+
+
+def _unique() -> str:
+    return f"x{next(_counter)}"
+
+
+def _post_dataset(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    blob = make_spectral_table(n_samples=20, n_channels=12, seed=100 + next(_counter))
+    return upload_dataset(c, h, blob, domain=ctx["domain"], name=_unique())
+
+
+def _post_version(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    body = {"dataset_sha256": ctx["sha"], "n_components": 2, "intended_use": "t", "reason": "t"}
+    return c.post(f"/api/v1/models/{ctx['model']}/versions", json=body, headers=h)
+
+
+# (method, path template) -> (roles allowed, request builder)
+POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
+    ("POST", "/api/v1/users"): (
+        frozenset({A}),
+        lambda c, h, ctx: c.post(
+            "/api/v1/users",
+            json={
+                "username": _unique(),
+                "full_name": "N",
+                "role": "qa",
+                "password": PASSWORD,
+                "reason": "t",
+            },
+            headers=h,
+        ),
+    ),
+    ("GET", "/api/v1/users/me"): (ANY, lambda c, h, ctx: c.get("/api/v1/users/me", headers=h)),
+    ("POST", "/api/v1/domains"): (
+        frozenset({D}),
+        lambda c, h, ctx: c.post(
+            "/api/v1/domains",
+            json={
+                "name": _unique(),
+                "instrument": "i",
+                "probe_serial": "p",
+                "scale": "s",
+                "site": "s",
+                "reason": "t",
+            },
+            headers=h,
+        ),
+    ),
+    ("GET", "/api/v1/domains"): (ANY, lambda c, h, ctx: c.get("/api/v1/domains", headers=h)),
+    ("GET", "/api/v1/domains/{name}"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/domains/{ctx['domain']}", headers=h),
+    ),
+    ("POST", "/api/v1/datasets"): (frozenset({D}), _post_dataset),
+    ("GET", "/api/v1/datasets"): (ANY, lambda c, h, ctx: c.get("/api/v1/datasets", headers=h)),
+    ("GET", "/api/v1/datasets/{sha256}"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/datasets/{ctx['sha']}", headers=h),
+    ),
+    ("GET", "/api/v1/datasets/{sha256}/content"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/datasets/{ctx['sha']}/content", headers=h),
+    ),
+    ("POST", "/api/v1/models"): (
+        frozenset({D}),
+        lambda c, h, ctx: c.post(
+            "/api/v1/models",
+            json={"name": _unique(), "analyte": "titer", "units": "g/L", "reason": "t"},
+            headers=h,
+        ),
+    ),
+    ("GET", "/api/v1/models"): (ANY, lambda c, h, ctx: c.get("/api/v1/models", headers=h)),
+    ("GET", "/api/v1/models/{name}"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}", headers=h),
+    ),
+    ("POST", "/api/v1/models/{name}/versions"): (frozenset({D}), _post_version),
+    ("GET", "/api/v1/models/{name}/versions"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions", headers=h),
+    ),
+    ("GET", "/api/v1/models/{name}/versions/{version}"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1", headers=h),
+    ),
+    ("GET", "/api/v1/models/{name}/versions/{version}/artifact"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/artifact", headers=h),
+    ),
+    ("GET", "/api/v1/audit"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/audit", headers=h),
+    ),
+    ("GET", "/api/v1/audit/verify"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/audit/verify", headers=h),
+    ),
+}
+PUBLIC = {("POST", "/api/v1/auth/token"), ("GET", "/healthz"), ("GET", "/readyz")}
+
+
+def _routes() -> set[tuple[str, str]]:
+    """Every operation the app publishes (read from its OpenAPI document)."""
+    paths = create_app().openapi()["paths"]
+    return {(method.upper(), path) for path, ops in paths.items() for method in ops}
+
+
+def test_every_route_has_an_access_decision() -> None:
+    routes = _routes()
+    assert routes - PUBLIC - set(POLICY) == set(), "add the new route to POLICY"
+    assert set(POLICY) - routes == set(), "POLICY names a route that does not exist"
+
+
+@pytest.fixture
+def ctx(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
+    dev = actors[D].headers
+    domain = create_domain(client, dev, name="matrix-domain")["name"]
+    blob = make_spectral_table(n_samples=20, n_channels=12, seed=1)
+    sha = upload_dataset(client, dev, blob, domain="matrix-domain").json()["sha256"]
+    body = {"name": "matrix_pls", "analyte": "titer", "units": "g/L", "reason": "t"}
+    assert client.post("/api/v1/models", json=body, headers=dev).status_code == 201
+    ctx = {"domain": domain, "sha": sha, "model": "matrix_pls"}
+    assert _post_version(client, dev, ctx).status_code == 201
+    return ctx
+
+
+@pytest.mark.parametrize("endpoint", sorted(POLICY), ids=lambda e: f"{e[0]} {e[1]}")
+def test_endpoint_role_matrix(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    ctx: dict[str, Any],
+    endpoint: tuple[str, str],
+) -> None:
+    allowed, send = POLICY[endpoint]
+    anonymous = send(client, {}, ctx)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["error"] == "not_authenticated"
+    for role in Role:
+        r = send(client, actors[role].headers, ctx)
+        if role in allowed:
+            assert 200 <= r.status_code < 300, f"{role.value}: {r.status_code} {r.text}"
+        else:
+            assert r.status_code == 403, f"{role.value}: {r.status_code} {r.text}"
+            assert r.json()["error"] == "forbidden"

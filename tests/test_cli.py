@@ -1,0 +1,94 @@
+"""The ssreg command against an embedded SQLite file."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from app.cli import app
+from app.db.session import get_engine, get_sessionmaker
+from app.settings import get_settings
+from app.store import get_store
+
+runner = CliRunner()
+CACHES = (get_settings, get_engine, get_sessionmaker, get_store)
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("REGISTRY_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("REGISTRY_STORE_ROOT", str(tmp_path / "store"))
+    for cached in CACHES:
+        cached.cache_clear()
+    result = runner.invoke(app, ["migrate"])
+    assert result.exit_code == 0, result.output
+    yield tmp_path
+    get_engine().dispose()
+    for cached in CACHES:
+        cached.cache_clear()
+
+
+def test_bootstrap_admin_then_verify_the_chain(embedded: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "user",
+            "create",
+            "--username",
+            "alice",
+            "--role",
+            "admin",
+            "--full-name",
+            "Alice Admin",
+            "--password",
+            "a long admin password",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "created admin 'alice'" in result.output
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 0
+    assert "audit chain valid: 1 events" in result.output
+
+
+def test_service_account_key_is_printed_once(embedded: Path) -> None:
+    result = runner.invoke(
+        app, ["user", "create", "--username", "opc", "--role", "plant", "--full-name", "OPC"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "API key (shown once" in result.output
+
+
+def test_audit_verify_fails_on_a_tampered_chain(embedded: Path) -> None:
+    runner.invoke(
+        app,
+        [
+            "user",
+            "create",
+            "--username",
+            "bob",
+            "--role",
+            "qa",
+            "--full-name",
+            "Bob",
+            "--password",
+            "another long password",
+        ],
+    )
+    with get_engine().begin() as conn:
+        conn.execute(text("DROP TRIGGER audit_event_no_update"))
+        conn.execute(text("UPDATE audit_event SET actor = 'mallory'"))
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 1
+    assert "BROKEN at seq 1" in result.output
+
+
+def test_store_fsck_reports_unreferenced_and_missing(embedded: Path) -> None:
+    store = get_store()
+    stray, _ = store.put(b"left behind")
+    result = runner.invoke(app, ["store", "fsck"])
+    assert result.exit_code == 0, result.output
+    assert "unreferenced: 1" in result.output
+    assert stray in result.output
