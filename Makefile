@@ -16,7 +16,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ssreg demo
+	$(BIN)/ssreg migrate
+	$(BIN)/ssreg seed
+	@echo "serving on http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)"
+	$(BIN)/ssreg serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
 	$(BIN)/ruff check .

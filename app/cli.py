@@ -49,6 +49,35 @@ def migrate() -> None:
 
 
 @app.command()
+def seed(
+    credentials_file: Annotated[
+        Path, typer.Option(help="Where the demo passwords are written (mode 600).")
+    ] = Path("var/demo-credentials.txt"),
+) -> None:
+    """Create the demo users and data through the service layer (once; idempotent)."""
+    import os
+
+    from sqlalchemy.orm import Session
+
+    from app.db.session import get_engine
+    from app.services.seed import seed_demo
+    from app.store import get_store
+
+    with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+        result = seed_demo(session, get_store())
+    for note in result.notes:
+        typer.echo(note)
+    if result.created:
+        credentials_file.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"{user}\t{secret}" for user, secret in result.credentials.items()]
+        credentials_file.write_text("\n".join(lines) + "\n")
+        os.chmod(credentials_file, 0o600)
+    if credentials_file.exists():
+        typer.echo(f"demo logins (user, password or API key) in {credentials_file}:")
+        typer.echo(credentials_file.read_text().rstrip())
+
+
+@app.command()
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
