@@ -29,3 +29,22 @@ class HoldoutScheme(StrEnum):
     random = "random"
     last_block = "last_block"
     none = "none"
+
+
+class TransferStatus(StrEnum):
+    awaiting_standards = "awaiting_standards"
+    completed = "completed"
+
+
+class TransferMethod(StrEnum):
+    auto = "auto"
+    pds = "pds"
+    ds = "ds"
+    sbc = "sbc"
+
+
+class IntendedUse(StrEnum):
+    advisory = "advisory"
+    monitoring = "monitoring"
+    control = "control"
+    release = "release"

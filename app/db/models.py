@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, utcnow
-from app.enums import Role, VersionStatus
+from app.enums import Role, TransferMethod, TransferStatus, VersionStatus
 
 
-def _enum(cls: type[Role] | type[VersionStatus], name: str) -> Enum:
+def _enum(cls: type[StrEnum], name: str) -> Enum:
     # Stored as plain strings with a CHECK constraint: portable and readable in SQL.
     return Enum(cls, name=name, native_enum=False, length=32, validate_strings=True)
 
@@ -148,7 +149,13 @@ class ModelVersion(Base):
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("soft_sensor_model.id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"))
+    # The version reads spectra of this domain (the training data's, or a transfer's target).
+    domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("domain.id"))
+    # Trained versions: their training data. Transferred versions: the source's training data.
     dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dataset.id"))
+    # Lineage of a transferred version: source version -> transfer -> this version.
+    source_version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("model_version.id"))
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfer.id"), unique=True)
     artifact_sha256: Mapped[str] = mapped_column(String(64))
     n_components: Mapped[int] = mapped_column(Integer)
     component_selection: Mapped[dict[str, Any]]
@@ -167,4 +174,63 @@ class ModelVersion(Base):
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
 
     model: Mapped[SoftSensorModel] = relationship(lazy="raise")
-    dataset: Mapped[Dataset] = relationship(lazy="raise")
+    dataset: Mapped[Dataset] = relationship(lazy="raise", foreign_keys=[dataset_id])
+
+
+class Transfer(Base):
+    """A calibration-transfer record: opened with its plan, completed once by the service
+    when the target probe's standards arrive, immutable from then on (database trigger)."""
+
+    __tablename__ = "transfer"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    status: Mapped[TransferStatus] = mapped_column(_enum(TransferStatus, "transfer_status"))
+    source_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_version.id"), index=True
+    )
+    target_domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("domain.id"), index=True)
+    method_requested: Mapped[TransferMethod] = mapped_column(
+        _enum(TransferMethod, "transfer_method")
+    )
+    n_standards: Mapped[int] = mapped_column(Integer)
+    fixed_params: Mapped[dict[str, Any]]
+    change_control: Mapped[str] = mapped_column(String(100), index=True)
+    intended_use: Mapped[str] = mapped_column(String(32))
+    operating_range_min: Mapped[float] = mapped_column(Float)
+    operating_range_max: Mapped[float] = mapped_column(Float)
+    acceptance: Mapped[dict[str, Any]]
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+    # Filled once, when the service runs the transfer (status -> completed).
+    completed_at: Mapped[datetime | None]
+    completed_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+    target_standards_dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("dataset.id"))
+    source_standards_dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("dataset.id"))
+    validation_dataset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("dataset.id"))
+    method_chosen: Mapped[str | None] = mapped_column(String(16))
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str | None] = mapped_column(String(8))
+    result: Mapped[dict[str, Any] | None]
+
+
+class PredictionLog(Base):
+    """ALCOA+ record of one prediction call (not the spectra: their sha256). Append-only."""
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index(None, "model_version_id", "occurred_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    caller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+    caller: Mapped[str] = mapped_column(String(64))
+    model_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("model_version.id"))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfer.id"))
+    qualified: Mapped[bool]
+    n_spectra: Mapped[int] = mapped_column(Integer)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    input_format: Mapped[str] = mapped_column(String(16))
+    flag_counts: Mapped[dict[str, Any]]
+    purpose: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,105 @@
+"""The form a soft sensor takes when it serves predictions: one linear product per spectrum.
+
+A trained version serves its PLS model as is. A transferred version serves the transfer and
+the PLS model collapsed into one linear model (``coef_t = F @ coef``,
+``intercept_t = b @ coef + intercept``), so a prediction costs one dot product however the
+transfer was built. Hotelling T² and Q are computed in the source basis, where the model's
+latent space and limits live: target spectra are first mapped by the transfer (PDS/DS); a
+slope/bias correction (SBC) or no correction leaves the spectra as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from app.core.pls import LinearSoftSensor
+from app.core.spectra import FloatArray, as_spectra
+from app.core.transfer import Transfer, transfer_from_arrays
+
+_SOURCE = "source__"
+_TRANSFER = "transfer__"
+# Transfers that map spectra into the source basis; others correct predictions only.
+_SPECTRAL = frozenset({"pds", "ds"})
+
+
+@dataclass(frozen=True, eq=False)
+class ServingModel:
+    """A soft sensor ready to serve: ``y = X @ coef + intercept`` plus T²/Q diagnostics.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_channels,)
+        Collapsed regression vector for spectra of the serving domain.
+    intercept : float
+    source : LinearSoftSensor
+        The PLS model in its own (source) basis; carries axis, latent space and limits.
+    transfer : PDS | DS | SBC | NaiveTransfer | None
+        The calibration transfer from the serving domain to the source, if any.
+    """
+
+    coef: FloatArray
+    intercept: float
+    source: LinearSoftSensor
+    transfer: Transfer | None = None
+
+    @classmethod
+    def trained(cls, model: LinearSoftSensor) -> ServingModel:
+        return cls(model.coef, model.intercept, model, None)
+
+    @classmethod
+    def transferred(cls, model: LinearSoftSensor, transfer: Transfer) -> ServingModel:
+        coef_t, intercept_t = transfer.collapse(model.coef, model.intercept)
+        return cls(np.ascontiguousarray(coef_t), float(intercept_t), model, transfer)
+
+    @property
+    def axis(self) -> FloatArray:
+        return self.source.axis
+
+    def predict(self, X: ArrayLike) -> FloatArray:
+        """Predictions, shape (n_samples,), in the analyte's units."""
+        Xa = as_spectra(X, "X")
+        if Xa.shape[1] != self.coef.shape[0]:
+            raise ValueError(
+                f"X has {Xa.shape[1]} channels but the model expects {self.coef.shape[0]}"
+            )
+        return Xa @ self.coef + self.intercept
+
+    def diagnose(self, X: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Hotelling T² and Q (SPE) of each spectrum, in the source model's latent space."""
+        if self.transfer is not None and self.transfer.method in _SPECTRAL:
+            return self.source.diagnose(self.transfer.transform(X))
+        return self.source.diagnose(X)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for an ``.npz`` (no pickle). A trained model's are the PLS arrays."""
+        if self.transfer is None:
+            return self.source.to_arrays()
+        arrays = {f"{_SOURCE}{k}": v for k, v in self.source.to_arrays().items()}
+        arrays |= {f"{_TRANSFER}{k}": v for k, v in self.transfer.to_arrays().items()}
+        arrays["coef"] = self.coef
+        arrays["intercept"] = np.array(self.intercept)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, np.ndarray]) -> ServingModel:
+        """Inverse of :meth:`to_arrays`; also reads a trained version's plain PLS arrays."""
+        keys = list(d.keys())
+        if not any(k.startswith(_TRANSFER) for k in keys):
+            return cls.trained(LinearSoftSensor.from_arrays(d))
+        source = LinearSoftSensor.from_arrays(
+            {k.removeprefix(_SOURCE): d[k] for k in keys if k.startswith(_SOURCE)}
+        )
+        transfer = transfer_from_arrays(
+            {k.removeprefix(_TRANSFER): d[k] for k in keys if k.startswith(_TRANSFER)}
+        )
+        model = cls.transferred(source, transfer)
+        stored = np.asarray(d["coef"], dtype=np.float64)
+        if stored.shape != model.coef.shape or not np.allclose(
+            stored, model.coef, rtol=1e-12, atol=1e-12 * float(np.abs(stored).max() or 1.0)
+        ):
+            raise ValueError("stored collapsed coefficients disagree with transfer @ model")
+        return cls(np.ascontiguousarray(stored), float(d["intercept"]), source, transfer)

@@ -1,0 +1,55 @@
+import io
+
+import numpy as np
+import pytest
+
+from app.core.pls import fit_pls
+from app.core.serving import ServingModel
+from app.core.transfer import PDS, SBC
+
+
+def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    axis = np.arange(60, dtype=float)
+    y = rng.uniform(0, 5, 80)
+    band = np.exp(-0.5 * ((axis - 30) / 5) ** 2)
+    X = 1.0 + np.outer(y, band) + rng.normal(0, 0.01, (80, 60))
+    return X, y, axis
+
+
+def _roundtrip(model: ServingModel) -> ServingModel:
+    buf = io.BytesIO()
+    np.savez(buf, **model.to_arrays())
+    with np.load(io.BytesIO(buf.getvalue()), allow_pickle=False) as npz:
+        return ServingModel.from_arrays(npz)
+
+
+@pytest.mark.parametrize("make", [lambda: PDS(window=5), SBC])
+def test_transferred_model_equals_transform_then_predict(make: type) -> None:
+    X, y, axis = _data()
+    source = fit_pls(X, y, axis, n_components=2)
+    X_tgt = 0.8 * X + 0.05
+    transfer = make().fit(X[:20], X_tgt[:20], coef=source.coef, intercept=source.intercept)
+    served = _roundtrip(ServingModel.transferred(source, transfer))
+    expected = source.predict(transfer.transform(X_tgt[20:]))
+    np.testing.assert_allclose(served.predict(X_tgt[20:]), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_pds_diagnostics_are_computed_in_the_source_basis() -> None:
+    X, y, axis = _data()
+    source = fit_pls(X, y, axis, n_components=2)
+    X_tgt = 0.8 * X + 0.05
+    transfer = PDS(window=5).fit(X[:20], X_tgt[:20])
+    served = ServingModel.transferred(source, transfer)
+    t2, q = served.diagnose(X_tgt[20:])
+    t2_ref, q_ref = source.diagnose(transfer.transform(X_tgt[20:]))
+    np.testing.assert_allclose(t2, t2_ref)
+    np.testing.assert_allclose(q, q_ref)
+
+
+def test_trained_model_round_trips_as_plain_pls_arrays() -> None:
+    X, y, axis = _data()
+    source = fit_pls(X, y, axis, n_components=2)
+    served = _roundtrip(ServingModel.trained(source))
+    assert served.transfer is None
+    np.testing.assert_array_equal(served.predict(X), source.predict(X))
