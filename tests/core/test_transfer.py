@@ -1,0 +1,625 @@
+"""Calibration transfer: PDS, DS, SBC, persistence and selection by cross-validation."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.cross_decomposition import PLSRegression
+
+from app.core.spectra import FloatArray
+from app.core.transfer import (
+    DS,
+    PDS,
+    SBC,
+    NaiveTransfer,
+    NotFittedError,
+    Transfer,
+    default_candidates,
+    fit_transfer,
+    select_transfer,
+    transfer_from_arrays,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+def smooth_spectra(rng: np.random.Generator, n: int, p: int, noise: float = 1e-3) -> FloatArray:
+    """Raman-like spectra: 6 Gaussian bands with random amounts, a sloped baseline, noise."""
+    axis = np.linspace(0.0, 1.0, p)
+    centres = rng.uniform(0.1, 0.9, 6)
+    widths = rng.uniform(0.01, 0.05, 6)
+    bands = np.exp(-0.5 * ((axis[None, :] - centres[:, None]) / widths[:, None]) ** 2)
+    amounts = rng.uniform(0.2, 1.0, (n, 6))
+    baseline = 0.05 * rng.normal(size=(n, 1)) * axis[None, :]
+    return amounts @ bands + baseline + noise * rng.normal(size=(n, p))
+
+
+def target_probe(X: FloatArray, rng: np.random.Generator, noise: float = 1e-3) -> FloatArray:
+    """A different probe: axis drift of 0.3 channel, smooth gain, sloped offset, extra noise."""
+    p = X.shape[1]
+    ch = np.arange(p, dtype=float)
+    shifted = np.stack([np.interp(ch + 0.3, ch, row) for row in X])
+    gain = 1.0 + 0.1 * np.sin(np.linspace(0.0, np.pi, p))
+    offset = 0.02 + 0.01 * np.linspace(0.0, 1.0, p)
+    return shifted * gain + offset + noise * rng.normal(size=X.shape)
+
+
+def pls_model(X: FloatArray, y: FloatArray, n_components: int = 4) -> tuple[FloatArray, float]:
+    """A soft sensor ``y = X @ coef + intercept`` from scikit-learn's PLS.
+
+    scikit-learn 1.9: ``coef_`` has shape (n_targets, n_features) and ``intercept_`` is the
+    mean of y, because ``predict`` centres X first; the raw-space intercept subtracts
+    ``mean(X) @ coef``.
+    """
+    pls = PLSRegression(n_components=n_components, scale=False).fit(X, y)
+    assert pls.coef_.shape == (1, X.shape[1])
+    coef = pls.coef_.ravel().copy()
+    intercept = float(pls.intercept_[0] - X.mean(axis=0) @ coef)
+    np.testing.assert_allclose(X @ coef + intercept, pls.predict(X).ravel(), atol=1e-10)
+    return coef, intercept
+
+
+def reference_pds(
+    X_src: FloatArray, X_tgt: FloatArray, window: int, rcond: float | None
+) -> tuple[FloatArray, FloatArray]:
+    """The textbook per-channel loop (one lstsq per truncated window), dense F."""
+    Xs_c = X_src - X_src.mean(axis=0)
+    Xt_c = X_tgt - X_tgt.mean(axis=0)
+    p = X_src.shape[1]
+    k = window // 2
+    F = np.zeros((p, p))
+    for j in range(p):
+        lo, hi = max(0, j - k), min(p, j + k + 1)
+        F[lo:hi, j] = np.linalg.lstsq(Xt_c[:, lo:hi], Xs_c[:, j], rcond=rcond)[0]
+    return F, X_src.mean(axis=0) - X_tgt.mean(axis=0) @ F
+
+
+def fitted(method: str, Xs: FloatArray, Xt: FloatArray, coef: FloatArray, icpt: float) -> Transfer:
+    params: dict[str, Any] = {"pds": {"window": 7, "rcond": 0.01}, "ds": {"rcond": 0.01}}.get(
+        method, {}
+    )
+    return fit_transfer(method, Xs, Xt, coef=coef, intercept=icpt, **params)
+
+
+@pytest.fixture(scope="module")
+def campaign() -> dict[str, Any]:
+    """Calibration set on the source probe, 20 paired standards, a PLS soft sensor."""
+    rng = np.random.default_rng(42)
+    p = 120
+    X_cal = smooth_spectra(rng, 80, p)
+    axis = np.linspace(0.0, 1.0, p)
+    marker = np.exp(-0.5 * ((axis - 0.5) / 0.03) ** 2)
+    y_cal = X_cal @ marker / marker.sum() + 0.01 * rng.normal(size=80)
+    coef, intercept = pls_model(X_cal, y_cal)
+    X_src = smooth_spectra(np.random.default_rng(7), 20, p)
+    X_tgt = target_probe(X_src, rng)
+    y_ref = X_src @ marker / marker.sum() + 0.01 * rng.normal(size=20)
+    return {"X_src": X_src, "X_tgt": X_tgt, "y_ref": y_ref, "coef": coef, "intercept": intercept}
+
+
+METHODS_ALL = ["pds", "ds", "sbc", "naive"]
+
+# --------------------------------------------------------------------------- PDS
+
+
+@pytest.mark.parametrize(
+    ("n", "p", "window", "rcond"),
+    [
+        (20, 40, 5, 0.01),
+        (20, 40, 11, 0.1),
+        (20, 40, 11, 0.03),
+        (20, 40, 11, 1e-3),  # smallest rcond on the eigh path
+        (20, 40, 9, 1e-4),  # SVD path
+        (20, 40, 9, 1e-6),
+        (4, 30, 9, 0.01),  # fewer standards than the window
+        (4, 30, 9, 1e-5),
+        (3, 25, 25, 0.01),  # every window truncated at an edge
+        (12, 9, 9, 0.01),
+        (12, 30, 1, 0.01),  # per-channel gain and offset
+        (2, 15, 3, 0.01),  # minimum number of standards
+    ],
+)
+def test_pds_matches_per_channel_lstsq_loop(n: int, p: int, window: int, rcond: float) -> None:
+    rng = np.random.default_rng(n * 1000 + p + window)
+    X_src = smooth_spectra(rng, n, p)
+    X_tgt = target_probe(X_src, rng)
+    F_ref, b_ref = reference_pds(X_src, X_tgt, window, rcond)
+    pds = PDS(window=window, rcond=rcond).fit(X_src, X_tgt)
+    scale = max(1.0, float(np.abs(F_ref).max()))
+    np.testing.assert_allclose(pds.to_dense(), F_ref, rtol=0, atol=1e-8 * scale)
+    np.testing.assert_allclose(pds.bias_, b_ref, rtol=0, atol=1e-8 * scale)
+
+
+def test_pds_rcond_below_machine_precision_uses_lstsq_default_cutoff() -> None:
+    # n < w and centring: every window has exact-zero singular values (and the padded edge
+    # windows more); they must be dropped as lstsq's default cut-off eps * max(n, w) does.
+    rng = np.random.default_rng(6)
+    X_src = rng.normal(size=(4, 20))
+    X_tgt = X_src @ (np.eye(20) + 0.1 * rng.normal(size=(20, 20)))
+    F_ref, b_ref = reference_pds(X_src, X_tgt, 5, None)
+    pds = PDS(window=5, rcond=1e-17).fit(X_src, X_tgt)
+    np.testing.assert_allclose(pds.to_dense(), F_ref, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(pds.bias_, b_ref, rtol=0, atol=1e-8)
+
+
+def test_pds_edge_windows_are_truncated_not_wrapped() -> None:
+    rng = np.random.default_rng(3)
+    X_src = smooth_spectra(rng, 15, 30)
+    X_tgt = target_probe(X_src, rng)
+    pds = PDS(window=7, rcond=0.01).fit(X_src, X_tgt)
+    Xs_c, Xt_c = X_src - X_src.mean(0), X_tgt - X_tgt.mean(0)
+    first = np.linalg.lstsq(Xt_c[:, 0:4], Xs_c[:, 0], rcond=0.01)[0]
+    last = np.linalg.lstsq(Xt_c[:, 26:30], Xs_c[:, 29], rcond=0.01)[0]
+    np.testing.assert_allclose(pds.coef_[0, 3:], first, atol=1e-10)
+    np.testing.assert_allclose(pds.coef_[29, :4], last, atol=1e-10)
+    # the band entries that would fall off the spectrum are exactly zero
+    assert np.all(pds.coef_[0, :3] == 0.0)
+    assert np.all(pds.coef_[29, 4:] == 0.0)
+    assert np.all(pds.coef_[1, :2] == 0.0)
+    assert np.all(pds.coef_[28, 5:] == 0.0)
+
+
+def test_pds_stores_a_band_not_a_dense_matrix() -> None:
+    rng = np.random.default_rng(4)
+    X_src = smooth_spectra(rng, 10, 50)
+    pds = PDS(window=5).fit(X_src, target_probe(X_src, rng))
+    assert pds.coef_.shape == (50, 5)
+    assert pds.bias_.shape == (50,)
+    dense = pds.to_dense()
+    i, j = np.indices(dense.shape)
+    assert np.all(dense[np.abs(i - j) > 2] == 0.0)
+    for jj in range(50):
+        for ii in range(5):
+            row = jj - 2 + ii
+            if 0 <= row < 50:
+                assert dense[row, jj] == pds.coef_[jj, ii]
+
+
+@pytest.mark.parametrize("method", METHODS_ALL)
+def test_transform_and_apply_to_vector_match_the_dense_map(
+    method: str, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    t = fitted(method, c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    F = t.to_dense()
+    X_new = target_probe(
+        smooth_spectra(np.random.default_rng(11), 9, 120), np.random.default_rng(12)
+    )
+    np.testing.assert_allclose(t.transform(X_new), X_new @ F + t.bias_, rtol=0, atol=1e-10)
+    v = np.random.default_rng(13).normal(size=120)
+    np.testing.assert_allclose(t.apply_to_vector(v), F @ v, rtol=0, atol=1e-10)
+
+
+def test_pds_transform_accepts_fortran_ordered_and_many_rows() -> None:
+    rng = np.random.default_rng(5)
+    X_src = smooth_spectra(rng, 12, 60)
+    pds = PDS(window=9).fit(X_src, target_probe(X_src, rng))
+    X = np.asfortranarray(smooth_spectra(rng, 1500, 60))  # several row blocks
+    np.testing.assert_allclose(pds.transform(X), X @ pds.to_dense() + pds.bias_, rtol=0, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- DS and SBC
+
+
+@pytest.mark.parametrize("rcond", [0.1, 0.01, 1e-4])
+def test_ds_equals_pinv_formula_and_is_factored(rcond: float, campaign: dict[str, Any]) -> None:
+    Xs, Xt = campaign["X_src"], campaign["X_tgt"]
+    ds = DS(rcond=rcond).fit(Xs, Xt)
+    Xs_c, Xt_c = Xs - Xs.mean(0), Xt - Xt.mean(0)
+    F = np.linalg.pinv(Xt_c, rcond=rcond) @ Xs_c
+    np.testing.assert_allclose(ds.to_dense(), F, rtol=0, atol=1e-9 * np.abs(F).max())
+    np.testing.assert_allclose(ds.bias_, Xs.mean(0) - Xt.mean(0) @ F, atol=1e-9)
+    r = ds.rank_
+    assert r <= Xs.shape[0] - 1
+    assert ds.factor_left_.shape == (120, r)
+    assert ds.factor_right_.shape == (r, 120)
+
+
+def test_ds_rcond_below_machine_precision_uses_pinv_default_cutoff(
+    campaign: dict[str, Any],
+) -> None:
+    Xs, Xt = campaign["X_src"], campaign["X_tgt"]
+    ds = DS(rcond=1e-17).fit(Xs, Xt)
+    F = np.linalg.pinv(Xt - Xt.mean(0)) @ (Xs - Xs.mean(0))
+    assert ds.rank_ == Xs.shape[0] - 1  # centring removed one dimension
+    np.testing.assert_allclose(ds.to_dense(), F, rtol=0, atol=1e-8 * np.abs(F).max())
+
+
+def test_sbc_slope_and_offset_are_least_squares_on_the_standards(
+    campaign: dict[str, Any],
+) -> None:
+    c = campaign
+    sbc = SBC().fit(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    yhat_t = c["X_tgt"] @ c["coef"] + c["intercept"]
+    yhat_s = c["X_src"] @ c["coef"] + c["intercept"]
+    slope, offset = np.polyfit(yhat_t, yhat_s, 1)
+    assert sbc.slope_ == pytest.approx(slope, rel=1e-10)
+    assert sbc.offset_ == pytest.approx(offset, rel=1e-9, abs=1e-12)
+
+
+def test_sbc_fits_reference_values_when_given(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sbc = SBC().fit(
+        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
+    )
+    slope, offset = np.polyfit(c["X_tgt"] @ c["coef"] + c["intercept"], c["y_ref"], 1)
+    assert sbc.slope_ == pytest.approx(slope, rel=1e-10)
+    assert sbc.offset_ == pytest.approx(offset, rel=1e-9, abs=1e-12)
+
+
+def test_sbc_needs_the_model() -> None:
+    X = smooth_spectra(np.random.default_rng(0), 5, 10)
+    with pytest.raises(ValueError, match="coef"):
+        SBC().fit(X, X)
+
+
+def test_sbc_rejects_constant_predictions() -> None:
+    X = smooth_spectra(np.random.default_rng(0), 5, 10)
+    with pytest.raises(ValueError, match="slope"):
+        SBC().fit(X, X, coef=np.zeros(10), intercept=1.0)
+
+
+def test_sbc_collapse_refuses_another_model(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sbc = SBC().fit(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    with pytest.raises(ValueError, match="different model"):
+        sbc.collapse(2.0 * c["coef"], c["intercept"])
+
+
+# --------------------------------------------------------------------------- collapse
+
+
+@pytest.mark.parametrize("method", METHODS_ALL)
+def test_collapse_equals_transform_then_predict(method: str, campaign: dict[str, Any]) -> None:
+    c = campaign
+    t = fitted(method, c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    coef_t, intercept_t = t.collapse(c["coef"], c["intercept"])
+    X_new = target_probe(
+        smooth_spectra(np.random.default_rng(21), 30, 120), np.random.default_rng(2)
+    )
+    via_spectra = t.transform(X_new) @ c["coef"] + c["intercept"]
+    np.testing.assert_allclose(X_new @ coef_t + intercept_t, via_spectra, rtol=0, atol=1e-9)
+    assert isinstance(intercept_t, float)
+
+
+def test_sbc_collapse_is_slope_and_offset(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sbc = SBC().fit(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    coef_t, intercept_t = sbc.collapse(c["coef"], c["intercept"])
+    np.testing.assert_allclose(coef_t, sbc.slope_ * c["coef"])
+    assert intercept_t == pytest.approx(sbc.slope_ * c["intercept"] + sbc.offset_)
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+@pytest.mark.parametrize("method", METHODS_ALL)
+def test_to_arrays_round_trips_through_npz_without_pickle(
+    method: str, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    t = fitted(method, c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **t.to_arrays())
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as npz:
+        assert str(npz["method"]) == method
+        back = transfer_from_arrays(npz)
+    assert type(back) is type(t)
+    assert back.params() == t.params()
+    assert back.n_standards_ == 20
+    np.testing.assert_array_equal(back.transform(c["X_tgt"]), t.transform(c["X_tgt"]))
+    assert back.collapse(c["coef"], c["intercept"])[1] == t.collapse(c["coef"], c["intercept"])[1]
+
+
+def test_transfer_from_arrays_rejects_unknown_method_and_missing_keys(
+    campaign: dict[str, Any],
+) -> None:
+    c = campaign
+    arrays = PDS().fit(c["X_src"], c["X_tgt"]).to_arrays()
+    with pytest.raises(ValueError, match="unknown transfer method"):
+        transfer_from_arrays({**arrays, "method": np.array("magic")})
+    del arrays["bias"]
+    with pytest.raises(ValueError, match="'bias'"):
+        transfer_from_arrays(arrays)
+
+
+def test_params_are_plain_json_types() -> None:
+    assert PDS(window=7, rcond=0.03).params() == {"window": 7, "rcond": 0.03}
+    assert DS(rcond=0.1).params() == {"rcond": 0.1}
+    assert SBC().params() == {}
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
+def test_transform_before_fit_raises_not_fitted(cls: type[Transfer]) -> None:
+    with pytest.raises(NotFittedError, match="not fitted"):
+        cls().transform(np.ones((2, 5)))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        cls().collapse(np.ones(5), 0.0)
+
+
+@pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
+def test_fit_rejects_unpaired_shapes_naming_both(cls: type[Transfer]) -> None:
+    with pytest.raises(ValueError, match=r"\(5, 10\).*\(4, 10\)"):
+        cls().fit(np.ones((5, 10)), np.ones((4, 10)), coef=np.ones(10), intercept=0.0)
+
+
+@pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
+def test_fit_needs_two_standards(cls: type[Transfer]) -> None:
+    with pytest.raises(ValueError, match="at least 2 standards"):
+        cls().fit(np.ones((1, 10)), np.ones((1, 10)), coef=np.ones(10), intercept=0.0)
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [(4, "odd"), (0, "odd"), (-3, "odd"), (13, "wider than the spectrum"), (2.5, "odd integer")],
+)
+def test_pds_rejects_bad_windows(window: Any, message: str) -> None:
+    X = smooth_spectra(np.random.default_rng(0), 5, 11)
+    with pytest.raises(ValueError, match=message):
+        PDS(window=window).fit(X, X)
+
+
+@pytest.mark.parametrize("rcond", [0.0, 1.0, -0.1, math.nan, 2.0])
+def test_rcond_must_be_in_open_unit_interval(rcond: float) -> None:
+    X = smooth_spectra(np.random.default_rng(0), 5, 11)
+    with pytest.raises(ValueError, match=r"rcond must be in \(0, 1\)"):
+        PDS(rcond=rcond).fit(X, X)
+    with pytest.raises(ValueError, match=r"rcond must be in \(0, 1\)"):
+        DS(rcond=rcond).fit(X, X)
+
+
+def test_transform_rejects_other_channel_count(campaign: dict[str, Any]) -> None:
+    pds = PDS().fit(campaign["X_src"], campaign["X_tgt"])
+    with pytest.raises(ValueError, match=r"\(3, 100\).*120 channels"):
+        pds.transform(np.ones((3, 100)))
+
+
+def test_fit_rejects_non_finite_standards() -> None:
+    X = np.ones((4, 6))
+    X[2, 3] = np.nan
+    with pytest.raises(ValueError, match="sample 2, channel 3"):
+        PDS(window=3).fit(np.ones((4, 6)), X)
+
+
+def test_fit_transfer_rejects_unknown_method_and_parameters(campaign: dict[str, Any]) -> None:
+    c = campaign
+    with pytest.raises(ValueError, match="unknown transfer method"):
+        fit_transfer("osc", c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    with pytest.raises(ValueError, match="invalid parameters"):
+        fit_transfer(
+            "ds", c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], window=5
+        )
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def manual_cv(
+    method: str,
+    params: dict[str, Any],
+    c: dict[str, Any],
+    fold_of: np.ndarray,
+    y: FloatArray,
+) -> tuple[float, FloatArray]:
+    """Refit each candidate per fold with the public classes: the slow, obvious way."""
+    pred = np.empty(y.shape[0])
+    for f in np.unique(fold_of):
+        tr, te = fold_of != f, fold_of == f
+        y_tr = None if c.get("use_y_ref") is None else c["y_ref"][tr]
+        t = fit_transfer(
+            method,
+            c["X_src"][tr],
+            c["X_tgt"][tr],
+            coef=c["coef"],
+            intercept=c["intercept"],
+            y_ref=y_tr,
+            **params,
+        )
+        pred[te] = t.transform(c["X_tgt"][te]) @ c["coef"] + c["intercept"]
+    return float(np.sqrt(np.mean((pred - y) ** 2))), pred
+
+
+@pytest.mark.parametrize(("cv", "use_y_ref"), [("loo", False), (6, True), (7, False)])
+def test_select_transfer_scores_equal_refitting_each_fold(
+    cv: Any, use_y_ref: bool, campaign: dict[str, Any]
+) -> None:
+    c = dict(campaign, use_y_ref=True if use_y_ref else None)
+    y_ref = c["y_ref"] if use_y_ref else None
+    sel = select_transfer(
+        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=y_ref, cv=cv
+    )
+    n = 20
+    fold_of = np.arange(n) if cv == "loo" else np.arange(n) % cv
+    y = c["y_ref"] if use_y_ref else c["X_src"] @ c["coef"] + c["intercept"]
+    np.testing.assert_allclose(sel.cv_reference, y)
+    assert len(sel.cv_table) == len(default_candidates())
+    for row in sel.cv_table:
+        rmse, _ = manual_cv(row["method"], row["params"], c, fold_of, y)
+        assert row["rmsecv"] == pytest.approx(rmse, rel=1e-7, abs=1e-12), row
+        assert row["n_folds"] == len(np.unique(fold_of))
+        assert row["se"] >= 0.0
+    _, pred = manual_cv(sel.method, sel.params, c, fold_of, y)
+    np.testing.assert_allclose(sel.cv_predictions, pred, rtol=1e-7, atol=1e-10)
+
+
+def test_select_transfer_choice_is_the_minimum_and_beats_naive(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sel = select_transfer(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    scores = {(r["method"], tuple(r["params"].items())): r["rmsecv"] for r in sel.cv_table}
+    best = scores[(sel.method, tuple(sel.params.items()))]
+    assert best <= min(scores.values()) * (1 + 1e-9) + 1e-15
+    assert best < 0.5 * scores[("naive", ())]
+    assert sel.reference == "source_model"
+    assert sel.scheme == "leave-one-out over 20 standards"
+
+
+def test_select_transfer_refits_the_choice_on_all_standards(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sel = select_transfer(
+        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
+    )
+    again = fit_transfer(
+        sel.method,
+        c["X_src"],
+        c["X_tgt"],
+        coef=c["coef"],
+        intercept=c["intercept"],
+        y_ref=c["y_ref"],
+        **sel.params,
+    )
+    assert sel.transfer.method == sel.method
+    assert sel.transfer.n_standards_ == 20
+    np.testing.assert_array_equal(sel.transfer.transform(c["X_tgt"]), again.transform(c["X_tgt"]))
+    assert sel.reference == "y_ref"
+
+
+def test_select_transfer_prefers_naive_on_identical_probes() -> None:
+    rng = np.random.default_rng(8)
+    X = smooth_spectra(rng, 12, 40)
+    sel = select_transfer(X, X.copy(), coef=rng.normal(size=40), intercept=0.5)
+    # every candidate reproduces the source exactly (up to rounding): the tie goes to naive
+    assert sel.method == "naive"
+    assert isinstance(sel.transfer, NaiveTransfer)
+
+
+def test_select_transfer_picks_sbc_for_a_pure_gain() -> None:
+    rng = np.random.default_rng(9)
+    X = smooth_spectra(rng, 12, 40)
+    # a pure gain on the target probe: slope/bias correction is exact, the others are not
+    sel = select_transfer(
+        X,
+        1.5 * X,
+        coef=rng.normal(size=40),
+        intercept=0.5,
+        candidates=[("ds", {"rcond": 0.01}), ("pds", {"window": 3, "rcond": 0.1}), ("sbc", {})],
+    )
+    assert isinstance(sel.transfer, SBC)
+    assert sel.transfer.slope_ == pytest.approx(1.0 / 1.5)  # target -> source predictions
+
+
+def test_select_transfer_tie_break_prefers_the_more_regularized_candidate() -> None:
+    rng = np.random.default_rng(9)
+    X = smooth_spectra(rng, 12, 40)
+    # a one-channel window has one singular value, always kept: both rconds give equal scores
+    sel = select_transfer(
+        X,
+        target_probe(X, rng),
+        coef=rng.normal(size=40),
+        intercept=0.5,
+        candidates=[("pds", {"window": 1, "rcond": 0.01}), ("pds", {"window": 1, "rcond": 0.1})],
+    )
+    assert sel.cv_table[0]["rmsecv"] == sel.cv_table[1]["rmsecv"]
+    assert sel.params == {"window": 1, "rcond": 0.1}
+
+
+def test_select_transfer_skips_windows_wider_than_the_spectrum() -> None:
+    rng = np.random.default_rng(10)
+    X = smooth_spectra(rng, 8, 7)
+    sel = select_transfer(X, target_probe(X, rng), coef=rng.normal(size=7), intercept=0.0)
+    skipped = {(s["method"], s["params"]["window"]) for s in sel.skipped}
+    assert skipped == {("pds", 9), ("pds", 11)}
+    assert all(r["params"].get("window", 0) <= 7 for r in sel.cv_table)
+    assert len(sel.cv_table) == len(default_candidates()) - 6
+
+
+def test_select_transfer_skips_sbc_when_slope_is_undefined() -> None:
+    rng = np.random.default_rng(12)
+    X = smooth_spectra(rng, 6, 12)
+    sel = select_transfer(X, X + 0.1, coef=np.zeros(12), intercept=1.0)
+    assert [s["method"] for s in sel.skipped] == ["sbc"]
+    assert "sbc" not in {r["method"] for r in sel.cv_table}
+
+
+@pytest.mark.parametrize(
+    ("n", "cv", "message"),
+    [(2, "loo", "at least 3 standards"), (6, 1, "2 <= folds"), (6, 7, "2 <= folds")],
+)
+def test_select_transfer_validates_cv(n: int, cv: Any, message: str) -> None:
+    X = smooth_spectra(np.random.default_rng(0), n, 10)
+    with pytest.raises(ValueError, match=message):
+        select_transfer(X, X, coef=np.ones(10), intercept=0.0, cv=cv)
+
+
+def test_select_transfer_rejects_malformed_candidates() -> None:
+    X = smooth_spectra(np.random.default_rng(0), 6, 10)
+    with pytest.raises(ValueError, match="odd"):
+        select_transfer(
+            X, X, coef=np.ones(10), intercept=0.0, candidates=[("pds", {"window": 4, "rcond": 0.1})]
+        )
+    with pytest.raises(ValueError, match="needs parameters"):
+        select_transfer(X, X, coef=np.ones(10), intercept=0.0, candidates=[("ds", {})])
+
+
+def test_venetian_blinds_scheme_is_described() -> None:
+    X = smooth_spectra(np.random.default_rng(0), 9, 10)
+    sel = select_transfer(
+        X, X + 0.01, coef=np.ones(10), intercept=0.0, cv=4, candidates=[("naive", {})]
+    )
+    assert sel.scheme.startswith("4-fold venetian-blinds")
+    assert sel.cv_table[0]["n_folds"] == 4
+    loo = select_transfer(
+        X, X + 0.01, coef=np.ones(10), intercept=0.0, cv=9, candidates=[("naive", {})]
+    )
+    assert loo.scheme == "leave-one-out over 9 standards"
+
+
+# --------------------------------------------------------------------------- properties
+
+
+def well_conditioned(seed: int, n: int, p: int) -> FloatArray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, p)) + 5.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    half=st.integers(0, 4),
+    extra_channels=st.integers(0, 20),
+    extra_standards=st.integers(2, 15),
+    rcond=st.sampled_from([1e-10, 1e-3]),
+)
+def test_identity_instrument_gives_identity_pds(
+    seed: int, half: int, extra_channels: int, extra_standards: int, rcond: float
+) -> None:
+    window = 2 * half + 1
+    p = window + extra_channels
+    n = 3 * window + extra_standards if rcond >= 1e-3 else window + extra_standards
+    X = well_conditioned(seed, n, p)
+    pds = PDS(window=window, rcond=rcond).fit(X, X)
+    np.testing.assert_allclose(pds.to_dense(), np.eye(p), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(pds.bias_, 0.0, atol=1e-7)
+    np.testing.assert_allclose(pds.transform(X), X, rtol=0, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    half=st.integers(0, 4),
+    extra_channels=st.integers(0, 30),
+    gain_amplitude=st.floats(0.0, 0.6),
+    offset=st.floats(-2.0, 2.0),
+)
+def test_pds_recovers_a_smooth_gain_and_offset(
+    seed: int, half: int, extra_channels: int, gain_amplitude: float, offset: float
+) -> None:
+    window = 2 * half + 1
+    p = window + extra_channels
+    n = 3 * window + 5
+    ch = np.linspace(0.0, 1.0, p)
+    gain = 1.0 + gain_amplitude * np.sin(2.0 * np.pi * ch)  # in [0.4, 1.6]
+    off = offset * (1.0 + ch)
+    X_src = well_conditioned(seed, n, p)
+    pds = PDS(window=window, rcond=1e-3).fit(X_src, X_src * gain + off)
+    fresh = well_conditioned(seed + 1, 25, p)
+    np.testing.assert_allclose(pds.transform(fresh * gain + off), fresh, rtol=0, atol=1e-7)
