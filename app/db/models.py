@@ -186,9 +186,7 @@ class Transfer(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     number: Mapped[int] = mapped_column(Integer, unique=True)
     status: Mapped[TransferStatus] = mapped_column(_enum(TransferStatus, "transfer_status"))
-    source_version_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("model_version.id"), index=True
-    )
+    source_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("model_version.id"), index=True)
     target_domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("domain.id"), index=True)
     method_requested: Mapped[TransferMethod] = mapped_column(
         _enum(TransferMethod, "transfer_method")
