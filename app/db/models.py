@@ -155,7 +155,10 @@ class ModelVersion(Base):
     dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dataset.id"))
     # Lineage of a transferred version: source version -> transfer -> this version.
     source_version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("model_version.id"))
-    transfer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfer.id"), unique=True)
+    # use_alter: transfer also points at model_version (its source); break the cycle at DDL.
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("transfer.id", use_alter=True), unique=True
+    )
     artifact_sha256: Mapped[str] = mapped_column(String(64))
     n_components: Mapped[int] = mapped_column(Integer)
     component_selection: Mapped[dict[str, Any]]
