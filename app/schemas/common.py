@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,10 +20,12 @@ class ErrorBody(Schema):
     detail: str
 
 
-ERRORS = {
+Responses = dict[int | str, dict[str, Any]]
+
+ERRORS: Responses = {
     401: {"model": ErrorBody, "description": "not authenticated"},
     403: {"model": ErrorBody, "description": "role not allowed"},
     422: {"model": ErrorBody, "description": "invalid input"},
 }
-NOT_FOUND = {404: {"model": ErrorBody, "description": "not found"}}
-CONFLICT = {409: {"model": ErrorBody, "description": "conflict"}}
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "not found"}}
+CONFLICT: Responses = {409: {"model": ErrorBody, "description": "conflict"}}
