@@ -88,7 +88,7 @@ class DemoResult:
     naive: Metrics
     corrected: Metrics
     method: str
-    params: dict[str, float | int]
+    params: dict[str, float | int | str]
     scheme: str
     rmsecv: float
     standards: IntArray = field(repr=False)
@@ -174,8 +174,8 @@ def run_demo(seed: int = 2026, n_standards: int = 24) -> DemoResult:
     )
 
 
-def _format_params(params: dict[str, float | int]) -> str:
-    return " ".join(f"{k}={v:g}" for k, v in params.items())
+def _format_params(params: dict[str, float | int | str]) -> str:
+    return " ".join(f"{k}={v}" if isinstance(v, str) else f"{k}={v:g}" for k, v in params.items())
 
 
 def format_report(result: DemoResult) -> str:

@@ -20,8 +20,11 @@ paired):
   largest singular value *of that window* are dropped, as ``numpy.linalg.lstsq`` does. On real
   instrument pairs the unregularized textbook loop was often worse than no correction at all
   with 8-20 standards, while ``rcond = 0.01`` made PDS 2-20x better (DESIGN.md §2).
-- :class:`DS`, direct standardization [1]_: ``F = pinv(X_tgt_c, rcond) @ X_src_c`` on centred
-  blocks, stored factored as ``A @ B`` with inner dimension at most ``n_standards``.
+- :class:`DS`, direct standardization [1]_ on centred blocks, by default anchored at the
+  identity: ``F = I + pinv(X_tgt_c, rcond) @ (X_src_c - X_tgt_c)``, so directions the standards
+  do not span pass through unchanged instead of being zeroed as in textbook DS
+  (``anchor="zero"``: ``F = pinv(X_tgt_c, rcond) @ X_src_c``). ``F - anchor`` is stored
+  factored as ``A @ B`` with inner dimension at most ``n_standards``.
 - :class:`SBC`, slope/bias correction of the predictions [2]_: ``y = slope * yhat_tgt + bias``.
   It corrects one model's predictions, not the spectra; it is represented as ``F = slope * I``
   plus the smallest offset ``b`` that makes :meth:`SBC.collapse` exact for that model.
@@ -29,7 +32,9 @@ paired):
 :class:`NaiveTransfer` (``F = I``, ``b = 0``: use the source model unchanged) completes the set,
 so that :func:`select_transfer`, which picks the method and its parameters by cross-validation
 over the standards only, can never do worse in cross-validation than doing nothing. No method
-wins everywhere [3]_ (DESIGN.md §2), hence the selection.
+wins everywhere [3]_ (DESIGN.md §2), hence the selection; with a handful of standards the CV
+estimate is noisy, so by default the selection takes the simplest candidate within one
+standard error of the best (see :func:`select_transfer`).
 
 Implementation notes
 --------------------
@@ -88,10 +93,19 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("naive", "sbc", "pds", "ds")
-"""Method names, from the simplest correction to the most flexible (the tie-break order)."""
+"""Method names (see :func:`select_transfer` for the order in which candidates count as simpler)."""
 
-FORMAT_VERSION = 1
-"""Version of the :meth:`to_arrays` layout, stored with every artifact."""
+Anchor: TypeAlias = Literal["identity", "zero"]
+ANCHORS: tuple[str, ...] = ("identity", "zero")
+"""What a DS map is in the directions the standards do not span (see :class:`DS`)."""
+
+FORMAT_VERSION = 2
+"""Version of the :meth:`to_arrays` layout, stored with every artifact.
+
+1: DS had no ``anchor`` (it was always textbook DS, ``anchor="zero"``); 2: DS stores it.
+Both are read.
+"""
+_READABLE_FORMATS = (1, 2)
 
 # Below this rcond the squared conditioning of the normal equations would cost accuracy
 # (relative error ~ eps / rcond**2), so PDS falls back to an SVD of each window.
@@ -126,7 +140,7 @@ def _check_pair(X_src: ArrayLike, X_tgt: ArrayLike) -> tuple[FloatArray, FloatAr
     return Xs, Xt
 
 
-def _check_rcond(rcond: float) -> float:
+def _check_rcond(rcond: object) -> float:
     if isinstance(rcond, bool) or not isinstance(rcond, int | float | np.floating | np.integer):
         raise ValueError(f"rcond must be a number in (0, 1), got {rcond!r}")
     value = float(rcond)
@@ -134,6 +148,14 @@ def _check_rcond(rcond: float) -> float:
     if not (math.isfinite(value) and 0.0 < value < 1.0):
         raise ValueError(f"rcond must be in (0, 1), got {rcond!r}")
     return value
+
+
+def _check_anchor(anchor: object) -> Anchor:
+    if anchor == "identity":
+        return "identity"
+    if anchor == "zero":
+        return "zero"
+    raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
 
 
 def _check_window(window: int, n_channels: int) -> int:
@@ -544,10 +566,29 @@ class PDS(_LinearTransfer):
 
 
 class DS(_LinearTransfer):
-    """Direct standardization [1]_: ``F = pinv(X_tgt_c, rcond) @ X_src_c`` on centred blocks.
+    """Direct standardization [1]_ on centred blocks, anchored at the identity by default.
 
-    ``F`` has rank ``r <= n_standards - 1`` and is stored factored, ``F = A @ B``; a dense
-    ``(p, p)`` matrix is only built by :meth:`to_dense`. Singular values of the centred
+    With ``anchor="zero"`` this is the textbook DS, ``F = pinv(X_tgt_c, rcond) @ X_src_c``.
+    With ``anchor="identity"`` (the default) the *difference* between the probes is
+    standardized instead::
+
+        F = I + pinv(X_tgt_c, rcond) @ (X_src_c - X_tgt_c)
+
+    Both are truncated-SVD least-squares solutions of ``X_tgt_c @ F ≈ X_src_c``; they differ
+    in what ``F`` does in the directions the (kept) standards do not span. Textbook DS is the
+    minimum-norm ``F`` and maps every such direction to zero, so target variation that the few
+    standards happen not to contain is deleted before the model sees it. The anchored form is
+    the minimum-norm *change* ``F - I``: those directions pass through unchanged, as in a
+    naive transfer, and only the spanned ones are corrected. Composed with a model it is the
+    smallest change of the regression vector, within the span of the standards, that makes
+    the target predictions of the standards agree with the source predictions. This is the
+    idea of spectral space transformation [2]_ (``F = I + ...`` on the common subspace).
+    On the tablet shoot-out (README, "Validated on real data"; rcond 0.01) the anchored form's
+    RMSEP was 16-33 % lower than textbook DS's with 8, 12, 20 and 30 standards, and it varied
+    much less with ``rcond``.
+
+    ``F - anchor`` has rank ``r <= n_standards - 1`` and is stored factored, ``A @ B``; a
+    dense ``(p, p)`` matrix is only built by :meth:`to_dense`. Singular values of the centred
     target block at or below ``rcond`` times the largest are discarded
     (``numpy.linalg.pinv`` semantics; the cut-off is floored at ``eps * max(n, p)``, the
     default of ``pinv``, because centring leaves one singular value at rounding level).
@@ -556,6 +597,9 @@ class DS(_LinearTransfer):
     ----------
     rcond : float, default=0.01
         Relative singular-value cut-off, in (0, 1).
+    anchor : {"identity", "zero"}, default="identity"
+        What ``F`` is in the directions the kept standards do not span: the identity
+        (standardize the difference) or zero (textbook DS).
 
     Attributes
     ----------
@@ -563,7 +607,8 @@ class DS(_LinearTransfer):
         ``A = V_r / s_r`` (right singular vectors of the centred target block over the kept
         singular values).
     factor_right_ : ndarray of shape (rank, n_channels)
-        ``B = U_r.T @ X_src_c``.
+        ``B = U_r.T @ X_src_c`` (``anchor="zero"``) or ``U_r.T @ (X_src_c - X_tgt_c)``
+        (``anchor="identity"``).
     bias_ : ndarray of shape (n_channels,)
         ``mean(X_src) - mean(X_tgt) @ F``.
     n_channels_, n_standards_ : int
@@ -571,6 +616,9 @@ class DS(_LinearTransfer):
     References
     ----------
     .. [1] Wang, Y., Veltkamp, D. J. & Kowalski, B. R. Anal. Chem. 63 (1991) 2750-2756.
+    .. [2] Du, W., Chen, Z.-P., Zhong, L.-J., Wang, S.-X., Yu, R.-Q., Nordon, A., Littlejohn,
+       D. & Holden, M. "Maintaining the predictive abilities of multivariate calibration
+       models by spectral space transformation." Analytica Chimica Acta 690 (2011) 64-70.
     """
 
     method: ClassVar[str] = "ds"
@@ -585,11 +633,12 @@ class DS(_LinearTransfer):
     factor_left_: FloatArray
     factor_right_: FloatArray
 
-    def __init__(self, rcond: float = 0.01) -> None:
+    def __init__(self, rcond: float = 0.01, anchor: Anchor = "identity") -> None:
         self.rcond = rcond
+        self.anchor = anchor
 
     def params(self) -> dict[str, float | int | str]:
-        return {"rcond": float(self.rcond)}
+        return {"rcond": float(self.rcond), "anchor": str(self.anchor)}
 
     def fit(
         self,
@@ -616,29 +665,37 @@ class DS(_LinearTransfer):
         Xs, Xt = _check_pair(X_src, X_tgt)
         n, p = Xs.shape
         rcond = _check_rcond(self.rcond)
+        anchor = _check_anchor(self.anchor)
         s_mean, t_mean = Xs.mean(axis=0), Xt.mean(axis=0)
-        Xs_c = Xs - s_mean
+        Xs_c, Xt_c = Xs - s_mean, Xt - t_mean
         # SVD of the tall transpose, Xt_c.T = V diag(s) U.T: several times faster than the wide.
-        V, s, Ut = np.linalg.svd((Xt - t_mean).T, full_matrices=False)
+        V, s, Ut = np.linalg.svd(Xt_c.T, full_matrices=False)
         cut = max(rcond, _EPS * max(n, p))  # floor: centring leaves a ~eps * s_max value
         rank = int(np.count_nonzero((s > 0.0) & (s > cut * s[0])))
         self.factor_left_ = np.ascontiguousarray(V[:, :rank] / s[:rank])
-        self.factor_right_ = np.ascontiguousarray(Ut[:rank] @ Xs_c)
-        self.bias_ = s_mean - (t_mean @ self.factor_left_) @ self.factor_right_
+        rhs = Xs_c - Xt_c if anchor == "identity" else Xs_c
+        self.factor_right_ = np.ascontiguousarray(Ut[:rank] @ rhs)
         self.n_channels_, self.n_standards_ = p, n
+        self.bias_ = s_mean - self._map_rows(t_mean[None, :])[0]
         return self
 
     @property
     def rank_(self) -> int:
-        """Rank of ``F`` (number of kept singular values)."""
+        """Rank of ``F - anchor`` (number of kept singular values)."""
         self._check_fitted()
         return int(self.factor_left_.shape[1])
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
-        return (X @ self.factor_left_) @ self.factor_right_
+        out = (X @ self.factor_left_) @ self.factor_right_
+        if self.anchor == "identity":
+            out += X
+        return out
 
     def _map_vector(self, v: FloatArray) -> FloatArray:
-        return self.factor_left_ @ (self.factor_right_ @ v)
+        out = self.factor_left_ @ (self.factor_right_ @ v)
+        if self.anchor == "identity":
+            out += v
+        return out
 
     def _arrays(self) -> dict[str, NDArray[Any]]:
         return {
@@ -914,8 +971,10 @@ def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> Transfer:
     if method not in _CLASSES:
         raise ValueError(f"unknown transfer method {method!r}; expected one of {METHODS}")
     version = int(_scalar(d, "format_version"))
-    if version != FORMAT_VERSION:
-        raise ValueError(f"transfer format_version {version} is not supported ({FORMAT_VERSION})")
+    if version not in _READABLE_FORMATS:
+        raise ValueError(
+            f"transfer format_version {version} is not supported ({_READABLE_FORMATS})"
+        )
     n_std = int(_scalar(d, "n_standards"))
     if method == "pds":
         pds = PDS(window=int(_scalar(d, "window")), rcond=float(_scalar(d, "rcond")))
@@ -930,7 +989,9 @@ def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> Transfer:
         pds.n_channels_, pds.n_standards_ = p, n_std
         return pds
     if method == "ds":
-        ds = DS(rcond=_check_rcond(float(_scalar(d, "rcond"))))
+        # Format 1 predates the anchor: its DS was always textbook DS.
+        anchor = _check_anchor(str(_scalar(d, "anchor")) if version >= 2 else "zero")
+        ds = DS(rcond=_check_rcond(float(_scalar(d, "rcond"))), anchor=anchor)
         left = _matrix(d, "factor_left", (None, None))
         p, rank = left.shape
         ds.factor_left_ = left
@@ -965,7 +1026,7 @@ def fit_transfer(
     coef: ArrayLike,
     intercept: float,
     y_ref: ArrayLike | None = None,
-    **params: float | int,
+    **params: float | int | str,
 ) -> Transfer:
     """Fit one transfer method with fixed parameters on the transfer standards.
 
@@ -980,7 +1041,8 @@ def fit_transfer(
     y_ref : array-like of shape (n_standards,), optional
         Reference values of the standards (used by SBC).
     **params
-        ``window`` and ``rcond`` for PDS, ``rcond`` for DS; none for SBC and naive.
+        ``window`` and ``rcond`` for PDS, ``rcond`` and optionally ``anchor`` for DS; none
+        for SBC and naive.
 
     Returns
     -------
@@ -996,7 +1058,7 @@ def fit_transfer(
         kwargs: dict[str, Any] = dict(params)
         transfer = cls(**kwargs)
     except TypeError:
-        allowed = {"pds": "window, rcond", "ds": "rcond"}.get(method, "none")
+        allowed = {"pds": "window, rcond", "ds": "rcond, anchor"}.get(method, "none")
         raise ValueError(
             f"invalid parameters {sorted(params)} for {method!r} (allowed: {allowed})"
         ) from None
@@ -1005,14 +1067,15 @@ def fit_transfer(
 
 # --------------------------------------------------------------------------- selection by CV
 
-Candidate: TypeAlias = tuple[str, Mapping[str, float | int]]
+Candidate: TypeAlias = tuple[str, Mapping[str, float | int | str]]
+SelectionRule: TypeAlias = Literal["one_se", "min"]
 
 
 class CVRow(TypedDict):
     """One evaluated candidate of :func:`select_transfer` (units of ``y``)."""
 
     method: str
-    params: dict[str, float | int]
+    params: dict[str, float | int | str]
     rmsecv: float
     se: float
     n_folds: int
@@ -1022,7 +1085,7 @@ class SkippedCandidate(TypedDict):
     """A candidate that could not be evaluated, and why."""
 
     method: str
-    params: dict[str, float | int]
+    params: dict[str, float | int | str]
     reason: str
 
 
@@ -1035,7 +1098,7 @@ class TransferSelection:
     method : str
         Chosen method (``"naive"``, ``"sbc"``, ``"pds"`` or ``"ds"``).
     params : dict
-        Its parameters (``window``/``rcond``).
+        Its parameters (``window``/``rcond`` for PDS, ``rcond``/``anchor`` for DS).
     transfer : PDS | DS | SBC | NaiveTransfer
         The chosen candidate refitted on all standards.
     cv_table : list of CVRow
@@ -1052,10 +1115,12 @@ class TransferSelection:
         Human-readable CV scheme, e.g. ``"leave-one-out over 24 standards"``.
     skipped : list of SkippedCandidate
         Candidates that could not be fitted (window wider than the spectrum, undefined slope).
+    rule : {"one_se", "min"}
+        How the winner was picked from the CV table (see :func:`select_transfer`).
     """
 
     method: str
-    params: dict[str, float | int]
+    params: dict[str, float | int | str]
     transfer: Transfer
     cv_table: list[CVRow]
     cv_predictions: FloatArray
@@ -1063,48 +1128,68 @@ class TransferSelection:
     reference: Literal["y_ref", "source_model"]
     scheme: str
     skipped: list[SkippedCandidate] = field(default_factory=list)
+    rule: SelectionRule = "one_se"
 
 
 def default_candidates() -> list[Candidate]:
-    """The default grid of :func:`select_transfer` (20 candidates).
+    """The default grid of :func:`select_transfer` (22 candidates).
 
-    naive; SBC; DS at rcond 0.1, 0.03, 0.01, 0.003; PDS at windows 3, 5, 7, 9, 11 x rcond 0.1,
-    0.03, 0.01.
+    naive; SBC; DS anchored at the identity at rcond 0.1, 0.03, 0.01, 0.003, 0.001; PDS at
+    windows 3, 5, 7, 9, 11 x rcond 0.1, 0.03, 0.01.
+
+    Textbook DS (``anchor="zero"``) is not in the default grid. On the tablet shoot-out it won
+    the leave-one-out CV over Kennard-Stone standards with 8, 12 and 20 standards (rcond
+    0.03; test RMSEP 4.14, 3.80, 3.64 mg, where anchored DS at the same rcond gave 3.31, 3.08,
+    2.95 mg): it maps every target direction the standards do not span to zero, which LOO over
+    a handful of extreme standards does not expose. It can still be requested as a fixed
+    method or passed in ``candidates``.
     """
     grid: list[Candidate] = [("naive", {}), ("sbc", {})]
-    grid += [("ds", {"rcond": r}) for r in (0.1, 0.03, 0.01, 0.003)]
+    grid += [("ds", {"rcond": r, "anchor": "identity"}) for r in (0.1, 0.03, 0.01, 0.003, 0.001)]
     grid += [
         ("pds", {"window": w, "rcond": r}) for w in (3, 5, 7, 9, 11) for r in (0.1, 0.03, 0.01)
     ]
     return grid
 
 
-def _complexity(method: str, params: Mapping[str, float | int]) -> tuple[float, ...]:
-    """Sort key from the simplest / most regularized candidate to the most flexible."""
-    if method == "pds":
-        return (2.0, float(params["window"]), -float(params["rcond"]))
+def _complexity(method: str, params: Mapping[str, float | int | str]) -> tuple[float, ...]:
+    """Sort key from the smallest departure from "no correction" to the largest.
+
+    naive < SBC (two numbers) < DS anchored at the identity (a correction of rank <= n - 1
+    to the identity; larger rcond = fewer directions changed) < PDS (every channel re-mapped;
+    narrower window first, then larger rcond) < textbook DS (the identity replaced by a map of
+    rank <= n - 1; larger rcond first).
+    """
     if method == "ds":
-        return (3.0, -float(params["rcond"]))
-    return (float(METHODS.index(method)),)
+        rank = 2.0 if params.get("anchor", "identity") == "identity" else 4.0
+        return (rank, -float(params["rcond"]))
+    if method == "pds":
+        return (3.0, float(params["window"]), -float(params["rcond"]))
+    return (0.0,) if method == "naive" else (1.0,)
 
 
 def _normalize_candidates(
     candidates: Sequence[Candidate], p: int
-) -> tuple[list[tuple[str, dict[str, float | int]]], list[SkippedCandidate]]:
-    out: list[tuple[str, dict[str, float | int]]] = []
+) -> tuple[list[tuple[str, dict[str, float | int | str]]], list[SkippedCandidate]]:
+    out: list[tuple[str, dict[str, float | int | str]]] = []
     skipped: list[SkippedCandidate] = []
     expected = {"naive": set(), "sbc": set(), "ds": {"rcond"}, "pds": {"window", "rcond"}}
+    optional = {"ds": {"anchor"}}
     for method, raw in candidates:
         if method not in expected:
             raise ValueError(f"unknown transfer method {method!r}; expected one of {METHODS}")
         params = dict(raw)
-        if set(params) != expected[method]:
+        extra = set(params) - expected[method]
+        if not expected[method] <= set(params) or not extra <= optional.get(method, set()):
             raise ValueError(
-                f"candidate {method!r} needs parameters {sorted(expected[method])}, "
-                f"got {sorted(params)}"
+                f"candidate {method!r} needs parameters {sorted(expected[method])}"
+                + (f" (optional: {sorted(optional[method])})" if method in optional else "")
+                + f", got {sorted(params)}"
             )
         if "rcond" in params:
             params["rcond"] = _check_rcond(params["rcond"])
+        if method == "ds":
+            params["anchor"] = _check_anchor(params.get("anchor", "identity"))
         if method == "pds":
             w = params["window"]
             if isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 1 or w % 2 == 0:
@@ -1151,7 +1236,7 @@ def _cv_collapsed_models(
     b: float,
     fold_of: IntArray,
     n_folds: int,
-    cands: Sequence[tuple[str, Mapping[str, float | int]]],
+    cands: Sequence[tuple[str, Mapping[str, float | int | str]]],
 ) -> tuple[dict[int, tuple[FloatArray, FloatArray]], str | None]:
     """Fit every candidate on every fold's training standards, collapsed with the model.
 
@@ -1168,12 +1253,12 @@ def _cv_collapsed_models(
         by_size.setdefault(tr.shape[0], []).append(f)
 
     pds_groups: dict[int, list[int]] = {}
-    ds_group: list[int] = []
+    ds_groups: dict[str, list[int]] = {}
     for idx, (method, params) in enumerate(cands):
         if method == "pds":
             pds_groups.setdefault(int(params["window"]), []).append(idx)
         elif method == "ds":
-            ds_group.append(idx)
+            ds_groups.setdefault(str(params["anchor"]), []).append(idx)
         elif method == "naive":
             collapsed[idx] = (np.broadcast_to(c, (n_folds, p)), np.full(n_folds, b))
     sbc_idx = [i for i, (m, _) in enumerate(cands) if m == "sbc"]
@@ -1196,11 +1281,13 @@ def _cv_collapsed_models(
                     results.setdefault(i, []).append(
                         (folds, slope[:, None] * c, slope * b + offset)
                     )
-        if ds_group:
-            gains = _ds_collapsed(
-                Xt_trc, Xs_trc @ c, [float(cands[i][1]["rcond"]) for i in ds_group]
-            )
+        for anchor, ds_group in ds_groups.items():
+            # F @ c = pinv(Xt_c) @ (Xs_c @ c), or c + pinv(Xt_c) @ ((Xs_c - Xt_c) @ c).
+            z = Xs_trc @ c - (Xt_trc @ c if anchor == "identity" else 0.0)
+            gains = _ds_collapsed(Xt_trc, z, [float(cands[i][1]["rcond"]) for i in ds_group])
             for i, g in zip(ds_group, gains, strict=True):
+                if anchor == "identity":
+                    g = g + c
                 results.setdefault(i, []).append(
                     (folds, g, src_part - np.einsum("fp,fp->f", t_mean, g))
                 )
@@ -1242,6 +1329,7 @@ def select_transfer(
     y_ref: ArrayLike | None = None,
     candidates: Sequence[Candidate] | None = None,
     cv: int | Literal["loo"] = "loo",
+    rule: SelectionRule = "one_se",
 ) -> TransferSelection:
     """Choose the transfer method and its parameters by cross-validation over the standards.
 
@@ -1267,6 +1355,9 @@ def select_transfer(
         in ``skipped``; invalid parameters raise ``ValueError``.
     cv : "loo" or int, default="loo"
         Leave-one-out, or that many venetian-blinds folds (standard ``i`` in fold ``i mod k``).
+    rule : {"one_se", "min"}, default="one_se"
+        ``"one_se"``: the simplest candidate whose RMSECV is within one standard error of the
+        smallest [4]_; ``"min"``: the smallest RMSECV (ties to the simpler candidate).
 
     Returns
     -------
@@ -1278,11 +1369,22 @@ def select_transfer(
     of ``y``. Its standard error uses the per-fold mean squared errors ``m_f``:
     ``se = std(m_f, ddof=1) / sqrt(n_folds) / (2 * RMSECV)`` (delta method).
 
-    The candidate with the smallest RMSECV wins. Candidates within ``1e-9 * RMSECV_min``
-    (plus ``1e-12 * max|y|``, i.e. equal up to rounding) are ties, broken towards the simpler
-    correction in the fixed order naive < SBC < PDS (narrower window first, then larger
-    rcond) < DS (larger rcond first), then by position in ``candidates``. Naive is in the
-    default grid, so the choice is never worse in CV than no correction.
+    "Simpler" is the fixed order naive < SBC < DS anchored at the identity (larger rcond
+    first) < PDS (narrower window first, then larger rcond) < textbook DS (larger rcond
+    first), then the position in ``candidates``: from the smallest departure from "no
+    correction" to the largest. With ``rule="one_se"`` every candidate with
+    ``RMSECV <= RMSECV_min + se_min`` is eligible and the simplest eligible one wins; with
+    ``"min"`` only candidates within rounding of the minimum (``1e-9 * RMSECV_min +
+    1e-12 * max|y|``) are eligible. Naive is in the default grid and is the simplest: it is
+    chosen whenever it is eligible, and otherwise the choice has a smaller RMSECV than naive,
+    so the choice is never worse in CV than no correction.
+
+    Why one standard error: a handful of Kennard-Stone standards gives a noisy CV estimate,
+    dominated by the most extreme standards (each one held out is an extrapolation). On the
+    tablet shoot-out with 8 standards (LOO RMSECV 5.3-7.9 mg against test RMSEP 3.1-5.7 mg,
+    in no useful order) the minimum-RMSECV rule picked PDS w7 at 4.69 mg test RMSEP, 30 %
+    above the best fixed method; the one-SE rule with the order above stayed within 10 % of
+    it with 8, 12, 20 and 30 standards (README, "Validated on real data").
 
     All candidates are evaluated fold-batched: per PDS window one batched eigen-decomposition
     of all folds' window Gram matrices serves every rcond, one batched decomposition of the
@@ -1290,6 +1392,11 @@ def select_transfer(
     :class:`PDS`), and each fold's transfer is collapsed with the model, so predicting a
     held-out standard is a dot product. The scores equal refitting the classes on every fold
     to about 1e-10 relative.
+
+    References
+    ----------
+    .. [4] Hastie, T., Tibshirani, R. & Friedman, J. *The Elements of Statistical Learning*,
+       2nd ed., Springer (2009), §7.10 (the one-standard-error rule).
     """
     Xs, Xt = _check_pair(X_src, X_tgt)
     n, p = Xs.shape
@@ -1318,6 +1425,7 @@ def select_transfer(
     table: list[CVRow] = []
     preds: dict[int, FloatArray] = {}
     scores: dict[int, float] = {}
+    ses: dict[int, float] = {}
     counts = np.bincount(fold_of, minlength=n_folds)
     for i, (method, params) in enumerate(cands):
         if i not in collapsed:
@@ -1329,15 +1437,20 @@ def select_transfer(
         fold_mse = np.bincount(fold_of, weights=err2, minlength=n_folds) / counts
         se_mse = float(np.std(fold_mse, ddof=1)) / math.sqrt(n_folds)
         se = se_mse / (2.0 * rmsecv) if rmsecv > 0.0 else 0.0
-        preds[i], scores[i] = pred, rmsecv
+        preds[i], scores[i], ses[i] = pred, rmsecv, se
         table.append(CVRow(method=method, params=params, rmsecv=rmsecv, se=se, n_folds=n_folds))
     if not scores:
         raise ValueError("no transfer candidate could be fitted on these standards")
 
-    best = min(scores.values())
+    if rule not in ("one_se", "min"):
+        raise ValueError(f"rule must be 'one_se' or 'min', got {rule!r}")
+    best_i = min(scores, key=lambda i: (scores[i], _complexity(*cands[i]), i))
+    best = scores[best_i]
     tol = 1e-9 * best + 1e-12 * float(np.max(np.abs(y)))
-    tied = [i for i, s in scores.items() if s <= best + tol]
-    chosen = min(tied, key=lambda i: (_complexity(*cands[i]), i))
+    if rule == "one_se":
+        tol += ses[best_i]
+    eligible = [i for i, s in scores.items() if s <= best + tol]
+    chosen = min(eligible, key=lambda i: (_complexity(*cands[i]), i))
     method, params = cands[chosen]
     transfer = fit_transfer(method, Xs, Xt, coef=c, intercept=b, y_ref=y_ref, **params)
     return TransferSelection(
@@ -1350,4 +1463,5 @@ def select_transfer(
         reference=reference,
         scheme=scheme,
         skipped=skipped,
+        rule=rule,
     )

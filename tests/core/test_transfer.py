@@ -15,8 +15,10 @@ from sklearn.cross_decomposition import PLSRegression
 from app.core.spectra import FloatArray
 from app.core.transfer import (
     DS,
+    FORMAT_VERSION,
     PDS,
     SBC,
+    Anchor,
     NaiveTransfer,
     NotFittedError,
     Transfer,
@@ -207,12 +209,18 @@ def test_pds_transform_accepts_fortran_ordered_and_many_rows() -> None:
 # --------------------------------------------------------------------------- DS and SBC
 
 
+@pytest.mark.parametrize("anchor", ["zero", "identity"])
 @pytest.mark.parametrize("rcond", [0.1, 0.01, 1e-4])
-def test_ds_equals_pinv_formula_and_is_factored(rcond: float, campaign: dict[str, Any]) -> None:
+def test_ds_equals_pinv_formula_and_is_factored(
+    rcond: float, anchor: Anchor, campaign: dict[str, Any]
+) -> None:
     Xs, Xt = campaign["X_src"], campaign["X_tgt"]
-    ds = DS(rcond=rcond).fit(Xs, Xt)
+    ds = DS(rcond=rcond, anchor=anchor).fit(Xs, Xt)
     Xs_c, Xt_c = Xs - Xs.mean(0), Xt - Xt.mean(0)
-    F = np.linalg.pinv(Xt_c, rcond=rcond) @ Xs_c
+    if anchor == "zero":  # textbook DS
+        F = np.linalg.pinv(Xt_c, rcond=rcond) @ Xs_c
+    else:  # standardize the difference between the probes
+        F = np.eye(120) + np.linalg.pinv(Xt_c, rcond=rcond) @ (Xs_c - Xt_c)
     np.testing.assert_allclose(ds.to_dense(), F, rtol=0, atol=1e-9 * np.abs(F).max())
     np.testing.assert_allclose(ds.bias_, Xs.mean(0) - Xt.mean(0) @ F, atol=1e-9)
     r = ds.rank_
@@ -225,10 +233,33 @@ def test_ds_rcond_below_machine_precision_uses_pinv_default_cutoff(
     campaign: dict[str, Any],
 ) -> None:
     Xs, Xt = campaign["X_src"], campaign["X_tgt"]
-    ds = DS(rcond=1e-17).fit(Xs, Xt)
+    ds = DS(rcond=1e-17, anchor="zero").fit(Xs, Xt)
     F = np.linalg.pinv(Xt - Xt.mean(0)) @ (Xs - Xs.mean(0))
     assert ds.rank_ == Xs.shape[0] - 1  # centring removed one dimension
     np.testing.assert_allclose(ds.to_dense(), F, rtol=0, atol=1e-8 * np.abs(F).max())
+
+
+def test_anchored_ds_passes_directions_the_standards_do_not_span(
+    campaign: dict[str, Any],
+) -> None:
+    Xs, Xt = campaign["X_src"], campaign["X_tgt"]
+    Xt_c = Xt - Xt.mean(0)
+    basis = np.linalg.svd(Xt_c, full_matrices=False)[2]  # row space of the standards
+    x = np.random.default_rng(3).normal(size=120)
+    x -= basis.T @ (basis @ x)  # orthogonal to every centred standard
+    anchored = DS(anchor="identity").fit(Xs, Xt)
+    textbook = DS(anchor="zero").fit(Xs, Xt)
+    np.testing.assert_allclose(x @ anchored.to_dense(), x, atol=1e-10)
+    np.testing.assert_allclose(x @ textbook.to_dense(), 0.0, atol=1e-10)
+    # with every direction of the standards kept, both map the standards onto the source block
+    full = {"rcond": 1e-10}
+    np.testing.assert_allclose(DS(**full).fit(Xs, Xt).transform(Xt), Xs, atol=1e-8)
+    np.testing.assert_allclose(DS(anchor="zero", **full).fit(Xs, Xt).transform(Xt), Xs, atol=1e-8)
+
+
+def test_ds_rejects_an_unknown_anchor(campaign: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="anchor must be one of"):
+        DS(anchor="source").fit(campaign["X_src"], campaign["X_tgt"])  # type: ignore[arg-type]
 
 
 def test_sbc_slope_and_offset_are_least_squares_on_the_standards(
@@ -330,9 +361,25 @@ def test_transfer_from_arrays_rejects_unknown_method_and_missing_keys(
         transfer_from_arrays(arrays)
 
 
+def test_format_1_ds_artifacts_read_as_textbook_ds(campaign: dict[str, Any]) -> None:
+    c = campaign
+    textbook = DS(anchor="zero").fit(c["X_src"], c["X_tgt"])
+    arrays = textbook.to_arrays()
+    assert int(arrays["format_version"]) == FORMAT_VERSION == 2
+    del arrays["anchor"]  # format 1 predates the anchor
+    arrays["format_version"] = np.array(1)
+    back = transfer_from_arrays(arrays)
+    assert back.params() == {"rcond": 0.01, "anchor": "zero"}
+    np.testing.assert_array_equal(back.transform(c["X_tgt"]), textbook.transform(c["X_tgt"]))
+    arrays["format_version"] = np.array(3)
+    with pytest.raises(ValueError, match="format_version 3 is not supported"):
+        transfer_from_arrays(arrays)
+
+
 def test_params_are_plain_json_types() -> None:
     assert PDS(window=7, rcond=0.03).params() == {"window": 7, "rcond": 0.03}
-    assert DS(rcond=0.1).params() == {"rcond": 0.1}
+    assert DS(rcond=0.1).params() == {"rcond": 0.1, "anchor": "identity"}
+    assert DS(anchor="zero").params() == {"rcond": 0.01, "anchor": "zero"}
     assert SBC().params() == {}
 
 
@@ -452,15 +499,74 @@ def test_select_transfer_scores_equal_refitting_each_fold(
     np.testing.assert_allclose(sel.cv_predictions, pred, rtol=1e-7, atol=1e-10)
 
 
-def test_select_transfer_choice_is_the_minimum_and_beats_naive(campaign: dict[str, Any]) -> None:
+def test_select_transfer_min_rule_chooses_the_minimum_and_beats_naive(
+    campaign: dict[str, Any],
+) -> None:
     c = campaign
-    sel = select_transfer(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    sel = select_transfer(
+        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], rule="min"
+    )
+    assert sel.rule == "min"
     scores = {(r["method"], tuple(r["params"].items())): r["rmsecv"] for r in sel.cv_table}
     best = scores[(sel.method, tuple(sel.params.items()))]
     assert best <= min(scores.values()) * (1 + 1e-9) + 1e-15
     assert best < 0.5 * scores[("naive", ())]
     assert sel.reference == "source_model"
     assert sel.scheme == "leave-one-out over 20 standards"
+
+
+def test_select_transfer_one_se_rule_chooses_the_simplest_within_one_standard_error(
+    campaign: dict[str, Any],
+) -> None:
+    c = campaign
+    sel = select_transfer(
+        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
+    )
+    assert sel.rule == "one_se"
+    best = min(sel.cv_table, key=lambda r: r["rmsecv"])
+    threshold = best["rmsecv"] + best["se"]
+    eligible = [r for r in sel.cv_table if r["rmsecv"] <= threshold * (1 + 1e-9)]
+    chosen = next(r for r in sel.cv_table if (r["method"], r["params"]) == (sel.method, sel.params))
+    assert chosen in eligible
+    # every eligible candidate earlier in the simplicity order would have been chosen instead
+    order = ["naive", "sbc", "ds-identity", "pds", "ds-zero"]
+
+    def family(r: Any) -> int:
+        return order.index(
+            r["method"] + (f"-{r['params']['anchor']}" if r["method"] == "ds" else "")
+        )
+
+    assert all(family(r) >= family(chosen) for r in eligible)
+    naive = next(r for r in sel.cv_table if r["method"] == "naive")
+    assert chosen["rmsecv"] <= naive["rmsecv"]
+
+
+def test_select_transfer_one_se_rule_prefers_a_simpler_candidate_that_is_almost_as_good() -> None:
+    rng = np.random.default_rng(13)
+    X = smooth_spectra(rng, 10, 30)
+    Xt = target_probe(X, rng, noise=0.02)
+    coef = rng.normal(size=30)
+    grid: list[Any] = [("ds", {"rcond": 1e-6, "anchor": "zero"}), ("sbc", {})]
+    by_min = select_transfer(X, Xt, coef=coef, intercept=0.0, candidates=grid, rule="min")
+    by_se = select_transfer(X, Xt, coef=coef, intercept=0.0, candidates=grid)
+    ds, sbc = by_se.cv_table
+    # DS has the smaller RMSECV, SBC is within one standard error of it and simpler
+    assert ds["rmsecv"] < sbc["rmsecv"] <= ds["rmsecv"] + ds["se"]
+    assert by_min.method == "ds"
+    assert by_se.method == "sbc"
+
+
+def test_default_grid_has_anchored_ds_only() -> None:
+    ds = [dict(p) for m, p in default_candidates() if m == "ds"]
+    assert len(ds) == 5
+    assert all(p["anchor"] == "identity" for p in ds)
+    assert len(default_candidates()) == 22
+
+
+def test_select_transfer_rejects_an_unknown_rule() -> None:
+    X = smooth_spectra(np.random.default_rng(0), 6, 10)
+    with pytest.raises(ValueError, match="rule must be"):
+        select_transfer(X, X, coef=np.ones(10), intercept=0.0, rule="best")  # type: ignore[arg-type]
 
 
 def test_select_transfer_refits_the_choice_on_all_standards(campaign: dict[str, Any]) -> None:
