@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.limits import UploadSizeLimit
-from app.api.routers import audit, auth, datasets, domains, health, models
+from app.api.routers import audit, auth, datasets, domains, health, models, predict, transfers
 
 API_PREFIX = "/api/v1"
 
@@ -21,6 +21,6 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     app.include_router(health.router)
-    for module in (auth, audit, domains, datasets, models):
+    for module in (auth, audit, domains, datasets, models, predict, transfers):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

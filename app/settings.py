@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,6 +15,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///var/registry.db"
+    # FULL: every commit is fsynced (durable records). NORMAL trades the last commits on a
+    # power cut for speed; never for GxP use.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     store_root: Path = Path("models_store")
 
     token_ttl_minutes: int = 480

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import httpx
@@ -17,6 +19,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 from numpy.typing import ArrayLike
+
+from app.core.simulate import ProbeShift, remeasure, simulate_batch
 
 DOMAIN = "dev-raman-ambr250"
 REFERENCE = "titer_g_L"
@@ -181,3 +185,93 @@ def upload_dataset(
         headers=headers,
     )
     return response
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration transfer: simulated development-probe and plant-probe spectra (app.core.simulate)
+# --------------------------------------------------------------------------------------------
+
+PLANT_DOMAIN = "plant-raman-2000L"
+
+
+@dataclass(frozen=True, eq=False)
+class TransferData:
+    """Simulated spectra for a transfer, small enough for fast tests (701 channels).
+
+    ``source_*``: every 2nd hour of BATCH-2026-001 on the development probe (the training
+    dataset); ``plant_*``: the same samples measured on the plant probe (:class:`ProbeShift`),
+    of which ``candidates`` (row indices) are offered as target standards; ``validation_*``:
+    every 4th hour of BATCH-2026-002 on the plant probe (other sample ids).
+    """
+
+    axis: np.ndarray
+    source_x: np.ndarray
+    source_y: np.ndarray
+    source_ids: list[str]
+    plant_x: np.ndarray
+    candidates: np.ndarray
+    validation_x: np.ndarray
+    validation_y: np.ndarray
+    validation_ids: list[str]
+
+    def source_bytes(self) -> bytes:
+        """Development-probe training dataset (parquet), built once."""
+        return _cached_bytes(self, "source")
+
+    def target_bytes(self, rows: Sequence[int] | np.ndarray | None = None) -> bytes:
+        """Plant-probe spectra of the candidate standards (or of ``rows``), with references."""
+        if rows is None:
+            return _cached_bytes(self, "target")
+        idx = np.asarray(rows)
+        return self._table(self.plant_x, idx)
+
+    def source_standards_bytes(self) -> bytes:
+        """Development-probe spectra of the candidate standards."""
+        return _cached_bytes(self, "source_standards")
+
+    def validation_bytes(self) -> bytes:
+        return _cached_bytes(self, "validation")
+
+    def _table(self, X: np.ndarray, idx: np.ndarray) -> bytes:
+        ids = [self.source_ids[i] for i in idx]
+        return table_bytes(spectral_table(X[idx], self.source_y[idx], self.axis, sample_ids=ids))
+
+
+@lru_cache(maxsize=8)
+def _cached_bytes(data: TransferData, which: str) -> bytes:
+    if which == "source":
+        return data._table(data.source_x, np.arange(len(data.source_ids)))
+    if which == "target":
+        return data._table(data.plant_x, data.candidates)
+    if which == "source_standards":
+        return data._table(data.source_x, data.candidates)
+    return table_bytes(
+        spectral_table(
+            data.validation_x, data.validation_y, data.axis, sample_ids=data.validation_ids
+        )
+    )
+
+
+@lru_cache(maxsize=1)
+def transfer_data(seed: int = 3, n_candidates: int = 30) -> TransferData:
+    """Built once per process: the simulator is deterministic given ``seed``."""
+    shift = ProbeShift()
+    source = simulate_batch("BATCH-2026-001", seed=seed)
+    plant = remeasure(source, shift, seed=seed + 1, probe=PLANT_DOMAIN)
+    rows = np.arange(0, source.n_samples, 2)
+    other = simulate_batch("BATCH-2026-002", seed=seed)
+    other_plant = remeasure(other, shift, seed=seed + 1, probe=PLANT_DOMAIN)
+    val_rows = np.arange(1, other.n_samples, 4)
+    ids = source.sample_ids
+    other_ids = other.sample_ids
+    return TransferData(
+        axis=source.axis,
+        source_x=source.X[rows],
+        source_y=source.titer_g_L[rows],
+        source_ids=[ids[i] for i in rows],
+        plant_x=plant.X[rows],
+        candidates=np.unique(np.linspace(0, rows.size - 1, n_candidates).round().astype(np.intp)),
+        validation_x=other_plant.X[val_rows],
+        validation_y=other.titer_g_L[val_rows],
+        validation_ids=[other_ids[i] for i in val_rows],
+    )

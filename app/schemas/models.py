@@ -89,3 +89,10 @@ class ModelVersionRead(Schema):
     reason: str
     created_by: str
     created_at: datetime
+    source_version: int | None = Field(
+        default=None, description="transferred versions: the version of this model transferred"
+    )
+    transfer_id: uuid.UUID | None = Field(
+        default=None, description="transferred versions: the transfer record that made it"
+    )
+    transfer_number: int | None = None

@@ -8,13 +8,18 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, ModelVersion
+from app.db.models import Dataset, ModelVersion, Transfer
 from app.store import ArtifactStore
 
 
 def referenced_digests(session: Session) -> set[str]:
     refs = set(session.scalars(select(Dataset.sha256)))
     refs |= set(session.scalars(select(ModelVersion.artifact_sha256)))
+    refs |= set(
+        session.scalars(
+            select(Transfer.artifact_sha256).where(Transfer.artifact_sha256.is_not(None))
+        )
+    )
     return refs
 
 

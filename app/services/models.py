@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app import __version__
 from app.core.metrics import regression_metrics
 from app.core.pls import LinearSoftSensor, PLSSoftSensor
-from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, User
+from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, Transfer, User
 from app.enums import HoldoutScheme, VersionStatus
 from app.errors import Conflict, InvalidInput, NotFound
 from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
@@ -70,6 +70,21 @@ def get_version(session: Session, name: str, version: int) -> ModelVersion:
     if row is None:
         raise NotFound(f"model {name!r} has no version {version}")
     return row
+
+
+def next_version_number(session: Session, model: SoftSensorModel) -> int:
+    """The number of the model's next version: max + 1 (1 for the first).
+
+    Race-free only while the caller holds the model row lock (``get_model(...,
+    for_update=True)``) until its transaction ends: every writer of versions takes that lock
+    first, so no two transactions can read the same maximum.
+    """
+    number = session.scalar(
+        select(func.coalesce(func.max(ModelVersion.version), 0) + 1).where(
+            ModelVersion.model_id == model.id
+        )
+    )
+    return int(number or 1)
 
 
 @dataclass(frozen=True)
@@ -181,14 +196,9 @@ def train_version(
     digest = put_artifact(session, store, dump_npz(arrays, audit.jsonable(meta)))
 
     model = get_model(session, model_name, for_update=True)  # row lock: numbering is race-free
-    number = session.scalar(
-        select(func.coalesce(func.max(ModelVersion.version), 0) + 1).where(
-            ModelVersion.model_id == model.id
-        )
-    )
     version = ModelVersion(
         model_id=model.id,
-        version=int(number or 1),
+        version=next_version_number(session, model),
         status=VersionStatus.draft,
         domain_id=ds.record.domain_id,
         dataset_id=ds.record.id,
@@ -304,4 +314,22 @@ def describe_version(session: Session, version: ModelVersion) -> dict[str, Any]:
         "reason": version.reason,
         "created_by": _username(session, version.created_by_id),
         "created_at": version.created_at,
+        **_lineage(session, version),
+    }
+
+
+def _lineage(session: Session, version: ModelVersion) -> dict[str, Any]:
+    """Where a transferred version comes from: source version -> transfer -> this version."""
+    source = None
+    if version.source_version_id is not None:
+        source = session.scalar(
+            select(ModelVersion.version).where(ModelVersion.id == version.source_version_id)
+        )
+    number = None
+    if version.transfer_id is not None:
+        number = session.scalar(select(Transfer.number).where(Transfer.id == version.transfer_id))
+    return {
+        "source_version": source,
+        "transfer_id": version.transfer_id,
+        "transfer_number": number,
     }

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.enums import Role
 from app.main import create_app
-from tests.factories import create_domain, make_spectral_table, upload_dataset
+from tests.factories import create_domain, make_spectral_table, simulate_spectra, upload_dataset
 from tests.helpers import PASSWORD, Actor
 
 ANY = frozenset(Role)
@@ -35,6 +35,45 @@ def _post_dataset(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
 def _post_version(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
     body = {"dataset_sha256": ctx["sha"], "n_components": 2, "intended_use": "t", "reason": "t"}
     return c.post(f"/api/v1/models/{ctx['model']}/versions", json=body, headers=h)
+
+
+def _transfer_plan(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source_model": ctx["model"],
+        "source_version": 1,
+        "target_domain": ctx["target_domain"],
+        "method": "ds",
+        "n_standards": 5,
+        "change_control": "CC-MATRIX",
+        "intended_use": "monitoring",
+        "operating_range": ctx["operating_range"],
+        "acceptance": {"max_rmse": 1.0},
+        "reason": "t",
+    }
+
+
+def _open_transfer(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    return c.post("/api/v1/transfers", json=_transfer_plan(ctx), headers=h)
+
+
+def _post_standards(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    opened = _open_transfer(c, ctx["dev"], ctx)  # a fresh transfer awaiting its standards
+    assert opened.status_code == 201, opened.text
+    return c.post(
+        f"/api/v1/transfers/{opened.json()['number']}/standards",
+        data={"reason": "t"},
+        files={"target_standards": ("t.parquet", ctx["standards"])},
+        headers=h,
+    )
+
+
+def _predict(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    X, _, _ = simulate_spectra(2, 12, seed=5)
+    return c.post(
+        f"/api/v1/models/{ctx['model']}/versions/1/predict",
+        json={"spectra": X.tolist(), "purpose": "role matrix"},
+        headers=h,
+    )
 
 
 # (method, path template) -> (roles allowed, request builder)
@@ -110,6 +149,14 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         ANY,
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/artifact", headers=h),
     ),
+    ("POST", "/api/v1/models/{name}/versions/{version}/predict"): (frozenset({P, D}), _predict),
+    ("POST", "/api/v1/transfers"): (frozenset({D}), _open_transfer),
+    ("POST", "/api/v1/transfers/{id}/standards"): (frozenset({D}), _post_standards),
+    ("GET", "/api/v1/transfers"): (ANY, lambda c, h, ctx: c.get("/api/v1/transfers", headers=h)),
+    ("GET", "/api/v1/transfers/{id}"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/transfers/{ctx['transfer']}", headers=h),
+    ),
     ("GET", "/api/v1/audit"): (
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/audit", headers=h),
@@ -142,8 +189,19 @@ def ctx(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
     sha = upload_dataset(client, dev, blob, domain="matrix-domain").json()["sha256"]
     body = {"name": "matrix_pls", "analyte": "titer", "units": "g/L", "reason": "t"}
     assert client.post("/api/v1/models", json=body, headers=dev).status_code == 201
-    ctx = {"domain": domain, "sha": sha, "model": "matrix_pls"}
-    assert _post_version(client, dev, ctx).status_code == 201
+    ctx: dict[str, Any] = {"domain": domain, "sha": sha, "model": "matrix_pls", "dev": dev}
+    version = _post_version(client, dev, ctx)
+    assert version.status_code == 201
+    ctx["target_domain"] = create_domain(client, dev, name="matrix-target")["name"]
+    ctx["operating_range"] = version.json()["operating_range"]
+    # The same samples on a probe with less throughput and a baseline (12 channels).
+    X, y, axis = simulate_spectra(20, 12, seed=1)
+    ctx["standards"] = make_spectral_table(
+        X=0.9 * X[:8] + 0.02, y=y[:8], axis=axis, sample_ids=[f"S{i + 1:03d}" for i in range(8)]
+    )
+    opened = _open_transfer(client, dev, ctx)
+    assert opened.status_code == 201, opened.text
+    ctx["transfer"] = opened.json()["number"]
     return ctx
 
 

@@ -1,0 +1,147 @@
+"""``POST /models/{name}/versions/{v}/predict``: corrected predictions for plant systems."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from app.api.deps import Predictor, SessionDep, StoreDep
+from app.errors import UnsupportedMediaType
+from app.schemas.common import ERRORS, NOT_FOUND, ErrorBody
+from app.schemas.predict import (
+    ARROW_STREAM,
+    FLAG_CONFIDENCE,
+    PredictionRead,
+    PredictRequest,
+    Purpose,
+)
+from app.services import predict as predict_service
+
+router = APIRouter(prefix="/models", tags=["predictions"])
+VersionNumber = Annotated[int, Path(ge=1)]
+_FORMATS = {"application/json": "json", ARROW_STREAM: "arrow"}
+
+
+async def _raw_body(request: Request) -> tuple[str, bytes]:
+    """The body's format and its exact bytes (hashed into the prediction log).
+
+    Read here, in an async dependency, so that the route itself stays synchronous and runs its
+    database and numpy work in the thread pool.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    input_format = _FORMATS.get(media_type)
+    if input_format is None:
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type or '(none)'!r} is not accepted: send application/json "
+            f"or {ARROW_STREAM} (an Arrow IPC stream, one row per spectrum)"
+        )
+    return input_format, await request.body()
+
+
+RawBody = Annotated[tuple[str, bytes], Depends(_raw_body)]
+
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": PredictRequest.model_json_schema()},
+        ARROW_STREAM: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "Arrow IPC stream: one row per spectrum, one float column "
+                "<prefix><position> per channel (e.g. wn_400 ... wn_1800, the prefix of the "
+                "version's dataset); the column names are the axis. Other columns are ignored.",
+            }
+        },
+    },
+}
+
+
+def _payload(result: predict_service.Prediction) -> dict[str, Any]:
+    t = result.target.meta
+    transfer = (
+        None
+        if t.transfer_id is None
+        else {
+            "id": t.transfer_id,
+            "number": t.transfer_number,
+            "status": result.target.transfer_status,
+        }
+    )
+    return {
+        "model": t.model,
+        "version": t.version,
+        "status": result.target.status,
+        "qualified": result.qualified,
+        "artifact_sha256": t.artifact_sha256,
+        "units": t.units,
+        "transfer_record": transfer,
+        "prediction_log_id": result.log_id,
+        "occurred_at": result.occurred_at,
+        "input_sha256": result.input_sha256,
+        "input_format": result.input_format,
+        "n_spectra": int(result.predictions.shape[0]),
+        "limits": {
+            "flag_confidence": FLAG_CONFIDENCE,
+            "t2_limit_95": t.t2_limit_95,
+            "t2_limit_99": t.t2_limit_99,
+            "q_limit_95": t.q_limit_95,
+            "q_limit_99": t.q_limit_99,
+            "operating_range": {"min": t.operating_range_min, "max": t.operating_range_max},
+            "operating_range_source": t.operating_range_source,
+        },
+        "predictions": result.predictions,
+        "t2": result.t2,
+        "q": result.q,
+        "flags": result.flags,
+        "flag_counts": result.flag_counts,
+    }
+
+
+@router.post(
+    "/{name}/versions/{version}/predict",
+    response_model=PredictionRead,
+    responses={
+        **ERRORS,
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "the version is retired"},
+        413: {"model": ErrorBody, "description": "body larger than the upload limit"},
+        415: {"model": ErrorBody, "description": "neither JSON nor an Arrow IPC stream"},
+    },
+    openapi_extra={"requestBody": _REQUEST_BODY},
+)
+def predict(
+    name: str,
+    version: VersionNumber,
+    session: SessionDep,
+    store: StoreDep,
+    actor: Predictor,
+    raw: RawBody,
+    purpose: Annotated[
+        Purpose | None, Query(description="for Arrow bodies (JSON bodies may carry it instead)")
+    ] = None,
+) -> Response:
+    """Predict the analyte from spectra with the version's collapsed model (transfer + PLS).
+
+    Returns, per spectrum and in request order, the prediction, Hotelling T², Q and flags
+    (columnar: one list per quantity), and for the call the version, its status, artifact and
+    transfer record, ``qualified`` (true only for an approved version) and the id of the
+    prediction-log row written with it.
+    """
+    input_format, body = raw
+    result = predict_service.predict(
+        session,
+        store,
+        model_name=name,
+        version=version,
+        body=body,
+        input_format=input_format,  # type: ignore[arg-type]
+        purpose=purpose,
+        actor=actor,
+    )
+    # orjson writes the numpy arrays directly; validating thousands of floats through the
+    # response model would cost more than the prediction (the model still documents it).
+    content = orjson.dumps(_payload(result), option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content=content, media_type="application/json")

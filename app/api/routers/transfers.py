@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile, status
+
+from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.enums import TransferStatus
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Reason
+from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
+from app.schemas.transfers import StandardsForm, TransferCreate, TransferRead
+from app.services import transfers as transfers_service
+
+router = APIRouter(prefix="/transfers", tags=["transfers"])
+
+TransferRef = Annotated[
+    str,
+    Path(
+        alias="id",
+        max_length=64,
+        description="the transfer's number (e.g. 1) or its UUID",
+        examples=["1"],
+    ),
+]
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    **NOT_FOUND,
+    **CONFLICT,
+    413: {"model": ErrorBody, "description": "file larger than the upload limit"},
+    415: {"model": ErrorBody, "description": "not a .parquet or .csv file"},
+}
+
+
+def _upload(file: UploadFile | None) -> transfers_service.Upload | None:
+    if file is None:
+        return None
+    return transfers_service.Upload(blob=file.file.read(), filename=file.filename)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TransferRead,
+    responses={**ERRORS, **NOT_FOUND},
+)
+def open_transfer(body: TransferCreate, session: SessionDep, actor: Developer) -> dict[str, Any]:
+    """Open a transfer with its plan; it then awaits the target probe's standards."""
+    transfer = transfers_service.open_transfer(session, data=body, actor=actor)
+    return transfers_service.describe_transfer(session, transfer)
+
+
+@router.post(
+    "/{id}/standards",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TransferRead,
+    responses=UPLOAD_ERRORS,
+)
+def upload_standards(
+    ref: TransferRef,
+    session: SessionDep,
+    store: StoreDep,
+    actor: Developer,
+    target_standards: Annotated[
+        UploadFile,
+        File(description="target-probe spectra of the standards, with sample ids (and references)"),
+    ],
+    reason: Annotated[Reason, Form()],
+    source_standards: Annotated[
+        UploadFile | None,
+        File(
+            description="source-probe spectra of the same samples; default: rows of the source "
+            "version's training dataset with the same sample ids"
+        ),
+    ] = None,
+    validation: Annotated[
+        UploadFile | None,
+        File(description="target-probe spectra with reference values, none of them a standard"),
+    ] = None,
+    reference_column: Annotated[ColumnName | None, Form()] = None,
+    sample_id_column: Annotated[ColumnName, Form()] = "sample_id",
+    spectral_prefix: Annotated[SpectralPrefix | None, Form()] = None,
+    axis_unit: Annotated[AxisUnit | None, Form()] = None,
+) -> dict[str, Any]:
+    """Run the transfer on the uploaded standards: pin the files, select and pair standards,
+    fit, compute naive and post-transfer metrics and the verdict, store the artifact and create
+    the target version (``pending_requalification``) — in one transaction, or nothing at all."""
+    form = StandardsForm(
+        reference_column=reference_column,
+        sample_id_column=sample_id_column,
+        spectral_prefix=spectral_prefix,
+        axis_unit=axis_unit,
+        reason=reason,
+    )
+    target = _upload(target_standards)
+    assert target is not None
+    files = transfers_service.StandardsFiles(
+        target_standards=target,
+        source_standards=_upload(source_standards),
+        validation=_upload(validation),
+    )
+    transfer = transfers_service.upload_standards(
+        session, store, ref=ref, files=files, form=form, actor=actor
+    )
+    return transfers_service.describe_transfer(session, transfer)
+
+
+@router.get("", response_model=list[TransferRead], responses={**ERRORS, **NOT_FOUND})
+def list_transfers(
+    session: SessionDep,
+    _: Reader,
+    status: Annotated[TransferStatus | None, Query()] = None,
+    model: Annotated[str | None, Query(description="name of the source model")] = None,
+    domain: Annotated[str | None, Query(description="source or target domain name")] = None,
+    change_control: Annotated[str | None, Query(max_length=100)] = None,
+) -> list[dict[str, Any]]:
+    rows = transfers_service.list_transfers(
+        session, status=status, model=model, domain=domain, change_control=change_control
+    )
+    return [transfers_service.describe_transfer(session, t) for t in rows]
+
+
+@router.get("/{id}", response_model=TransferRead, responses={**ERRORS, **NOT_FOUND})
+def get_transfer(ref: TransferRef, session: SessionDep, _: Reader) -> dict[str, Any]:
+    return transfers_service.describe_transfer(
+        session, transfers_service.get_transfer(session, ref)
+    )

@@ -1,0 +1,136 @@
+"""Contract of ``POST /models/{name}/versions/{v}/predict``.
+
+The request comes as JSON (:class:`PredictRequest`) or as an Arrow IPC stream (one row per
+spectrum, one float column ``<prefix><position>`` per channel, e.g. ``wn_400``; the column
+names are the axis). The router parses both bodies itself, straight into one float64 array
+(validating a 1000 × 701 nested list with pydantic would cost more than the prediction);
+:class:`PredictRequest` documents the JSON form and the service applies the same rules.
+
+The response is columnar: element ``i`` of ``predictions``, ``t2``, ``q`` and of each list in
+``flags`` belongs to row ``i`` of the request (rows count from 0, in request order).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from app.enums import TransferStatus, VersionStatus
+from app.schemas.common import Schema
+from app.schemas.models import OperatingRange
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+# Flags compare T² and Q with the model's 99% limits; see PredictionLimits.flag_confidence.
+FLAG_CONFIDENCE = 0.99
+Purpose = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description="why the prediction is made (kept in the prediction log), e.g. 'batch 42 "
+        "in-process control'",
+    ),
+]
+
+
+class PredictRequest(Schema):
+    """JSON body. At most ``max_predict_spectra`` rows (setting, default 100,000)."""
+
+    spectra: Annotated[
+        list[list[float]],
+        Field(
+            min_length=1,
+            description="one row per spectrum; each row has exactly the model's channel count, "
+            "in the order of its axis; finite numbers only",
+        ),
+    ]
+    axis: Annotated[
+        list[float] | None,
+        Field(
+            description="the spectral positions of the columns (e.g. Raman shifts in cm-1); "
+            "when given, must equal the model's axis channel by channel"
+        ),
+    ] = None
+    purpose: Purpose | None = None
+
+
+class TransferRecordRef(Schema):
+    """The calibration-transfer record behind a transferred version."""
+
+    id: uuid.UUID
+    number: int
+    status: TransferStatus
+
+
+class PredictionLimits(Schema):
+    flag_confidence: Annotated[
+        float,
+        Field(
+            description="confidence level of the limits the flags use: 0.99. The 99% limits "
+            "are the action limits of multivariate SPC: at 95%, one in-control spectrum in "
+            "twenty would be flagged per statistic, and flags that fire that often get "
+            "ignored. T² and Q are returned, so a client can apply the 95% warning limits."
+        ),
+    ]
+    t2_limit_95: float
+    t2_limit_99: float
+    q_limit_95: float
+    q_limit_99: float
+    operating_range: OperatingRange
+    operating_range_source: str
+
+
+class PredictionFlags(Schema):
+    """One boolean per spectrum, aligned with ``predictions``."""
+
+    outside_operating_range: Annotated[
+        list[bool], Field(description="prediction below or above the version's operating range")
+    ]
+    t2_exceeded: Annotated[
+        list[bool], Field(description="Hotelling T² above t2_limit_99: outside the calibration")
+    ]
+    q_exceeded: Annotated[
+        list[bool], Field(description="Q above q_limit_99: structure the model does not explain")
+    ]
+
+
+class FlagCounts(Schema):
+    outside_operating_range: int
+    t2_exceeded: int
+    q_exceeded: int
+    any_flag: Annotated[int, Field(description="spectra with at least one flag")]
+
+
+class PredictionRead(Schema):
+    """Corrected predictions and the call's provenance (also written to the prediction log)."""
+
+    model: str
+    version: int
+    status: VersionStatus
+    qualified: Annotated[
+        bool,
+        Field(
+            description="true only when the version is approved; predictions from any other "
+            "version are not qualified for GxP decisions"
+        ),
+    ]
+    artifact_sha256: str
+    units: str
+    transfer_record: Annotated[
+        TransferRecordRef | None,
+        Field(description="the transfer record of a transferred version; null for a trained one"),
+    ]
+    prediction_log_id: uuid.UUID
+    occurred_at: datetime
+    input_sha256: Annotated[str, Field(description="sha256 of the exact request body bytes")]
+    input_format: Literal["json", "arrow"]
+    n_spectra: int
+    limits: PredictionLimits
+    predictions: Annotated[list[float], Field(description="in the model's units")]
+    t2: Annotated[list[float], Field(description="Hotelling T² of each spectrum")]
+    q: Annotated[list[float], Field(description="Q (squared prediction error) of each spectrum")]
+    flags: PredictionFlags
+    flag_counts: FlagCounts

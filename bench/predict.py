@@ -1,0 +1,408 @@
+"""Benchmark of ``POST /api/v1/models/{name}/versions/{v}/predict`` over HTTP (not a test).
+
+Run ``.venv/bin/python bench/predict.py`` (add ``--postgres`` for PostgreSQL on
+127.0.0.1:5432 instead of SQLite). It
+
+1. creates a temporary directory with a SQLite database (or a temporary PostgreSQL database)
+   and an artifact store, migrates it with Alembic, and seeds, through the service layer in
+   this process, a developer, a domain, the simulated BATCH-2026-001 dataset (336 spectra x
+   701 channels) and ``titer_pls`` v1 trained on it;
+2. starts uvicorn on 127.0.0.1 (a free port) as a subprocess pointed at them, waits for
+   ``/readyz`` and logs in for a bearer token;
+3. measures, with bounded request counts:
+
+   - single-spectrum JSON latency p50/p95/p99 over 1000 requests after 100 warm-ups
+     (target p50 <= 1.5 ms), judged on a keep-alive ``http.client`` connection (the standard
+     library's client costs about 1 ms less per request than httpx here, so the figure is
+     mostly the server's) and also shown through the keep-alive ``httpx.Client``;
+   - batch throughput, 1000-spectrum JSON bodies, median of 20 requests (>= 8,000 spectra/s);
+   - batch throughput, 1000-spectrum Arrow IPC bodies, median of 20 (>= 50,000 spectra/s);
+
+   and prints each figure with its target and PASS/MISS, plus two floors on the same
+   clients: ``GET /healthz`` (no authentication, no database) and ``GET /api/v1/users/me``
+   (the request session and the bearer-token lookup that every authenticated call pays);
+4. stops the server and removes the temporary database in any case.
+
+Latencies are client-side wall times (``time.perf_counter`` around each request), so they
+include the client's own overhead. The server runs one worker (uvicorn picks httptools and
+uvloop, project dependencies) with ``OPENBLAS_NUM_THREADS=1`` (one worker per core is how the
+service scales; ``--blas-threads 0`` leaves the environment as found) and no access log.
+Figures vary with the machine's load; the script prints the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ARROW = "application/vnd.apache.arrow.stream"
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "bench password, long enough"
+MODEL = "titer_pls"
+SINGLE_WARMUP, SINGLE_N = 100, 1000
+BATCH_WARMUP, BATCH_N, BATCH_ROWS = 3, 20, 1000
+TARGET_SINGLE_P50_MS = 1.5
+TARGET_JSON_PER_S = 8_000
+TARGET_ARROW_PER_S = 50_000
+
+
+def migrate(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "head")
+
+
+def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Developer, domain, simulated dataset and a trained version, via the services.
+
+    Returns the dataset's spectra (336, 701) and axis, to build request bodies from.
+    """
+    from sqlalchemy.orm import Session
+
+    from app.core.simulate import simulate_batch
+    from app.db.session import make_engine
+    from app.enums import Role
+    from app.schemas.datasets import DatasetCreate, DomainCreate
+    from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
+    from app.services import auth, datasets, domains, models
+    from app.services.seed import SEED, simulated_dataset_bytes
+    from app.store import LocalStore
+
+    store = LocalStore(store_root)
+    engine = make_engine(url)
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            dev = auth.create_user(
+                session,
+                username="bench-dev",
+                full_name="Bench developer",
+                role=Role.developer,
+                password=PASSWORD,
+                actor="bench",
+                reason="benchmark",
+            ).user
+            domains.create_domain(
+                session,
+                data=DomainCreate(
+                    name="dev-raman-ambr250",
+                    instrument="Raman analyser (simulated)",
+                    probe_serial="BENCH-0001",
+                    scale="250 mL",
+                    site="bench",
+                    reason="benchmark",
+                ),
+                actor=dev,
+            )
+            ds, _ = datasets.register_dataset(
+                session,
+                store,
+                blob=simulated_dataset_bytes(),
+                filename="spectra.parquet",
+                data=DatasetCreate(
+                    name="BATCH-2026-001 (simulated)",
+                    domain="dev-raman-ambr250",
+                    reference_column="titer_g_L",
+                    units="g/L",
+                    sample_id_column="sample_id",
+                    reason="benchmark",
+                ),
+                actor=dev,
+            )
+            models.create_model(
+                session,
+                data=SoftSensorModelCreate(
+                    name=MODEL, analyte="titer", units="g/L", reason="benchmark"
+                ),
+                actor=dev,
+            )
+            models.train_version(
+                session,
+                store,
+                model_name=MODEL,
+                data=ModelVersionCreate(
+                    dataset_sha256=ds.sha256, intended_use="benchmark", reason="benchmark"
+                ),
+                actor=dev,
+            )
+    finally:
+        engine.dispose()
+    batch = simulate_batch("BATCH-2026-001", seed=SEED)
+    return batch.X, batch.axis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(url: str, store_root: Path, blas_threads: int, http: str, loop: str) -> Iterator[str]:
+    port = free_port()
+    env = dict(os.environ, REGISTRY_DATABASE_URL=url, REGISTRY_STORE_ROOT=str(store_root))
+    if blas_threads > 0:
+        env |= {"OPENBLAS_NUM_THREADS": str(blas_threads), "OMP_NUM_THREADS": str(blas_threads)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--http",
+        http,
+        "--loop",
+        loop,
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not become ready in 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def arrow_body(X: np.ndarray, axis: np.ndarray) -> bytes:
+    from app.core.simulate import spectral_columns
+
+    table = pa.table({name: X[:, j] for j, name in enumerate(spectral_columns(axis))})
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def json_body(X: np.ndarray) -> bytes:
+    return orjson.dumps({"spectra": X}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def timed(send: Callable[[], httpx.Response], warmup: int, n: int) -> list[float]:
+    for _ in range(warmup):
+        send()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = send()
+        times.append(time.perf_counter() - t0)
+        if r.status_code != 200:
+            raise RuntimeError(f"{r.status_code}: {r.text[:300]}")
+    return times
+
+
+class LeanClient:
+    """Keep-alive HTTP/1.1 on the standard library: about 1 ms less overhead per request
+    than httpx here, so the latency figure is mostly the server's."""
+
+    def __init__(self, base: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.conn.request("POST", path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        self.conn.request("GET", path, headers=headers or {})
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+
+def timed_lean(send: Callable[[], tuple[int, bytes]], warmup: int, n: int) -> list[float]:
+    for _ in range(warmup):
+        send()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, content = send()
+        times.append(time.perf_counter() - t0)
+        if status != 200:
+            raise RuntimeError(f"{status}: {content[:300]!r}")
+    return times
+
+
+def percentiles_ms(times: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles([t * 1e3 for t in times], n=100, method="inclusive")
+    return q[49], q[94], q[98]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
+    rows = np.vstack([X] * (BATCH_ROWS // X.shape[0] + 1))[:BATCH_ROWS]
+    singles = [json_body(X[i : i + 1]) for i in range(X.shape[0])]
+    big_json, big_arrow = json_body(rows), arrow_body(rows, axis)
+    path = f"{base}/api/v1/models/{MODEL}/versions/1/predict"
+    with httpx.Client(timeout=60) as client:
+        r = client.post(
+            f"{base}/api/v1/auth/token", data={"username": "bench-dev", "password": PASSWORD}
+        )
+        r.raise_for_status()
+        token = r.json()["access_token"]
+        h_json = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        h_arrow = {"Authorization": f"Bearer {token}", "Content-Type": ARROW}
+
+        # Same predictions from both body formats (a sanity check, not timed).
+        pj = client.post(path, content=big_json, headers=h_json).json()["predictions"]
+        pa_ = client.post(path, content=big_arrow, headers=h_arrow).json()["predictions"]
+        assert np.array_equal(pj, pa_), "JSON and Arrow bodies disagree"
+
+        floor_httpx = timed(lambda: client.get(f"{base}/healthz"), SINGLE_WARMUP, SINGLE_N)
+        it = iter(range(10**9))
+        single_httpx = timed(
+            lambda: client.post(path, content=singles[next(it) % len(singles)], headers=h_json),
+            SINGLE_WARMUP,
+            SINGLE_N,
+        )
+        t_json = timed(
+            lambda: client.post(path, content=big_json, headers=h_json), BATCH_WARMUP, BATCH_N
+        )
+        t_arrow = timed(
+            lambda: client.post(path, content=big_arrow, headers=h_arrow), BATCH_WARMUP, BATCH_N
+        )
+    lean = LeanClient(base)
+    upath = path.removeprefix(base)
+    floor_lean = timed_lean(lambda: lean.get("/healthz"), SINGLE_WARMUP, SINGLE_N)
+    auth_lean = timed_lean(lambda: lean.get("/api/v1/users/me", h_json), SINGLE_WARMUP, SINGLE_N)
+    single_lean = timed_lean(
+        lambda: lean.post(upath, singles[next(it) % len(singles)], h_json), SINGLE_WARMUP, SINGLE_N
+    )
+    lean.conn.close()
+
+    print(
+        f"  floor: GET /healthz (no auth, no database)    http.client p50 "
+        f"{statistics.median(floor_lean) * 1e3:6.3f} ms   httpx p50 "
+        f"{statistics.median(floor_httpx) * 1e3:6.3f} ms"
+    )
+    print(
+        f"  floor: GET /api/v1/users/me (session + token)  http.client p50 "
+        f"{statistics.median(auth_lean) * 1e3:6.3f} ms   (any authenticated call pays this)"
+    )
+    for label, times, judged in (
+        ("http.client", single_lean, True),
+        ("httpx      ", single_httpx, False),
+    ):
+        p50, p95, p99 = percentiles_ms(times)
+        tail = (
+            f"target p50 <= {TARGET_SINGLE_P50_MS} ms   {verdict(p50 <= TARGET_SINGLE_P50_MS)}"
+            if judged
+            else "(same requests through httpx; not judged)"
+        )
+        print(
+            f"  single spectrum, JSON, {label} ({SINGLE_N} requests)  p50 {p50:6.3f} ms"
+            f"  p95 {p95:6.3f} ms  p99 {p99:6.3f} ms   {tail}"
+        )
+    json_rate = BATCH_ROWS / statistics.median(t_json)
+    arrow_rate = BATCH_ROWS / statistics.median(t_arrow)
+    print(
+        f"  batch {BATCH_ROWS} spectra, JSON  ({len(big_json) / 2**20:5.1f} MiB body)  "
+        f"{json_rate:9,.0f} spectra/s  (median {statistics.median(t_json) * 1e3:6.1f} ms of "
+        f"{BATCH_N})   target >= {TARGET_JSON_PER_S:,}   {verdict(json_rate >= TARGET_JSON_PER_S)}"
+    )
+    print(
+        f"  batch {BATCH_ROWS} spectra, Arrow ({len(big_arrow) / 2**20:5.1f} MiB body)  "
+        f"{arrow_rate:9,.0f} spectra/s  (median {statistics.median(t_arrow) * 1e3:6.1f} ms of "
+        f"{BATCH_N})   target >= {TARGET_ARROW_PER_S:,}   "
+        f"{verdict(arrow_rate >= TARGET_ARROW_PER_S)}"
+    )
+
+
+@contextlib.contextmanager
+def database(postgres: bool, tmp: Path) -> Iterator[str]:
+    if not postgres:
+        yield f"sqlite:///{tmp / 'bench.db'}"
+        return
+    import psycopg
+
+    name = f"bench_predict_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL on 127.0.0.1:5432")
+    parser.add_argument(
+        "--blas-threads", type=int, default=1, help="OPENBLAS_NUM_THREADS of the server (0: as is)"
+    )
+    parser.add_argument(
+        "--http", default="auto", choices=["auto", "h11", "httptools"], help="uvicorn's parser"
+    )
+    parser.add_argument(
+        "--loop", default="auto", choices=["auto", "asyncio", "uvloop"], help="uvicorn's loop"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:
+        tmp = Path(tmp_name)
+        with database(args.postgres, tmp) as url:
+            store_root = tmp / "store"
+            migrate(url)
+            X, axis = seed(url, store_root)
+            backend = "PostgreSQL" if args.postgres else "SQLite"
+            print(
+                f"predict benchmark: {backend}, uvicorn 1 worker, {X.shape[1]} channels, "
+                f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+                f"BLAS threads {args.blas_threads or 'as found'}, "
+                f"http {args.http}, loop {args.loop}, "
+                f"load avg {os.getloadavg()[0]:.2f}"
+            )
+            with server(url, store_root, args.blas_threads, args.http, args.loop) as base:
+                measure(base, X, axis)
+            print(f"  load avg after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

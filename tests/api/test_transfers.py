@@ -1,0 +1,572 @@
+"""Calibration transfers through HTTP: plan, standards, record, target version — and every
+refusal leaving nothing behind. Runs on both databases (the ``client`` fixture)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from app.core.kennard_stone import kennard_stone
+from app.core.pls import LinearSoftSensor
+from app.core.serving import ServingModel
+from app.core.transfer import fit_transfer
+from app.db.models import AuditEvent, Dataset, ModelVersion, Transfer
+from app.enums import Role
+from app.services import transfers as transfers_service
+from app.services.transfers import CV_BASIS, SELECTION_METHOD, VALIDATION_BASIS
+from app.store import LocalStore
+from tests.factories import (
+    DOMAIN,
+    PLANT_DOMAIN,
+    create_domain,
+    make_spectral_table,
+    spectral_table,
+    table_bytes,
+    transfer_data,
+    upload_dataset,
+)
+from tests.helpers import Actor
+
+MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
+N_STANDARDS = 12
+
+
+@pytest.fixture
+def dev(actors: dict[Role, Actor]) -> dict[str, str]:
+    return actors[Role.developer].headers
+
+
+@pytest.fixture
+def source(client: TestClient, dev: dict[str, str]) -> dict[str, Any]:
+    """titer_pls v1 trained on simulated development-probe spectra; a plant domain."""
+    create_domain(client, dev)
+    create_domain(client, dev, PLANT_DOMAIN, scale="2000 L", probe_serial="plant-probe")
+    ds = upload_dataset(client, dev, transfer_data().source_bytes(), name="BATCH-2026-001")
+    assert ds.status_code == 201, ds.text
+    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
+    body = {
+        "dataset_sha256": ds.json()["sha256"],
+        "n_components": 5,
+        "intended_use": "monitoring titer in Ambr 250 runs",
+        "reason": "first calibration",
+    }
+    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
+    assert r.status_code == 201, r.text
+    return {"dataset": ds.json(), "version": r.json()}
+
+
+def _plan(source: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    body = {
+        "source_model": "titer_pls",
+        "source_version": 1,
+        "target_domain": PLANT_DOMAIN,
+        "method": "auto",
+        "n_standards": N_STANDARDS,
+        "change_control": "CC-TEST-0001",
+        "intended_use": "monitoring",
+        "operating_range": source["version"]["operating_range"],
+        "acceptance": {"max_rmse_ratio": 3.0},
+        "reason": "move titer_pls to the plant probe",
+    }
+    return body | overrides
+
+
+def _open(
+    client: TestClient, headers: dict[str, str], source: dict[str, Any], **overrides: Any
+) -> dict[str, Any]:
+    r = client.post("/api/v1/transfers", json=_plan(source, **overrides), headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _standards(
+    client: TestClient,
+    headers: dict[str, str],
+    ref: Any,
+    *,
+    target: bytes | None = None,
+    source_standards: bytes | None = None,
+    validation: bytes | None = None,
+    reason: str = "plant probe standards",
+    **form: str,
+) -> httpx.Response:
+    files = {"target_standards": ("standards.parquet", target or transfer_data().target_bytes())}
+    if source_standards is not None:
+        files["source_standards"] = ("source_standards.parquet", source_standards)
+    if validation is not None:
+        files["validation"] = ("validation.parquet", validation)
+    response: httpx.Response = client.post(
+        f"/api/v1/transfers/{ref}/standards",
+        data={"reason": reason, **form},
+        files=files,
+        headers=headers,
+    )
+    return response
+
+
+def _counts(session: Session) -> dict[str, int]:
+    return {
+        table.__name__: int(session.scalar(select(func.count()).select_from(table)) or 0)
+        for table in (Dataset, ModelVersion, Transfer, AuditEvent)
+    }
+
+
+@contextmanager
+def nothing_written(session: Session, store: LocalStore) -> Iterator[None]:
+    """No row in any record table, no audit event, no file in the store."""
+    rows, digests = _counts(session), set(store.digests())
+    yield
+    session.expire_all()
+    assert _counts(session) == rows
+    assert set(store.digests()) == digests
+
+
+def _load(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files if k != "meta"}
+
+
+# --------------------------------------------------------------------------------------------
+# The arc
+# --------------------------------------------------------------------------------------------
+
+
+def test_transfer_end_to_end_record_and_target_version(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
+) -> None:
+    data = transfer_data()
+    opened = _open(client, dev, source)
+    assert opened["status"] == "awaiting_standards"
+    assert opened["number"] >= 1
+    assert opened["governance"]["requalification_status"] is None
+    assert opened["governance"]["lineage"]["target_version"] is None
+    assert opened["transfer"]["acceptance"]["verdict"] is None
+    assert opened["source"]["in_domain_metrics"]["n"] == source["version"]["split"]["n_holdout"]
+
+    r = _standards(client, dev, opened["number"], validation=data.validation_bytes())
+    assert r.status_code == 201, r.text
+    record = r.json()
+    assert record["status"] == "completed"
+    assert record["id"] == opened["id"]
+
+    src, tgt, tr, gov = (record[k] for k in ("source", "target", "transfer", "governance"))
+    assert src["model"] == "titer_pls"
+    assert src["version"] == 1
+    assert src["domain"] == DOMAIN
+    assert src["training_dataset_sha256"] == source["dataset"]["sha256"]
+    assert src["in_domain_metrics"] == source["version"]["metrics"]["holdout"]
+    assert src["instrument"]
+    assert src["scale"] == "250 mL"
+    assert tgt["domain"] == PLANT_DOMAIN
+    assert tgt["scale"] == "2000 L"
+
+    # The simulated probe shift ruins the source model; the transfer repairs it, on unseen
+    # samples of another batch.
+    assert tgt["naive_metrics"]["n"] == len(data.validation_ids)
+    assert tgt["naive_metrics"]["r2"] < 0
+    assert tr["post_transfer_metrics"]["n"] == len(data.validation_ids)
+    assert tr["post_transfer_metrics"]["r2"] >= 0.98
+    assert tr["metrics_basis"] == tgt["naive_basis"] == VALIDATION_BASIS
+
+    assert tr["method_requested"] == "auto"
+    assert tr["method_chosen"] in {"pds", "ds", "sbc", "naive"}
+    assert tr["parameters"] is not None
+    assert tr["n_standards"] == N_STANDARDS
+    assert tr["n_candidates"] == data.candidates.size
+    assert len(tr["standard_sample_ids"]) == N_STANDARDS
+    assert tr["selection_method"] == SELECTION_METHOD
+    assert tr["scheme"] == f"leave-one-out over {N_STANDARDS} standards"
+    assert len(tr["cv_table"]) >= 10
+    assert tr["source_standards_origin"] == "source training dataset"
+    assert tr["source_standards_dataset_sha256"] is None
+    assert tr["reference_column"] == "titer_g_L"
+    acceptance = tr["acceptance"]
+    assert acceptance["criteria"] == {"max_rmse": None, "max_rmse_ratio": 3.0}
+    (result,) = acceptance["results"]
+    ratio = tr["post_transfer_metrics"]["rmse"] / src["in_domain_metrics"]["rmse"]
+    assert result == {
+        "criterion": "max_rmse_ratio",
+        "limit": 3.0,
+        "observed": pytest.approx(ratio, rel=1e-12),
+        "passed": ratio <= 3.0,
+    }
+    assert acceptance["verdict"] == ("pass" if ratio <= 3.0 else "fail")
+    assert "source version's" in tr["diagnostics"]
+
+    for key, domain in (
+        ("target_standards_dataset_sha256", PLANT_DOMAIN),
+        ("validation_dataset_sha256", PLANT_DOMAIN),
+    ):
+        pinned = client.get(f"/api/v1/datasets/{tr[key]}", headers=dev)
+        assert pinned.status_code == 200
+        assert pinned.json()["domain"] == domain
+
+    assert gov["requalification_status"] == "pending_requalification"
+    assert gov["operating_range"] == source["version"]["operating_range"]
+    assert gov["intended_use"] == "monitoring"
+    assert gov["change_control"] == "CC-TEST-0001"
+    assert gov["created_by"] == gov["completed_by"] == "test-developer"
+    assert gov["completed_at"] >= gov["created_at"]
+    lineage = gov["lineage"]
+    assert lineage["source_version"] == {
+        "model": "titer_pls",
+        "version": 1,
+        "id": source["version"]["id"],
+    }
+    assert lineage["transfer"] == {"number": record["number"], "id": record["id"]}
+    assert lineage["target_version"]["version"] == 2
+
+    card = client.get("/api/v1/models/titer_pls/versions/2", headers=dev).json()
+    assert card["status"] == "pending_requalification"
+    assert card["domain"] == PLANT_DOMAIN
+    assert card["source_version"] == 1
+    assert card["transfer_id"] == record["id"]
+    assert card["transfer_number"] == record["number"]
+    assert card["artifact_sha256"] == record["artifact_sha256"]
+    assert card["dataset_sha256"] == source["dataset"]["sha256"]
+    assert card["n_components"] == source["version"]["n_components"]
+    assert card["metrics"]["post_transfer"] == tr["post_transfer_metrics"]
+    assert card["metrics"]["naive"] == tgt["naive_metrics"]
+    assert card["metrics"]["basis"] == VALIDATION_BASIS
+    assert card["t2_limit_95"] == source["version"]["t2_limit_95"]
+    assert card["q_limit_99"] == source["version"]["q_limit_99"]
+    assert card["operating_range_source"] == "declared"
+
+    by_uuid = client.get(f"/api/v1/transfers/{record['id']}", headers=dev)
+    by_number = client.get(f"/api/v1/transfers/{record['number']}", headers=dev)
+    assert by_uuid.json() == by_number.json() == record
+
+    actions = list(
+        session.scalars(
+            select(AuditEvent.action).where(AuditEvent.entity_id.in_([record["id"], card["id"]]))
+        )
+    )
+    assert sorted(actions) == ["model_version.create", "transfer.complete", "transfer.open"]
+
+
+def test_target_artifact_predicts_as_core_transform_then_predict(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    data = transfer_data()
+    params = {"window": 7, "rcond": 0.01}
+    opened = _open(client, dev, source, method="pds", params=params)
+    r = _standards(client, dev, opened["id"], validation=data.validation_bytes())
+    assert r.status_code == 201, r.text
+    record = r.json()
+    assert record["transfer"]["method_chosen"] == "pds"
+    assert record["transfer"]["parameters"] == params
+    assert record["transfer"]["cv_table"] is None  # fixed method, validation set given
+
+    artifact = client.get("/api/v1/models/titer_pls/versions/2/artifact", headers=dev)
+    assert artifact.headers["X-Content-SHA256"] == record["artifact_sha256"]
+    served = ServingModel.from_arrays(_load(artifact.content))
+    v1 = client.get("/api/v1/models/titer_pls/versions/1/artifact", headers=dev)
+    model = LinearSoftSensor.from_arrays(_load(v1.content))
+
+    # The same arc in app.core alone: KS on the plant spectra, pair, fit, transform, predict.
+    Xt = data.plant_x[data.candidates]
+    chosen = data.candidates[kennard_stone(Xt, N_STANDARDS)]
+    assert record["transfer"]["standard_sample_ids"] == [data.source_ids[i] for i in chosen]
+    transfer = fit_transfer(
+        "pds",
+        data.source_x[chosen],
+        data.plant_x[chosen],
+        coef=model.coef,
+        intercept=model.intercept,
+        **params,
+    )
+    expected = model.predict(transfer.transform(data.validation_x))
+    np.testing.assert_allclose(served.predict(data.validation_x), expected, rtol=0, atol=1e-9)
+    t2, q = served.diagnose(data.validation_x)
+    t2_core, q_core = model.diagnose(transfer.transform(data.validation_x))
+    np.testing.assert_allclose(t2, t2_core, rtol=1e-9)
+    np.testing.assert_allclose(q, q_core, rtol=1e-9)
+
+
+def test_without_validation_set_metrics_are_cross_validated_over_the_standards(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    opened = _open(client, dev, source, method="pds", params={"window": 5})
+    r = _standards(client, dev, opened["number"])
+    assert r.status_code == 201, r.text
+    tr = r.json()["transfer"]
+    assert tr["metrics_basis"] == CV_BASIS
+    assert r.json()["target"]["naive_basis"] == CV_BASIS
+    assert tr["post_transfer_metrics"]["n"] == N_STANDARDS
+    assert r.json()["target"]["naive_metrics"]["n"] == N_STANDARDS
+    assert tr["parameters"] == {"window": 5, "rcond": 0.01}
+    (row,) = tr["cv_table"]
+    assert row["method"] == "pds"
+    assert row["rmsecv"] == pytest.approx(tr["post_transfer_metrics"]["rmse"], rel=1e-12)
+    assert tr["validation_dataset_sha256"] is None
+
+
+def test_uploaded_source_standards_are_pinned_in_the_source_domain(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    data = transfer_data()
+    opened = _open(client, dev, source, method="ds", params={"rcond": 0.03})
+    r = _standards(
+        client,
+        dev,
+        opened["number"],
+        source_standards=data.source_standards_bytes(),
+        validation=data.validation_bytes(),
+    )
+    assert r.status_code == 201, r.text
+    tr = r.json()["transfer"]
+    assert tr["source_standards_origin"] == "uploaded"
+    pinned = client.get(f"/api/v1/datasets/{tr['source_standards_dataset_sha256']}", headers=dev)
+    assert pinned.json()["domain"] == DOMAIN
+
+
+def test_same_inputs_give_the_same_numbers_to_the_last_digit(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    validation = transfer_data().validation_bytes()
+    records = []
+    for _ in range(2):
+        opened = _open(client, dev, source)
+        r = _standards(client, dev, opened["number"], validation=validation)
+        assert r.status_code == 201, r.text
+        records.append(r.json())
+    first, second = records
+    assert first["number"] != second["number"]
+    for block, keys in (
+        ("transfer", ("method_chosen", "parameters", "standard_sample_ids", "cv_table")),
+        ("transfer", ("post_transfer_metrics", "acceptance", "target_standards_dataset_sha256")),
+        ("target", ("naive_metrics",)),
+        ("source", ("in_domain_metrics",)),
+    ):
+        for key in keys:
+            assert first[block][key] == second[block][key], key  # exact: == on floats
+
+
+def test_list_filters_by_status_model_domain_and_change_control(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    done = _open(client, dev, source, method="sbc", change_control="CC-A")
+    assert _standards(client, dev, done["number"]).status_code == 201
+    waiting = _open(client, dev, source, change_control="CC-B")
+
+    def numbers(**query: str) -> list[int]:
+        r = client.get("/api/v1/transfers", params=query, headers=dev)
+        assert r.status_code == 200, r.text
+        return [t["number"] for t in r.json()]
+
+    assert numbers() == [done["number"], waiting["number"]]
+    assert numbers(status="completed") == [done["number"]]
+    assert numbers(status="awaiting_standards") == [waiting["number"]]
+    assert numbers(change_control="CC-B") == [waiting["number"]]
+    assert numbers(model="titer_pls", domain=DOMAIN) == [done["number"], waiting["number"]]
+    assert numbers(domain=PLANT_DOMAIN, change_control="CC-A") == [done["number"]]
+    r = client.get("/api/v1/transfers", params={"model": "nope"}, headers=dev)
+    assert r.status_code == 404
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: 4xx in the envelope, nothing written
+# --------------------------------------------------------------------------------------------
+
+
+def _refused(r: httpx.Response, status: int, *fragments: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"}
+    for fragment in fragments:
+        assert fragment in body["detail"], body["detail"]
+
+
+def test_unpaired_sample_ids_are_refused_and_name_the_ids(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+) -> None:
+    data = transfer_data()
+    idx = data.candidates
+    ids = [data.source_ids[i] for i in idx]
+    ids[3], ids[7] = "NOT-IN-SOURCE-1", "NOT-IN-SOURCE-2"
+    blob = table_bytes(
+        spectral_table(data.plant_x[idx], data.source_y[idx], data.axis, sample_ids=ids)
+    )
+    opened = _open(client, dev, source)
+    with nothing_written(session, store):
+        r = _standards(client, dev, opened["number"], target=blob)
+    _refused(r, 422, "2 target standard(s)", "'NOT-IN-SOURCE-1'", "'NOT-IN-SOURCE-2'")
+
+
+def test_a_different_spectral_axis_is_refused_naming_the_channel(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+) -> None:
+    data = transfer_data()
+    idx = data.candidates
+    axis = data.axis.copy()
+    axis[100:] += 0.5  # a recalibrated spectrometer: the same channel count, another axis
+    ids = [data.source_ids[i] for i in idx]
+    blob = table_bytes(spectral_table(data.plant_x[idx], data.source_y[idx], axis, sample_ids=ids))
+    opened = _open(client, dev, source)
+    with nothing_written(session, store):
+        r = _standards(client, dev, opened["number"], target=blob)
+    _refused(r, 422, "target standards", "channel 100", "600.5", "expected 600")
+
+
+def test_standards_inside_the_validation_set_are_refused(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+) -> None:
+    data = transfer_data()
+    opened = _open(client, dev, source)
+    rows = data.candidates[:20]
+    with nothing_written(session, store):
+        r = _standards(
+            client,
+            dev,
+            opened["number"],
+            target=data.target_bytes(data.candidates[10:]),
+            validation=data.target_bytes(rows),
+        )
+    first = data.source_ids[data.candidates[10]]
+    _refused(r, 422, "10 standard(s) are also in the validation set", repr(first))
+
+
+def test_fewer_standards_than_planned_are_refused(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+) -> None:
+    data = transfer_data()
+    opened = _open(client, dev, source, method="pds", params={"window": 11})
+    with nothing_written(session, store):
+        r = _standards(client, dev, opened["number"], target=data.target_bytes(data.candidates[:8]))
+    _refused(r, 422, f"need {N_STANDARDS} target standards, got 8")
+
+
+def test_too_many_candidates_for_kennard_stone_are_refused(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transfers_service, "MAX_CANDIDATES", 20)
+    opened = _open(client, dev, source)
+    with nothing_written(session, store):
+        r = _standards(client, dev, opened["number"])
+    _refused(r, 422, "30 candidate standards offered", "at most 20")
+
+
+def test_pds_and_auto_need_three_standards(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
+) -> None:
+    before = _counts(session)
+    for method in ("pds", "auto"):
+        r = client.post(
+            "/api/v1/transfers", json=_plan(source, method=method, n_standards=2), headers=dev
+        )
+        _refused(r, 422, "at least 3 standards")
+    assert _counts(session) == before
+
+
+def test_window_wider_than_the_spectrum_is_refused(
+    client: TestClient, dev: dict[str, str], session: Session
+) -> None:
+    create_domain(client, dev)
+    create_domain(client, dev, PLANT_DOMAIN)
+    blob = make_spectral_table(n_samples=20, n_channels=9, seed=4)
+    sha = upload_dataset(client, dev, blob).json()["sha256"]
+    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
+    body = {"dataset_sha256": sha, "n_components": 2, "intended_use": "t", "reason": "t"}
+    version = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).json()
+    before = _counts(session)
+    r = client.post(
+        "/api/v1/transfers",
+        json=_plan({"version": version}, method="pds", params={"window": 11}),
+        headers=dev,
+    )
+    _refused(r, 422, "window (11 channels) is wider than the spectrum (9 channels)")
+    assert _counts(session) == before
+
+
+def test_operating_range_outside_the_source_is_refused(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
+) -> None:
+    hi = source["version"]["operating_range"]["max"]
+    before = _counts(session)
+    r = client.post(
+        "/api/v1/transfers",
+        json=_plan(source, operating_range={"min": 0.5, "max": hi + 1.0}),
+        headers=dev,
+    )
+    _refused(r, 422, "lies outside the operating range of titer_pls v1")
+    assert _counts(session) == before
+
+
+def test_a_completed_transfer_is_immutable(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+) -> None:
+    opened = _open(client, dev, source, method="sbc")
+    assert _standards(client, dev, opened["number"]).status_code == 201
+    with nothing_written(session, store):
+        r = _standards(client, dev, opened["number"])
+    _refused(r, 409, "already completed")
+    # Behind the service's back, the database refuses too.
+    with pytest.raises(DBAPIError), session.begin_nested():
+        session.execute(
+            update(Transfer).where(Transfer.number == opened["number"]).values(verdict="pass")
+        )
+
+
+INVALID_PLANS: list[tuple[dict[str, Any], int, str]] = [
+    ({"target_domain": DOMAIN}, 422, "already reads"),
+    ({"target_domain": "nowhere"}, 404, "domain 'nowhere' does not exist"),
+    ({"source_model": "nope"}, 404, "model 'nope' does not exist"),
+    ({"source_version": 9}, 404, "has no version 9"),
+    ({"params": {"window": 5}}, 422, "takes no fixed parameters"),
+    ({"method": "sbc", "params": {"rcond": 0.1}}, 422, "takes no fixed parameters"),
+    ({"method": "pds", "params": {"window": 4}}, 422, "must be odd"),
+    ({"method": "ds", "params": {"window": 5}}, 422, "applies to pds only"),
+    ({"method": "ds", "params": {"rcond": 1.0}}, 422, "rcond"),
+    ({"acceptance": {}}, 422, "at least one acceptance criterion"),
+    ({"change_control": ""}, 422, "change_control"),
+]
+
+
+def test_invalid_plans_are_refused(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
+) -> None:
+    before = _counts(session)
+    for overrides, status, fragment in INVALID_PLANS:
+        r = client.post("/api/v1/transfers", json=_plan(source, **overrides), headers=dev)
+        _refused(r, status, fragment)
+    assert _counts(session) == before
+
+
+def test_unknown_transfer_is_404(client: TestClient, dev: dict[str, str]) -> None:
+    for ref in ("999", "3f0f1a2e-0000-4000-8000-000000000000", "not-a-ref"):
+        _refused(client.get(f"/api/v1/transfers/{ref}", headers=dev), 404, "does not exist")
