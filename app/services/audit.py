@@ -75,6 +75,22 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical_payload(event)).hexdigest()
 
 
+def lock_chain(session: Session) -> AuditHead:
+    """Lock the chain head for the rest of the transaction (creating it on first use).
+
+    Every writer takes this lock last, after any model row it locks; code that must serialize
+    something global (e.g. transfer numbers) may take it early, in that same order.
+    """
+    head = session.scalars(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    ).one_or_none()
+    if head is None:
+        head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
+        session.add(head)
+        session.flush()
+    return head
+
+
 def record(
     session: Session,
     *,
@@ -87,12 +103,7 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one audit event to the chain inside the caller's transaction (never commits)."""
-    head = session.scalars(
-        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-    ).one_or_none()
-    if head is None:
-        head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
-        session.add(head)
+    head = lock_chain(session)
     actor_name = actor if isinstance(actor, str) else actor.username
     actor_id = None if isinstance(actor, str) else actor.id
     event = AuditEvent(

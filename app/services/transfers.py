@@ -38,7 +38,6 @@ from app.core.spectra import FloatArray, check_same_axis
 from app.core.transfer import DS, PDS, Transfer, TransferSelection, fit_transfer, select_transfer
 from app.db.base import utcnow
 from app.db.models import (
-    AuditHead,
     Dataset,
     Domain,
     ModelVersion,
@@ -179,7 +178,7 @@ def _lock_transfer_numbering(session: Session) -> None:
     # appending to the audit chain under the audit-head row lock; taking that lock now, after
     # the model row (the order every writer uses), serializes the numbering across workers.
     # On SQLite, BEGIN IMMEDIATE already serializes writers.
-    session.execute(select(AuditHead.id).where(AuditHead.id == audit.HEAD_ID).with_for_update())
+    audit.lock_chain(session)
 
 
 def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> TransferRow:
