@@ -1,7 +1,8 @@
 """Benchmark of ``POST /api/v1/models/{name}/versions/{v}/predict`` over HTTP (not a test).
 
 Run ``.venv/bin/python bench/predict.py`` (add ``--postgres`` for PostgreSQL on
-127.0.0.1:5432 instead of SQLite). It
+127.0.0.1:5432 instead of SQLite). SQLite is measured as deployed, ``synchronous=FULL`` (an
+fsync per commit); ``--sqlite-synchronous NORMAL`` prints a run labelled as not the default. It
 
 1. creates a temporary directory with a SQLite database (or a temporary PostgreSQL database)
    and an artifact store, migrates it with Alembic, and seeds, through the service layer in
@@ -162,9 +163,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(url: str, store_root: Path, blas_threads: int, http: str, loop: str) -> Iterator[str]:
+def server(
+    url: str, store_root: Path, blas_threads: int, http: str, loop: str, synchronous: str
+) -> Iterator[str]:
     port = free_port()
-    env = dict(os.environ, REGISTRY_DATABASE_URL=url, REGISTRY_STORE_ROOT=str(store_root))
+    env = dict(
+        os.environ,
+        REGISTRY_DATABASE_URL=url,
+        REGISTRY_STORE_ROOT=str(store_root),
+        REGISTRY_SQLITE_SYNCHRONOUS=synchronous,
+    )
     if blas_threads > 0:
         env |= {"OPENBLAS_NUM_THREADS": str(blas_threads), "OMP_NUM_THREADS": str(blas_threads)}
     cmd = [
@@ -384,6 +392,12 @@ def main() -> None:
     parser.add_argument(
         "--loop", default="auto", choices=["auto", "asyncio", "uvloop"], help="uvicorn's loop"
     )
+    parser.add_argument(
+        "--sqlite-synchronous",
+        default="FULL",
+        choices=["FULL", "NORMAL"],
+        help="SQLite's synchronous pragma for the server (FULL, the default, is what is judged)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:
         tmp = Path(tmp_name)
@@ -391,7 +405,12 @@ def main() -> None:
             store_root = tmp / "store"
             migrate(url)
             X, axis = seed(url, store_root)
-            backend = "PostgreSQL" if args.postgres else "SQLite"
+            backend = (
+                "PostgreSQL"
+                if args.postgres
+                else f"SQLite synchronous={args.sqlite_synchronous}"
+                + (" (the default)" if args.sqlite_synchronous == "FULL" else " (NOT the default)")
+            )
             print(
                 f"predict benchmark: {backend}, uvicorn 1 worker, {X.shape[1]} channels, "
                 f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
@@ -399,7 +418,9 @@ def main() -> None:
                 f"http {args.http}, loop {args.loop}, "
                 f"load avg {os.getloadavg()[0]:.2f}"
             )
-            with server(url, store_root, args.blas_threads, args.http, args.loop) as base:
+            with server(
+                url, store_root, args.blas_threads, args.http, args.loop, args.sqlite_synchronous
+            ) as base:
                 measure(base, X, axis)
             print(f"  load avg after: {os.getloadavg()[0]:.2f}")
 

@@ -20,12 +20,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.api.deps import request_store
 from app.db.session import clear_rollback_hooks, get_session, make_engine, run_rollback_hooks
 from app.enums import Role
 from app.main import create_app
 from app.services import auth as auth_service
 from app.settings import get_settings
-from app.store import LocalStore, get_store
+from app.store import LocalStore
 from tests.helpers import PASSWORD, Actor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,6 +163,6 @@ def client(
 
     app = create_app()
     app.dependency_overrides[get_session] = _test_session
-    app.dependency_overrides[get_store] = lambda: store
+    app.dependency_overrides[request_store] = lambda: store
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

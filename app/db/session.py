@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,16 +68,44 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 
-def get_session() -> Iterator[Session]:
-    """One session and one transaction per request: commit on success, roll back on error."""
-    with get_sessionmaker()() as session:
+async def get_session() -> AsyncIterator[Session]:
+    """One session and one transaction per request: commit on success, roll back on error.
+
+    Asynchronous so that opening costs no thread-pool trip (a session and its transaction take
+    their connection at the first query, in a synchronous dependency or the route); the
+    COMMIT or ROLLBACK, which do I/O, run in one trip to the pool, shielded from cancellation
+    so the session is always closed.
+    """
+    session = get_sessionmaker()()
+    session.begin()
+    try:
+        yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_roll_back, session)
+        raise
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(_commit, session)
+
+
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    except BaseException:
+        _roll_back(session)
+        raise
+    clear_rollback_hooks(session)
+    session.close()
+
+
+def _roll_back(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
         try:
-            with session.begin():
-                yield session
-        except BaseException:
             run_rollback_hooks(session)
-            raise
-        clear_rollback_hooks(session)
+        finally:
+            session.close()
 
 
 def on_rollback(session: Session, hook: Any) -> None:

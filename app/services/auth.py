@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
@@ -165,17 +165,22 @@ def login(session: Session, *, username: str, password: str) -> IssuedToken | No
     return IssuedToken(token, expires_at, user)
 
 
+# Built once: constructing a SELECT costs about as much as running it on an indexed key.
+_USER_BY_API_KEY = select(User).where(User.api_key_hash == bindparam("digest"))
+_USER_BY_TOKEN = (
+    select(User, AccessToken.expires_at)
+    .join(AccessToken, AccessToken.user_id == User.id)
+    .where(AccessToken.token_hash == bindparam("digest"))
+)
+
+
 def resolve_credential(session: Session, credential: str) -> User | None:
     """The active user behind a bearer token or an API key, or None."""
-    digest = _sha256(credential)
+    params = {"digest": _sha256(credential)}
     if credential.startswith(API_KEY_PREFIX):
-        user = session.scalars(select(User).where(User.api_key_hash == digest)).one_or_none()
+        user = session.scalars(_USER_BY_API_KEY, params).one_or_none()
     else:
-        row = session.execute(
-            select(User, AccessToken.expires_at)
-            .join(AccessToken, AccessToken.user_id == User.id)
-            .where(AccessToken.token_hash == digest)
-        ).one_or_none()
+        row = session.execute(_USER_BY_TOKEN, params).one_or_none()
         if row is None or row[1] <= utcnow():
             return None
         user = row[0]

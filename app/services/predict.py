@@ -458,11 +458,16 @@ def parse_arrow_body(
             ) from None
     _check_axis(axis, positions, names)
     _check_row_count(table.num_rows, max_rows)
-    # One C++ pass writes the row-major (n_spectra, n_channels) array (5x faster here than
-    # filling it column by column from Python); nulls become NaN, refused just below.
-    batch = table.select(columns).combine_chunks().to_batches()[0]
+    # Arrow writes a column-major tensor (a copy per column) and numpy transposes it into the
+    # row-major (n_spectra, n_channels) array: 2.0 ms for 1000 x 701 here, against 4.6 ms for
+    # Arrow's own row-major tensor and 8 ms filling column by column from Python. A stream
+    # read as one record batch is used as is (combining chunks would copy it once more).
+    # Nulls become NaN, refused just below.
+    selected = table.select(columns)
+    batches = selected.to_batches()
+    batch = batches[0] if len(batches) == 1 else selected.combine_chunks().to_batches()[0]
     try:
-        tensor = batch.to_tensor(null_to_nan=True, row_major=True)
+        tensor = batch.to_tensor(null_to_nan=True, row_major=False)
     except (pa.ArrowTypeError, pa.ArrowNotImplementedError):
         for name, kind in zip(batch.schema.names, batch.schema.types, strict=True):
             if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
