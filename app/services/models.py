@@ -218,25 +218,48 @@ def train_version(
         reason=data.reason,
         created_by_id=actor.id,
     )
+    return add_version(
+        session,
+        version,
+        model=model,
+        actor=actor,
+        reason=data.reason,
+        after={"dataset_sha256": ds.record.sha256},
+    )
+
+
+def add_version(
+    session: Session,
+    version: ModelVersion,
+    *,
+    model: SoftSensorModel,
+    actor: User,
+    reason: str,
+    after: dict[str, Any],
+) -> ModelVersion:
+    """Insert a new version row and its ``model_version.create`` audit event (never commits).
+
+    The caller numbered it under the model row lock; ``after`` adds to the standard snapshot.
+    """
     session.add(version)
-    session.flush()
+    session.flush()  # ids now; the caller commits
     audit.record(
         session,
         actor=actor,
         action="model_version.create",
         entity_type="model_version",
         entity_id=version.id,
-        reason=data.reason,
+        reason=reason,
         after={
             "model": model.name,
             "version": version.version,
             "status": version.status,
-            "dataset_sha256": ds.record.sha256,
-            "artifact_sha256": digest,
+            "artifact_sha256": version.artifact_sha256,
             "n_components": version.n_components,
-            "metrics": metrics,
-            "operating_range": [op_lo, op_hi],
-        },
+            "metrics": version.metrics,
+            "operating_range": [version.operating_range_min, version.operating_range_max],
+        }
+        | after,
     )
     return version
 

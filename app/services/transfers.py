@@ -785,28 +785,18 @@ def upload_standards(
         reason=transfer.reason,
         created_by_id=actor.id,
     )
-    session.add(version)
-    session.flush()
-    audit.record(
+    models.add_version(
         session,
+        version,
+        model=model,
         actor=actor,
-        action="model_version.create",
-        entity_type="model_version",
-        entity_id=version.id,
         reason=form.reason,
         after={
-            "model": model.name,
-            "version": version.version,
-            "status": version.status,
             "source_version": source.version,
             "transfer_number": transfer.number,
             "transfer_id": transfer.id,
             "domain": target_domain.name,
             "dataset_sha256": source_dataset.sha256,
-            "artifact_sha256": digest,
-            "n_components": version.n_components,
-            "metrics": computed.metrics,
-            "operating_range": [version.operating_range_min, version.operating_range_max],
         },
     )
 
