@@ -8,6 +8,7 @@ Every test that uses ``session`` or ``client`` runs twice: on SQLite and on Post
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,20 @@ def engine(
     eng.dispose()
     if pg_name:
         _drop_pg_database(pg_name)
+
+
+@pytest.fixture
+def pg_engine(
+    worker_id_safe: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Engine]:
+    """A migrated PostgreSQL database of the test's own, for real commits from many threads."""
+    tag = f"{worker_id_safe}_{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]}"
+    url, name = fresh_database("postgresql", tag, tmp_path)
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+    assert name is not None
+    _drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")

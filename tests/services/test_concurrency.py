@@ -7,35 +7,21 @@ session per thread, released together by a barrier: what 32 simultaneous request
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ModelVersion, User
-from app.db.session import make_engine
 from app.enums import Role
 from app.schemas.datasets import DatasetCreate, DomainCreate
 from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
 from app.services import audit, auth, datasets, domains, models
 from app.store import LocalStore
-from tests.conftest import _drop_pg_database, fresh_database
 from tests.factories import make_spectral_table
 
 N_WRITERS = 32
-
-
-@pytest.fixture
-def pg_engine(worker_id_safe: str, tmp_path: Path) -> Iterator[Engine]:
-    url, name = fresh_database("postgresql", f"{worker_id_safe}_concurrency", tmp_path)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-    assert name is not None
-    _drop_pg_database(name)
 
 
 def _setup(engine: Engine, store: LocalStore) -> tuple[User, str]:

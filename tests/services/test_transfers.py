@@ -4,7 +4,7 @@ and the demo seed's transfer record."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ModelVersion, SoftSensorModel, Transfer, User
-from app.db.session import make_engine
 from app.enums import IntendedUse, Role, TransferMethod, TransferStatus, VersionStatus
 from app.errors import Conflict
 from app.schemas.datasets import DatasetCreate, DomainCreate
@@ -23,20 +22,9 @@ from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCre
 from app.services import audit, auth, datasets, domains, models, transfers
 from app.services.seed import N_STANDARDS, PLANT_DOMAIN, seed_demo
 from app.store import LocalStore
-from tests.conftest import _drop_pg_database, fresh_database
 from tests.factories import make_spectral_table, simulate_spectra
 
 N_THREADS = 8
-
-
-@pytest.fixture
-def pg_engine(worker_id_safe: str, tmp_path: Path) -> Iterator[Engine]:
-    url, name = fresh_database("postgresql", f"{worker_id_safe}_transfers", tmp_path)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
-    assert name is not None
-    _drop_pg_database(name)
 
 
 def _domain(session: Session, name: str, dev: User) -> None:
