@@ -8,6 +8,7 @@ Every test that uses ``session`` or ``client`` runs twice: on SQLite and on Post
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -18,11 +19,17 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from app.api.deps import request_store
-from app.db.session import clear_rollback_hooks, get_session, make_engine, run_rollback_hooks
+from app.db.session import (
+    clear_rollback_hooks,
+    get_session,
+    make_engine,
+    request_transaction,
+    run_rollback_hooks,
+)
 from app.enums import Role
 from app.main import create_app
 from app.services import auth as auth_service
@@ -176,8 +183,15 @@ def client(
             run_rollback_hooks(session)
             raise
 
+    @contextlib.contextmanager
+    def _test_transaction() -> Iterator[Connection]:  # same contract as engine.begin()
+        connection = session.connection()
+        with connection.begin_nested():  # released on success, rolled back on an exception
+            yield connection
+
     app = create_app()
     app.dependency_overrides[get_session] = _test_session
+    app.dependency_overrides[request_transaction] = lambda: _test_transaction
     app.dependency_overrides[request_store] = lambda: store
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

@@ -31,18 +31,19 @@ import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import simdjson
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray, check_same_axis
 from app.db.base import utcnow
-from app.db.models import Dataset, ModelVersion, PredictionLog, SoftSensorModel, Transfer, User
+from app.db.models import Dataset, ModelVersion, PredictionLog, SoftSensorModel, Transfer
 from app.enums import TransferStatus, VersionStatus
 from app.errors import Conflict, IntegrityFailure, InvalidInput
 from app.schemas.predict import FLAG_CONFIDENCE
 from app.services import models as models_service
 from app.services.artifacts import load_npz
+from app.services.auth import Caller
 from app.settings import get_settings
 from app.store import ArtifactStore
 
@@ -189,10 +190,10 @@ class _MetaCache:
         self._items: dict[uuid.UUID, VersionMeta] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, version_id: uuid.UUID) -> VersionMeta:
+    def get(self, connection: Connection, version_id: uuid.UUID) -> VersionMeta:
         meta = self._items.get(version_id)
         if meta is None:
-            row = session.connection().execute(_META, {"version_id": version_id}).one()
+            row = connection.execute(_META, {"version_id": version_id}).one()
             meta = VersionMeta(**row._mapping)
             with self._lock:
                 if len(self._items) >= self.maxsize:
@@ -208,7 +209,7 @@ class _MetaCache:
 version_metas = _MetaCache()
 
 
-def resolve_version(session: Session, model_name: str, version: int) -> VersionTarget:
+def resolve_version(connection: Connection, model_name: str, version: int) -> VersionTarget:
     """The version's record and its current status (404 naming what is unknown).
 
     One small query per call reads the status and the transfer record's status fresh (QA may
@@ -217,12 +218,13 @@ def resolve_version(session: Session, model_name: str, version: int) -> VersionT
     on its source model's axis.
     """
     params = {"model_name": model_name, "version": version}
-    row = session.connection().execute(_CURRENT, params).one_or_none()
+    row = connection.execute(_CURRENT, params).one_or_none()
     if row is None:
-        models_service.get_version(session, model_name, version)  # raises the precise 404
+        with Session(bind=connection) as session:  # joins the connection's transaction
+            models_service.get_version(session, model_name, version)  # the precise 404
         raise AssertionError("unreachable: the version exists but the join found nothing")
     version_id, status, transfer_status = row
-    return VersionTarget(version_metas.get(session, version_id), status, transfer_status)
+    return VersionTarget(version_metas.get(connection, version_id), status, transfer_status)
 
 
 # --------------------------------------------------------------------------------------------
@@ -552,7 +554,7 @@ class Prediction:
 
 
 def predict(
-    session: Session,
+    connection: Connection,
     store: ArtifactStore,
     *,
     model_name: str,
@@ -560,9 +562,9 @@ def predict(
     body: bytes,
     input_format: InputFormat,
     purpose: str | None,
-    actor: User,
+    actor: Caller,
 ) -> Prediction:
-    """Predict from the spectra in ``body`` and log the call in the caller's transaction.
+    """Predict from the spectra in ``body`` and log the call in ``connection``'s transaction.
 
     ``purpose`` is the query parameter; a JSON body may carry it instead (not both).
 
@@ -576,7 +578,7 @@ def predict(
         A malformed body, a wrong axis or channel count, a non-finite value, too many rows.
     """
     input_sha256 = _hash_in_background(body)
-    target = resolve_version(session, model_name, version)
+    target = resolve_version(connection, model_name, version)
     meta = target.meta
     if target.status is VersionStatus.retired:
         raise Conflict(
@@ -623,7 +625,7 @@ def predict(
         "purpose": purpose,
     }
     # A plain INSERT (no unit of work to flush); it runs now, in the request's transaction.
-    session.connection().execute(_INSERT_LOG, log)
+    connection.execute(_INSERT_LOG, log)
     return Prediction(
         target=target,
         log_id=log["id"],
