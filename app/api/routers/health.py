@@ -9,7 +9,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="Process is up")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """Liveness: no database, no I/O, so no thread-pool trip (``/readyz`` checks the rest)."""
     return {"status": "ok"}
 
 
