@@ -1,11 +1,20 @@
 """Local-filesystem artifact store: ``<root>/sha256/<ab>/<digest>``, written once, re-hashed.
 
-Writes go to a temporary file in the same directory, are fsynced and renamed into place, so a
+Writes go to a temporary file in the same directory, are fsynced and linked into place, so a
 reader never sees a partial artifact and an existing artifact is never overwritten.
+
+A request that stored new bytes and then failed removes its file again (:meth:`discard`) -
+unless another request found the same bytes stored in the meantime and may be about to commit
+a record naming them. Such a request leaves a mark beside the file (``<digest>.kept``) under a
+shared ``flock``; the removal checks for the mark under an exclusive one, so the two cannot
+interleave: either the mark is seen and the file stays, or the file is gone before the other
+request looks and it writes the bytes again. Locks are per host, like the store. A file kept
+this way whose every user failed is left unreferenced, which ``ssreg store fsck`` lists.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -25,7 +34,7 @@ class ArtifactStore(Protocol):
     def put(self, blob: bytes) -> tuple[str, bool]: ...
     def get(self, digest: str) -> bytes: ...
     def exists(self, digest: str) -> bool: ...
-    def discard(self, digest: str) -> None: ...
+    def discard(self, digest: str) -> bool: ...
     def digests(self) -> Iterator[str]: ...
     def check(self, digest: str) -> str: ...
     def writable(self) -> bool: ...
@@ -47,11 +56,49 @@ class LocalStore:
         return self.root / "sha256" / digest[:2] / digest
 
     def put(self, blob: bytes) -> tuple[str, bool]:
-        """Store ``blob`` once. Returns its sha256 and whether this call created the file."""
+        """Store ``blob`` once. Returns its sha256 and whether this call created the file.
+
+        If the file was there already, it is marked as wanted by a second writer first, so a
+        failed creator's :meth:`discard` leaves it in place.
+        """
         digest = sha256_hex(blob)
         target = self.path(digest)
-        if target.exists():
-            return digest, False
+        for _ in range(100):
+            if self._mark_kept(target):
+                return digest, False
+            created = self._write(target, blob)
+            if created or self._mark_kept(target):
+                return digest, created
+            # Created by another request and removed by its discard since: write it again.
+        raise IntegrityFailure(f"artifact {digest} keeps disappearing from the store")
+
+    @staticmethod
+    def _kept_mark(target: Path) -> Path:
+        return target.with_name(target.name + ".kept")
+
+    def _mark_kept(self, target: Path) -> bool:
+        """Mark an existing file as wanted; False if there is no file (or it was removed while
+        we waited for a discard that held the lock)."""
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a discard holds it exclusively
+            try:
+                if os.stat(target).st_ino != os.fstat(fd).st_ino:
+                    return False  # we locked a file that was unlinked meanwhile
+            except FileNotFoundError:
+                return False
+            mark = self._kept_mark(target)
+            if not mark.exists():
+                mark.touch()
+            return True
+        finally:
+            os.close(fd)  # drops the lock
+
+    def _write(self, target: Path, blob: bytes) -> bool:
+        """Write ``blob`` to ``target`` unless it exists; whether this call created it."""
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -73,7 +120,7 @@ class LocalStore:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        return digest, created
+        return created
 
     def get(self, digest: str) -> bytes:
         """The artifact's bytes, re-hashed: raises IntegrityFailure if they no longer match."""
@@ -89,9 +136,25 @@ class LocalStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()
 
-    def discard(self, digest: str) -> None:
-        """Remove an artifact written by a request that then failed (never a referenced one)."""
-        self.path(digest).unlink(missing_ok=True)
+    def discard(self, digest: str) -> bool:
+        """Remove an artifact that this request created and no longer needs (it failed),
+        unless another request has marked it as wanted. Returns whether it was removed."""
+        target = self.path(digest)
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another request is marking it right now: it is wanted
+            if self._kept_mark(target).exists():
+                return False
+            target.unlink()
+            return True
+        finally:
+            os.close(fd)
 
     def digests(self) -> Iterator[str]:
         base = self.root / "sha256"

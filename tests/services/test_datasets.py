@@ -337,6 +337,6 @@ def test_loader_reports_bytes_missing_from_the_store(
     session: Session, store: LocalStore, developer: Actor
 ) -> None:
     record, _ = _register(session, store, developer, make_spectral_table())
-    store.discard(record.sha256)
+    store.path(record.sha256).unlink()  # lost behind the service's back
     with pytest.raises(NotFound, match="missing from the store"):
         load_dataset_arrays(session, store, record.sha256)
