@@ -7,7 +7,17 @@ from fastapi import FastAPI
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.limits import UploadSizeLimit
-from app.api.routers import audit, auth, datasets, domains, health, models, predict, transfers
+from app.api.routers import (
+    audit,
+    auth,
+    datasets,
+    domains,
+    health,
+    models,
+    predict,
+    prediction_log,
+    transfers,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -21,6 +31,6 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     app.include_router(health.router)
-    for module in (auth, audit, domains, datasets, models, predict, transfers):
+    for module in (auth, audit, domains, datasets, models, predict, prediction_log, transfers):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

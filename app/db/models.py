@@ -220,7 +220,10 @@ class PredictionLog(Base):
     """ALCOA+ record of one prediction call (not the spectra: their sha256). Append-only."""
 
     __tablename__ = "prediction_log"
-    __table_args__ = (Index(None, "model_version_id", "occurred_at"),)
+    __table_args__ = (
+        Index(None, "model_version_id", "occurred_at"),
+        Index(None, "occurred_at", "id"),  # the review listing's order and keyset cursor
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)

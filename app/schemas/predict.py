@@ -134,3 +134,31 @@ class PredictionRead(Schema):
     q: Annotated[list[float], Field(description="Q (squared prediction error) of each spectrum")]
     flags: PredictionFlags
     flag_counts: FlagCounts
+
+
+class PredictionLogEntry(Schema):
+    """One prediction call as the log keeps it (the spectra themselves are not kept)."""
+
+    id: uuid.UUID
+    occurred_at: datetime
+    caller: str
+    caller_id: uuid.UUID
+    model: str
+    version: int
+    artifact_sha256: str
+    transfer_id: uuid.UUID | None
+    transfer_number: int | None
+    qualified: Annotated[bool, Field(description="the version was approved at the call")]
+    n_spectra: int
+    input_sha256: Annotated[str, Field(description="sha256 of the exact request body bytes")]
+    input_format: Literal["json", "arrow"]
+    flag_counts: FlagCounts
+    flag_confidence: float
+    purpose: str | None
+
+
+class PredictionLogPage(Schema):
+    entries: list[PredictionLogEntry]
+    next_cursor: Annotated[
+        str | None, Field(description="pass as cursor for the next page; null on the last page")
+    ]

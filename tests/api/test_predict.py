@@ -29,8 +29,6 @@ from app.store import LocalStore
 from tests.factories import (
     PLANT_DOMAIN,
     create_domain,
-    make_spectral_table,
-    simulate_spectra,
     transfer_data,
     upload_dataset,
 )
@@ -39,21 +37,6 @@ from tests.helpers import Actor
 N_CHANNELS = 40
 URL = "/api/v1/models/titer_pls/versions/1/predict"
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
-
-
-@pytest.fixture
-def trained(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
-    """titer_pls v1 on 60 simulated spectra x 40 channels (axis 400, 402, ... 478)."""
-    dev = actors[Role.developer].headers
-    create_domain(client, dev)
-    blob = make_spectral_table(n_samples=60, n_channels=N_CHANNELS, seed=3)
-    ds = upload_dataset(client, dev, blob).json()
-    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
-    body = {"dataset_sha256": ds["sha256"], "intended_use": "monitoring", "reason": "first"}
-    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
-    assert r.status_code == 201, r.text
-    X, _, axis = simulate_spectra(12, N_CHANNELS, seed=11)
-    return {"version": r.json(), "X": X, "axis": axis}
 
 
 def _artifact_model(client: TestClient, headers: dict[str, str]) -> LinearSoftSensor:

@@ -161,6 +161,10 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/audit", headers=h),
     ),
+    ("GET", "/api/v1/prediction-log"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/prediction-log", headers=h),
+    ),
     ("GET", "/api/v1/audit/verify"): (
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/audit/verify", headers=h),

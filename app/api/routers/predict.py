@@ -182,4 +182,5 @@ def _predict_and_commit(
         )
         # orjson writes the numpy arrays directly; validating thousands of floats through the
         # response model would cost more than the prediction (the model still documents it).
-        return orjson.dumps(_payload(result), option=orjson.OPT_SERIALIZE_NUMPY)
+        # UTC as "Z", as pydantic writes it on every other route.
+        return orjson.dumps(_payload(result), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z)

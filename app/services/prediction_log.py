@@ -1,0 +1,128 @@
+"""Reading the prediction log: who predicted what, with which version, when (for review).
+
+Pages are in time order (``occurred_at``, then ``id``) with an opaque keyset cursor, so a page
+costs the same however long the log grows and rows written while a reviewer pages through it
+do not shift the pages already read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from app.db.models import ModelVersion, PredictionLog, SoftSensorModel, Transfer
+from app.errors import InvalidInput
+from app.services import models as models_service
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    row: PredictionLog
+    model: str
+    version: int
+    transfer_number: int | None
+
+
+def encode_cursor(occurred_at: datetime, row_id: uuid.UUID) -> str:
+    raw = f"{occurred_at.isoformat()}|{row_id.hex}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, row_id = raw.split("|")
+        occurred_at, parsed_id = datetime.fromisoformat(when), uuid.UUID(hex=row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(
+            "cursor is not one this service issued: pass next_cursor from the previous page"
+        ) from None
+    if occurred_at.tzinfo is None:
+        raise InvalidInput("cursor is not one this service issued")
+    return occurred_at, parsed_id
+
+
+def list_entries(
+    session: Session,
+    *,
+    model: str | None = None,
+    version: int | None = None,
+    caller: str | None = None,
+    flagged: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> tuple[list[LogEntry], str | None]:
+    """One page of log rows in time order, and the cursor of the next page (or None).
+
+    ``model`` (and ``version``, which needs ``model``) must exist: a misspelt name is a 404,
+    not an empty log. ``flagged`` keeps calls with (true) or without (false) any flagged
+    spectrum. Time bounds need a time zone; ``until`` is exclusive.
+    """
+    for label, bound in (("since", since), ("until", until)):
+        if bound is not None and bound.tzinfo is None:
+            raise InvalidInput(f"{label} needs a time zone, e.g. 2026-11-27T10:00:00Z")
+    if version is not None and model is None:
+        raise InvalidInput("version filters within a model: give model as well")
+    log, mv, m, tr = PredictionLog, ModelVersion, SoftSensorModel, Transfer
+    stmt = (
+        select(log, m.name, mv.version, tr.number)
+        .join(mv, mv.id == log.model_version_id)
+        .join(m, m.id == mv.model_id)
+        .outerjoin(tr, tr.id == log.transfer_id)
+        .order_by(log.occurred_at, log.id)
+    )
+    if model is not None:
+        if version is not None:
+            stmt = stmt.where(mv.id == models_service.get_version(session, model, version).id)
+        else:
+            stmt = stmt.where(m.id == models_service.get_model(session, model).id)
+    if caller:
+        stmt = stmt.where(log.caller == caller)
+    if flagged is not None:
+        any_flag = log.flag_counts["any_flag"].as_integer()
+        stmt = stmt.where(any_flag > 0 if flagged else any_flag == 0)
+    if since is not None:
+        stmt = stmt.where(log.occurred_at >= since)
+    if until is not None:
+        stmt = stmt.where(log.occurred_at < until)
+    if cursor is not None:
+        stmt = stmt.where(tuple_(log.occurred_at, log.id) > tuple_(*decode_cursor(cursor)))
+    rows = session.execute(stmt.limit(limit + 1)).all()
+    entries = [LogEntry(r[0], r[1], r[2], r[3]) for r in rows[:limit]]
+    if len(rows) > limit:
+        last = entries[-1].row
+        return entries, encode_cursor(last.occurred_at, last.id)
+    return entries, None
+
+
+def entry_payload(entry: LogEntry) -> dict[str, Any]:
+    row = entry.row
+    counts = dict(row.flag_counts)
+    confidence = counts.pop("flag_confidence", None)
+    return {
+        "id": row.id,
+        "occurred_at": row.occurred_at,
+        "caller": row.caller,
+        "caller_id": row.caller_id,
+        "model": entry.model,
+        "version": entry.version,
+        "artifact_sha256": row.artifact_sha256,
+        "transfer_id": row.transfer_id,
+        "transfer_number": entry.transfer_number,
+        "qualified": row.qualified,
+        "n_spectra": row.n_spectra,
+        "input_sha256": row.input_sha256,
+        "input_format": row.input_format,
+        "flag_counts": counts,
+        "flag_confidence": confidence,
+        "purpose": row.purpose,
+    }
