@@ -42,7 +42,8 @@ def _sqlite_begin_immediate(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver: SQLAlchemy's own execution path costs more than the BEGIN.
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
