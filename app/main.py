@@ -1,8 +1,9 @@
-"""create_app(): routers and error handlers, nothing else."""
+"""create_app(): routers, error handlers and the process's BLAS thread limit."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from app import __version__
 from app.api.errors import install_error_handlers
@@ -18,6 +19,7 @@ from app.api.routers import (
     prediction_log,
     transfers,
 )
+from app.settings import get_settings
 
 API_PREFIX = "/api/v1"
 # The order of the groups in /docs (independent of the order routes are matched in).
@@ -34,6 +36,9 @@ TAGS = [
 
 
 def create_app() -> FastAPI:
+    blas_threads = get_settings().blas_threads
+    if blas_threads > 0:
+        threadpool_limits(limits=blas_threads, user_api="blas")  # process-wide
     app = FastAPI(
         title="softsensor-registry",
         version=__version__,

@@ -45,3 +45,23 @@ def test_readyz_reports_unmigrated_then_ready(file_db: str) -> None:
             "checks": {"database": "ok", "migrations": "ok", "store": "ok"},
         }
     get_store.cache_clear()
+
+
+def test_the_app_limits_blas_to_the_configured_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker per core: BLAS threads of its own would only contend (REGISTRY_BLAS_THREADS)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from app.main import create_app
+
+    with threadpool_limits(limits=2, user_api="blas"):  # restores the limits on exit
+        monkeypatch.setenv("REGISTRY_BLAS_THREADS", "1")
+        get_settings.cache_clear()
+        try:
+            create_app()
+            blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+            assert blas, "numpy's BLAS should be visible to threadpoolctl"
+            assert {p["num_threads"] for p in blas} == {1}
+        finally:
+            get_settings.cache_clear()
