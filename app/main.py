@@ -1,4 +1,4 @@
-"""create_app(): routers, error handlers and the process's BLAS thread limit."""
+"""create_app(): routers, error handlers and the process's numeric thread limit."""
 
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ TAGS = [
 
 
 def create_app() -> FastAPI:
-    blas_threads = get_settings().blas_threads
-    if blas_threads > 0:
-        threadpool_limits(limits=blas_threads, user_api="blas")  # process-wide
+    compute_threads = get_settings().compute_threads
+    if compute_threads > 0:
+        threadpool_limits(limits=compute_threads)  # BLAS and OpenMP, process-wide
     app = FastAPI(
         title="softsensor-registry",
         version=__version__,

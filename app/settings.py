@@ -30,11 +30,12 @@ class Settings(BaseSettings):
     max_dataset_channels: int = 20_000
     max_predict_spectra: int = 100_000
 
-    # BLAS threads per worker process (0: leave the library's default, one per core). The
-    # service scales by worker processes, one per core; BLAS threads of their own only contend
-    # with the others and with the event loop (single-spectrum predictions: p50 1.95 ms with
-    # OpenBLAS's 2 threads against 1.4-1.6 ms with 1 here, bench/predict.py).
-    blas_threads: int = Field(default=1, ge=0)
+    # Threads of the numeric libraries (BLAS, OpenMP) per worker process (0: the libraries'
+    # defaults, one per core). The service scales by worker processes, one per core; threads of
+    # their own only contend with the others and with the event loop (single-spectrum
+    # predictions: p50 1.95 ms with OpenBLAS's 2 threads against 1.4-1.6 ms with 1 here,
+    # bench/predict.py).
+    compute_threads: int = Field(default=1, ge=0)
 
 
 @lru_cache

@@ -32,9 +32,10 @@ fsync per commit); ``--sqlite-synchronous NORMAL`` prints a run labelled as not 
 
 Latencies are client-side wall times (``time.perf_counter`` around each request), so they
 include the client's own overhead. The server runs one worker (uvicorn picks httptools and
-uvloop, project dependencies) as deployed: the app limits BLAS to ``REGISTRY_BLAS_THREADS``
-threads (default 1: one worker per core is how the service scales; ``--blas-threads N``
-passes another value, 0 = the library's default), and no access log.
+uvloop, project dependencies) as deployed: the app limits BLAS and OpenMP to
+``REGISTRY_COMPUTE_THREADS`` threads (default 1: one worker per core is how the service
+scales; ``--compute-threads N`` passes another value, 0 = the libraries' defaults), and no
+access log.
 Figures vary with the machine's load; the script prints the load average before and after.
 """
 
@@ -173,7 +174,7 @@ def free_port() -> int:
 def server(
     url: str,
     store_root: Path,
-    blas_threads: int | None,
+    compute_threads: int | None,
     http: str,
     loop: str,
     synchronous: str,
@@ -186,8 +187,8 @@ def server(
         REGISTRY_STORE_ROOT=str(store_root),
         REGISTRY_SQLITE_SYNCHRONOUS=synchronous,
     )
-    if blas_threads is not None:
-        env["REGISTRY_BLAS_THREADS"] = str(blas_threads)
+    if compute_threads is not None:
+        env["REGISTRY_COMPUTE_THREADS"] = str(compute_threads)
     cmd = [
         sys.executable,
         "-m",
@@ -411,10 +412,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL on 127.0.0.1:5432")
     parser.add_argument(
-        "--blas-threads",
+        "--compute-threads",
         type=int,
         default=None,
-        help="REGISTRY_BLAS_THREADS of the server (default: the service's own, 1; 0: BLAS's)",
+        help="REGISTRY_COMPUTE_THREADS of the server (default: the service's, 1; 0: libraries')",
     )
     parser.add_argument(
         "--http", default="auto", choices=["auto", "h11", "httptools"], help="uvicorn's parser"
@@ -456,11 +457,11 @@ def main() -> None:
             print(
                 f"predict benchmark: {backend}, uvicorn 1 worker, {X.shape[1]} channels, "
                 f"python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-                "BLAS threads "
+                "BLAS/OpenMP threads "
                 + (
                     "as deployed (1)"
-                    if args.blas_threads is None
-                    else f"{args.blas_threads or 'the library default'} (NOT the default)"
+                    if args.compute_threads is None
+                    else f"{args.compute_threads or 'the libraries default'} (NOT the default)"
                 )
                 + ", "
                 f"http {args.http}, loop {args.loop}, "
@@ -475,7 +476,7 @@ def main() -> None:
             with server(
                 url,
                 store_root,
-                args.blas_threads,
+                args.compute_threads,
                 args.http,
                 args.loop,
                 args.sqlite_synchronous,
