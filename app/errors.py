@@ -58,3 +58,8 @@ class IntegrityFailure(DomainError):
 
     code = "integrity_failure"
     status_code = 500
+
+
+class WouldBlock(Exception):
+    """Not an HTTP error: work offered to the event loop that would have to wait there (a lock
+    held, a model not yet loaded, a network database). The caller runs it in the thread pool."""

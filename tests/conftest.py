@@ -27,7 +27,7 @@ from app.db.session import (
     clear_rollback_hooks,
     get_session,
     make_engine,
-    request_transaction,
+    request_transactions,
     run_rollback_hooks,
 )
 from app.enums import Role
@@ -169,6 +169,22 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, store: LocalStore) -> Iterator
     get_settings.cache_clear()
 
 
+class _TestTransactions:
+    """:class:`app.db.session.Transactions` inside the test's transaction (same contract:
+    released on success, rolled back on an exception); nothing waits, so both ways work."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        connection = self.session.connection()
+        with connection.begin_nested():
+            yield connection
+
+    begin_now = begin
+
+
 @pytest.fixture
 def client(
     session: Session, store: LocalStore, settings_env: None, actors: dict[Role, Actor]
@@ -183,15 +199,9 @@ def client(
             run_rollback_hooks(session)
             raise
 
-    @contextlib.contextmanager
-    def _test_transaction() -> Iterator[Connection]:  # same contract as engine.begin()
-        connection = session.connection()
-        with connection.begin_nested():  # released on success, rolled back on an exception
-            yield connection
-
     app = create_app()
     app.dependency_overrides[get_session] = _test_session
-    app.dependency_overrides[request_transaction] = lambda: _test_transaction
+    app.dependency_overrides[request_transactions] = lambda: _TestTransactions(session)
     app.dependency_overrides[request_store] = lambda: store
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c

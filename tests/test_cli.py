@@ -8,24 +8,25 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.cli import app
-from app.db.session import get_engine, get_sessionmaker
+from app.db.session import dispose_engines, get_engine
 from app.settings import get_settings
 from app.store import get_store
 
 runner = CliRunner()
-CACHES = (get_settings, get_engine, get_sessionmaker, get_store)
+CACHES = (get_settings, get_store)
 
 
 @pytest.fixture
 def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("REGISTRY_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("REGISTRY_STORE_ROOT", str(tmp_path / "store"))
+    dispose_engines()
     for cached in CACHES:
         cached.cache_clear()
     result = runner.invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
     yield tmp_path
-    get_engine().dispose()
+    dispose_engines()
     for cached in CACHES:
         cached.cache_clear()
 

@@ -3,8 +3,8 @@
 Each synchronous dependency costs a trip through the thread pool (0.25 to 0.5 ms of latency
 here), so the ones that do no I/O are ``async def``, and a role check resolves the credential
 itself, in one trip, rather than depending on :func:`current_user`. The prediction route goes
-further: one trip for everything, on a Core connection (:data:`TransactionDep`,
-:func:`authorize_caller`).
+further: everything in one step on a Core connection, in one trip or on the event loop
+(:data:`TransactionsDep`, :func:`authorize_caller`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.db.models import User
-from app.db.session import TransactionFactory, get_session, request_transaction
+from app.db.session import Transactions, get_session, request_transactions
 from app.enums import Role
 from app.errors import Forbidden, NotAuthenticated
 from app.services.auth import Caller, resolve_caller, resolve_credential
@@ -33,8 +33,8 @@ async def request_store() -> LocalStore:
 # scope="function": the commit runs before the response is sent, so a failed COMMIT is a 500.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StoreDep = Annotated[LocalStore, Depends(request_store)]
-# For a route that does all its database work in one thread-pool trip on a Core connection.
-TransactionDep = Annotated[TransactionFactory, Depends(request_transaction)]
+# For a route that does all its database work in one step on a Core connection.
+TransactionsDep = Annotated[Transactions, Depends(request_transactions)]
 
 _bearer = HTTPBearer(auto_error=False, description="Bearer token from /auth/token, or an API key")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

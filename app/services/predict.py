@@ -39,7 +39,7 @@ from app.core.spectra import FloatArray, check_same_axis
 from app.db.base import utcnow
 from app.db.models import Dataset, ModelVersion, PredictionLog, SoftSensorModel, Transfer
 from app.enums import TransferStatus, VersionStatus
-from app.errors import Conflict, IntegrityFailure, InvalidInput
+from app.errors import Conflict, IntegrityFailure, InvalidInput, WouldBlock
 from app.schemas.predict import FLAG_CONFIDENCE
 from app.services import models as models_service
 from app.services.artifacts import load_npz
@@ -70,6 +70,14 @@ class ServingModelCache:
         self.maxsize = maxsize
         self._models: OrderedDict[str, ServingModel] = OrderedDict()
         self._lock = threading.Lock()
+
+    def peek(self, digest: str) -> ServingModel | None:
+        """The cached model, or None (never reads the store)."""
+        with self._lock:
+            model = self._models.get(digest)
+            if model is not None:
+                self._models.move_to_end(digest)
+            return model
 
     def get(self, store: ArtifactStore, digest: str) -> ServingModel:
         with self._lock:
@@ -563,10 +571,13 @@ def predict(
     input_format: InputFormat,
     purpose: str | None,
     actor: Caller,
+    may_load: bool = True,
 ) -> Prediction:
     """Predict from the spectra in ``body`` and log the call in ``connection``'s transaction.
 
-    ``purpose`` is the query parameter; a JSON body may carry it instead (not both).
+    ``purpose`` is the query parameter; a JSON body may carry it instead (not both). With
+    ``may_load=False`` (on the event loop) a model not yet in the cache raises
+    :class:`~app.errors.WouldBlock` rather than reading its artifact.
 
     Raises
     ------
@@ -584,7 +595,13 @@ def predict(
         raise Conflict(
             f"{meta.model} version {meta.version} is retired; predict with a current version"
         )
-    model = serving_models.get(store, meta.artifact_sha256)
+    if may_load:
+        model = serving_models.get(store, meta.artifact_sha256)
+    else:
+        cached = serving_models.peek(meta.artifact_sha256)
+        if cached is None:
+            raise WouldBlock(f"artifact {meta.artifact_sha256} is not loaded yet")
+        model = cached
     parse = parse_json_body if input_format == "json" else parse_arrow_body
     spectra = parse(
         body,

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db.session import get_engine, get_sessionmaker
+from app.db.session import dispose_engines
 from app.settings import get_settings
 from tests.conftest import alembic_config
 
@@ -18,12 +18,11 @@ def file_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'ready.db'}"
     monkeypatch.setenv("REGISTRY_DATABASE_URL", url)
     monkeypatch.setenv("REGISTRY_STORE_ROOT", str(tmp_path / "store"))
-    for cached in (get_settings, get_engine, get_sessionmaker):
-        cached.cache_clear()
+    get_settings.cache_clear()
+    dispose_engines()
     yield url
-    get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker):
-        cached.cache_clear()
+    dispose_engines()
+    get_settings.cache_clear()
 
 
 def test_readyz_reports_unmigrated_then_ready(file_db: str) -> None:

@@ -1,7 +1,8 @@
-"""The prediction route on the deployed transaction path (no test overrides): real commits.
+"""The prediction route on the deployed transaction path (no test overrides): real commits,
+and the choice between the event loop and the thread pool.
 
 The other API tests run each request inside a test transaction that is rolled back; the
-prediction route opens its own Core transaction through ``request_transaction``, which they
+prediction route opens its own Core transactions through ``request_transactions``, which they
 replace. Here the app runs as deployed, on a database of its own, so the COMMIT of the log
 row (and the rollback of a refused call) is the engine's own.
 """
@@ -9,28 +10,42 @@ row (and the rollback of a refused call) is the engine's own.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from app.api.routers import predict as predict_router
 from app.db.models import PredictionLog
-from app.db.session import get_engine, get_sessionmaker, make_engine
+from app.db.session import (
+    EngineTransactions,
+    dispose_engines,
+    make_engine,
+    make_event_loop_engine,
+)
 from app.enums import Role
+from app.errors import WouldBlock
 from app.main import create_app
 from app.services import auth as auth_service
+from app.services.predict import serving_models
 from app.settings import get_settings
 from app.store import get_store
 from tests.conftest import _drop_pg_database, fresh_database
 from tests.factories import create_domain, make_spectral_table, simulate_spectra, upload_dataset
 from tests.helpers import PASSWORD
 
-CACHES = (get_settings, get_engine, get_sessionmaker, get_store)
+CACHES = (get_settings, get_store)
 N_CHANNELS = 40
 URL = "/api/v1/models/titer_pls/versions/1/predict"
 
@@ -51,12 +66,13 @@ def deployed(
     monkeypatch.setenv("REGISTRY_STORE_ROOT", str(tmp_path / "store"))
     for cached in CACHES:
         cached.cache_clear()
+    dispose_engines()
     engine = make_engine(url)
     try:
         yield engine
     finally:
         engine.dispose()
-        get_engine().dispose()
+        dispose_engines()
         for cached in CACHES:
             cached.cache_clear()
         if pg_name:
@@ -68,7 +84,26 @@ def _log_rows(engine: Engine) -> int:
         return int(session.scalar(select(func.count()).select_from(PredictionLog)) or 0)
 
 
-def test_the_deployed_route_commits_one_log_row_and_refusals_none(deployed: Engine) -> None:
+@dataclass
+class Plant:
+    """The deployed app with titer_pls v1, a developer and a plant service account."""
+
+    client: TestClient
+    engine: Engine
+    backend: str
+    plant: dict[str, str]
+    dev: dict[str, str]
+    X: np.ndarray
+
+    def predict(self, X: np.ndarray | None = None, **headers: str) -> Any:
+        spectra = self.X if X is None else X
+        body = orjson.dumps({"spectra": spectra}, option=orjson.OPT_SERIALIZE_NUMPY)
+        return self.client.post(URL, content=body, headers=self.plant | headers)
+
+
+@pytest.fixture
+def plant(deployed: Engine, backend: str) -> Iterator[Plant]:
+    serving_models.clear()  # each test starts with no model loaded in this process
     with Session(deployed, expire_on_commit=False) as session, session.begin():
         auth_service.create_user(
             session,
@@ -89,9 +124,7 @@ def test_the_deployed_route_commits_one_log_row_and_refusals_none(deployed: Engi
             reason="test",
         ).api_key
     assert plant_key is not None
-    plant = {"Authorization": f"Bearer {plant_key}", "Content-Type": "application/json"}
     X, _, _ = simulate_spectra(3, N_CHANNELS, seed=11)
-
     with TestClient(create_app(), raise_server_exceptions=False) as client:
         r = client.post("/api/v1/auth/token", data={"username": "dev", "password": PASSWORD})
         dev = {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -103,22 +136,113 @@ def test_the_deployed_route_commits_one_log_row_and_refusals_none(deployed: Engi
         body = {"dataset_sha256": ds["sha256"], "intended_use": "monitoring", "reason": "first"}
         r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
         assert r.status_code == 201, r.text
+        yield Plant(
+            client,
+            deployed,
+            backend,
+            {"Authorization": f"Bearer {plant_key}", "Content-Type": "application/json"},
+            dev,
+            X,
+        )
+    serving_models.clear()
 
-        spectra = orjson.dumps({"spectra": X}, option=orjson.OPT_SERIALIZE_NUMPY)
-        r = client.post(URL, content=spectra, headers=plant)
-        assert r.status_code == 200, r.text
-        assert r.json()["n_spectra"] == 3
-        assert _log_rows(deployed) == 1
-        with Session(deployed) as session:
-            row = session.get(PredictionLog, uuid.UUID(r.json()["prediction_log_id"]))
-            assert row is not None
-            assert row.caller == "plant-dcs"
 
-        # Refused after the transaction began (the version is read, then the body refused),
-        # before it (no credential), and by role: nothing is committed for any of them.
-        bad = orjson.dumps({"spectra": X[:, :-1].tolist()}, option=orjson.OPT_SERIALIZE_NUMPY)
-        assert client.post(URL, content=bad, headers=plant).status_code == 422
-        assert client.post(URL, content=spectra).status_code == 401
-        r = client.post(URL, content=spectra, headers=dev | {"Content-Type": "text/csv"})
-        assert r.status_code == 415
-        assert _log_rows(deployed) == 1
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each thread-pool trip the prediction route takes."""
+    calls: list[str] = []
+    real = predict_router.anyio.to_thread.run_sync
+
+    async def recording(func: Callable[[], Any]) -> Any:
+        calls.append("thread")
+        return await real(func)
+
+    monkeypatch.setattr(predict_router.anyio.to_thread, "run_sync", recording)
+    return calls
+
+
+def test_the_deployed_route_commits_one_log_row_and_refusals_none(plant: Plant) -> None:
+    r = plant.predict()
+    assert r.status_code == 200, r.text
+    assert r.json()["n_spectra"] == 3
+    assert _log_rows(plant.engine) == 1
+    with Session(plant.engine) as session:
+        row = session.get(PredictionLog, uuid.UUID(r.json()["prediction_log_id"]))
+        assert row is not None
+        assert row.caller == "plant-dcs"
+    r = plant.predict()  # the model is loaded now: on SQLite this one runs on the event loop
+    assert r.status_code == 200, r.text
+    assert _log_rows(plant.engine) == 2
+
+    # Refused after the transaction began (the version is read, then the body refused),
+    # before it (no credential), and by role: nothing is committed for any of them.
+    assert plant.predict(plant.X[:, :-1].copy()).status_code == 422
+    spectra = orjson.dumps({"spectra": plant.X}, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert plant.client.post(URL, content=spectra).status_code == 401
+    r = plant.client.post(URL, content=spectra, headers=plant.dev | {"Content-Type": "text/csv"})
+    assert r.status_code == 415
+    assert _log_rows(plant.engine) == 2
+
+
+def test_small_calls_on_sqlite_run_on_the_event_loop_once_the_model_is_loaded(
+    plant: Plant, trips: list[str]
+) -> None:
+    assert plant.predict().status_code == 200  # loads the model: in the thread pool
+    assert trips == ["thread"]
+    for _ in range(3):
+        assert plant.predict().status_code == 200
+    large = np.repeat(plant.X, 100, axis=0)  # 300 spectra: over ON_LOOP_MAX_BODY as JSON
+    assert plant.predict(large).status_code == 200
+    if plant.backend == "sqlite":
+        assert trips == ["thread", "thread"]  # the three small ones ran on the loop
+    else:
+        assert trips == ["thread"] * 5  # PostgreSQL: every call in the thread pool
+    assert _log_rows(plant.engine) == 5
+
+
+def test_a_held_write_lock_sends_the_call_to_the_thread_pool_which_waits(
+    plant: Plant, trips: list[str]
+) -> None:
+    if plant.backend != "sqlite":
+        pytest.skip("the event-loop path and its write lock are SQLite's")
+    assert plant.predict().status_code == 200  # the model is loaded
+    path = plant.engine.url.database
+    assert path is not None
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    released = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    released.start()
+    try:
+        t0 = time.perf_counter()
+        r = plant.predict()
+        waited = time.perf_counter() - t0
+    finally:
+        released.join()
+        holder.close()
+    assert r.status_code == 200, r.text
+    assert waited >= 0.4  # it waited for the lock, in a worker thread, rather than fail
+    assert trips == ["thread", "thread"]
+    assert _log_rows(plant.engine) == 2
+
+
+def test_event_loop_transactions_never_wait(tmp_path: Path) -> None:
+    """begin_now: WouldBlock at once when the write lock is held, or on PostgreSQL."""
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    fresh = EngineTransactions(make_engine(url), make_event_loop_engine(url))
+    with fresh.begin_now() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    holder = sqlite3.connect(tmp_path / "lock.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    t0 = time.perf_counter()
+    with pytest.raises(WouldBlock), fresh.begin_now():
+        pass
+    assert time.perf_counter() - t0 < 0.1
+    holder.execute("COMMIT")
+    holder.close()
+    with fresh.begin_now() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with pytest.raises(WouldBlock), EngineTransactions(fresh.engine, None).begin_now():
+        pass
+    for engine in (fresh.engine, fresh.loop_engine):
+        assert engine is not None
+        engine.dispose()
