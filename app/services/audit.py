@@ -160,6 +160,13 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
     return ChainReport(True, count, None, None)
 
 
+def check_time_bounds(since: datetime | None, until: datetime | None) -> None:
+    """Filters on server UTC times: a bound without a time zone would be ambiguous."""
+    for label, bound in (("since", since), ("until", until)):
+        if bound is not None and bound.tzinfo is None:
+            raise InvalidInput(f"{label} needs a time zone, e.g. 2026-11-27T10:00:00Z")
+
+
 def list_events(
     session: Session,
     *,
@@ -173,9 +180,7 @@ def list_events(
     limit: int = 100,
 ) -> tuple[list[AuditEvent], int | None]:
     """One page of events in sequence order, and the cursor of the next page (or None)."""
-    for label, bound in (("since", since), ("until", until)):
-        if bound is not None and bound.tzinfo is None:
-            raise InvalidInput(f"{label} needs a time zone, e.g. 2026-11-27T10:00:00Z")
+    check_time_bounds(since, until)
     stmt = select(AuditEvent).order_by(AuditEvent.seq)
     if entity_type:
         stmt = stmt.where(AuditEvent.entity_type == entity_type)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.db.models import ModelVersion, PredictionLog, SoftSensorModel, Transfer
 from app.errors import InvalidInput
 from app.services import models as models_service
+from app.services.audit import check_time_bounds
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,7 @@ def list_entries(
     not an empty log. ``flagged`` keeps calls with (true) or without (false) any flagged
     spectrum. Time bounds need a time zone; ``until`` is exclusive.
     """
-    for label, bound in (("since", since), ("until", until)):
-        if bound is not None and bound.tzinfo is None:
-            raise InvalidInput(f"{label} needs a time zone, e.g. 2026-11-27T10:00:00Z")
+    check_time_bounds(since, until)
     if version is not None and model is None:
         raise InvalidInput("version filters within a model: give model as well")
     log, mv, m, tr = PredictionLog, ModelVersion, SoftSensorModel, Transfer

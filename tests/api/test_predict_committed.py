@@ -105,24 +105,19 @@ class Plant:
 def plant(deployed: Engine, backend: str) -> Iterator[Plant]:
     serving_models.clear()  # each test starts with no model loaded in this process
     with Session(deployed, expire_on_commit=False) as session, session.begin():
-        auth_service.create_user(
-            session,
-            username="dev",
-            full_name="Developer",
-            role=Role.developer,
-            password=PASSWORD,
-            actor="pytest",
-            reason="test",
-        )
-        plant_key = auth_service.create_user(
-            session,
-            username="plant-dcs",
-            full_name="Plant DCS",
-            role=Role.plant,
-            password=None,
-            actor="pytest",
-            reason="test",
-        ).api_key
+        created = {
+            role: auth_service.create_user(
+                session,
+                username=username,
+                full_name=username,
+                role=role,
+                password=None if role is Role.plant else PASSWORD,
+                actor="pytest",
+                reason="test",
+            )
+            for role, username in ((Role.developer, "dev"), (Role.plant, "plant-dcs"))
+        }
+    plant_key = created[Role.plant].api_key
     assert plant_key is not None
     X, _, _ = simulate_spectra(3, N_CHANNELS, seed=11)
     with TestClient(create_app(), raise_server_exceptions=False) as client:
