@@ -195,11 +195,10 @@ def test_small_calls_on_sqlite_run_on_the_event_loop_once_the_model_is_loaded(
     assert _log_rows(plant.engine) == 5
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the event-loop path's lock
 def test_a_held_write_lock_sends_the_call_to_the_thread_pool_which_waits(
     plant: Plant, trips: list[str]
 ) -> None:
-    if plant.backend != "sqlite":
-        pytest.skip("the event-loop path and its write lock are SQLite's")
     assert plant.predict().status_code == 200  # the model is loaded
     path = plant.engine.url.database
     assert path is not None

@@ -181,11 +181,11 @@ def test_concurrent_completions_and_trainings_number_versions_without_deadlock(
         assert audit.verify_chain(s).valid
 
 
+# The demo seed runs on the embedded SQLite default (`make run`); once is enough.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_seed_demo_records_transfer_1(
-    backend: str, session: Session, store: LocalStore, settings_env: None
+    session: Session, store: LocalStore, settings_env: None
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("the demo seed runs on the embedded SQLite default; once is enough")
     seed_demo(session, store)
     transfer = transfers.get_transfer(session, "1")
     record = transfers.describe_transfer(session, transfer)
