@@ -21,6 +21,8 @@ fsync per commit); ``--sqlite-synchronous NORMAL`` prints a run labelled as not 
      ten minutes, seen here);
    - batch throughput, 1000-spectrum JSON bodies, median of 20 requests (>= 8,000 spectra/s);
    - batch throughput, 1000-spectrum Arrow IPC bodies, median of 20 (>= 50,000 spectra/s);
+   - with no target: 4 keep-alive clients x 250 single-spectrum calls at once, beside a fifth
+     client posting 1000-spectrum JSON batches; every call must succeed;
 
    and prints each figure with its target and PASS/MISS, plus two floors on the same
    clients: ``GET /healthz`` (no authentication, no database) and ``GET /api/v1/users/me``
@@ -51,9 +53,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -71,6 +76,7 @@ PASSWORD = "bench password, long enough"
 MODEL = "titer_pls"
 SINGLE_WARMUP, SINGLE_N, SINGLE_ROUNDS = 100, 1000, 5
 BATCH_WARMUP, BATCH_N, BATCH_ROWS = 3, 20, 1000
+CONCURRENT_CLIENTS, CONCURRENT_N = 4, 250
 TARGET_SINGLE_P50_MS = 1.5
 TARGET_JSON_PER_S = 8_000
 TARGET_ARROW_PER_S = 50_000
@@ -347,6 +353,7 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
     ]
     single_lean = [t for r in rounds for t in r]
     lean.conn.close()
+    mixed = concurrent_calls(base, upath, singles, big_json, h_json)
 
     print(
         f"  floor: GET /healthz (no auth, no database)    http.client p50 "
@@ -378,6 +385,13 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
     )
     json_rate = BATCH_ROWS / statistics.median(t_json)
     arrow_rate = BATCH_ROWS / statistics.median(t_arrow)
+    p50, _, p99 = percentiles_ms(mixed.single_times)
+    print(
+        f"  concurrent: {CONCURRENT_CLIENTS} clients x {CONCURRENT_N} single spectra beside one "
+        f"client posting {BATCH_ROWS}-spectrum JSON batches: single p50 {p50:6.3f} ms  "
+        f"p99 {p99:6.3f} ms, {mixed.singles_per_s:,.0f} calls/s, {mixed.batches} batches, "
+        f"0 errors (no target)"
+    )
     print(
         f"  batch {BATCH_ROWS} spectra, JSON  ({len(big_json) / 2**20:5.1f} MiB body)  "
         f"{json_rate:9,.0f} spectra/s  (median {statistics.median(t_json) * 1e3:6.1f} ms of "
@@ -389,6 +403,51 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
         f"{BATCH_N})   target >= {TARGET_ARROW_PER_S:,}   "
         f"{verdict(arrow_rate >= TARGET_ARROW_PER_S)}"
     )
+
+
+@dataclass
+class Mixed:
+    single_times: list[float]
+    singles_per_s: float
+    batches: int
+
+
+def concurrent_calls(
+    base: str, path: str, singles: list[bytes], batch: bytes, headers: dict[str, str]
+) -> Mixed:
+    """Single-spectrum calls from several keep-alive clients at once while another client
+    posts large batches (which hold SQLite's write lock for their whole transaction): every
+    call must succeed. Raises on any status but 200."""
+    stop = threading.Event()
+    batches = 0
+
+    def batch_client() -> None:
+        nonlocal batches
+        client = LeanClient(base)
+        while not stop.is_set():
+            status, content = client.post(path, batch, headers)
+            if status != 200:
+                raise RuntimeError(f"batch: {status}: {content[:300]!r}")
+            batches += 1
+        client.conn.close()
+
+    def single_client(k: int) -> list[float]:
+        client = LeanClient(base)
+        times = timed_lean(
+            lambda: client.post(path, singles[k % len(singles)], headers), 10, CONCURRENT_N
+        )
+        client.conn.close()
+        return times
+
+    with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS + 1) as pool:
+        background = pool.submit(batch_client)
+        t0 = time.perf_counter()
+        results = list(pool.map(single_client, range(CONCURRENT_CLIENTS)))
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        background.result()
+    times = [t for r in results for t in r]
+    return Mixed(times, len(times) / elapsed, batches)
 
 
 @contextlib.contextmanager
