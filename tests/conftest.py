@@ -170,19 +170,25 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, store: LocalStore) -> Iterator
 
 
 class _TestTransactions:
-    """:class:`app.db.session.Transactions` inside the test's transaction (same contract:
+    """:class:`app.db.session.Transactions` inside the test's transaction (a savepoint,
     released on success, rolled back on an exception); nothing waits, so both ways work."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
     @contextlib.contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def open(self, *, on_event_loop: bool) -> Iterator[_TestUnit]:
         connection = self.session.connection()
         with connection.begin_nested():
-            yield connection
+            yield _TestUnit(connection)
 
-    begin_now = begin
+
+class _TestUnit:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def write(self) -> None:
+        pass
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from app.errors import WouldBlock
 from app.settings import get_settings
 
 BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "registry_read_only"  # execution option: BEGIN DEFERRED on SQLite
 
 
 def _sqlite_begin_immediate(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
@@ -48,8 +49,10 @@ def _sqlite_begin_immediate(engine: Engine, synchronous: str, busy_timeout_ms: i
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
+        # A connection may ask for a read-only snapshot (no write lock): see ReadThenWrite.
+        mode = "DEFERRED" if conn.get_execution_options().get(_READ_ONLY) else "IMMEDIATE"
         # Straight to the driver: SQLAlchemy's own execution path costs more than the BEGIN.
-        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+        conn.connection.dbapi_connection.execute(f"BEGIN {mode}")
 
 
 def make_engine(url: str) -> Engine:
@@ -133,40 +136,87 @@ async def get_session() -> AsyncIterator[Session]:
         await anyio.to_thread.run_sync(_commit, session)
 
 
+class ReadThenWrite(Protocol):
+    """A short unit of work that reads, computes, then writes: ``connection`` serves both, and
+    :meth:`write` marks the switch. On SQLite the reads run in a read-only snapshot and the
+    write lock is taken only at :meth:`write`, so a long computation between the two (parsing
+    and predicting a large batch) does not hold up every other writer; on PostgreSQL, whose
+    reads lock nothing, it is one transaction. Leaving the ``with`` block commits; an
+    exception rolls back."""
+
+    connection: Connection
+
+    def write(self) -> None: ...
+
+
 class Transactions(Protocol):
-    """Core transactions for a route that does its database work in one step: ``with
-    t.begin() as connection:`` commits on success and rolls back on an exception."""
-
-    def begin(self) -> AbstractContextManager[Connection]:
-        """May wait (for a pooled connection, for the write lock): call it in a worker thread."""
+    def open(self, *, on_event_loop: bool) -> AbstractContextManager[ReadThenWrite]:
+        """A unit of work. ``on_event_loop=True`` never waits - no connection to wait for, no
+        lock: it raises :class:`~app.errors.WouldBlock` instead (always on PostgreSQL)."""
         ...
 
-    def begin_now(self) -> AbstractContextManager[Connection]:
-        """Never waits: raises :class:`~app.errors.WouldBlock` instead. For the event loop."""
-        ...
+
+def _is_sqlite_busy(exc: BaseException) -> bool:
+    driver_error = getattr(exc, "orig", exc)  # SQLAlchemy wraps what it executes
+    return getattr(driver_error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+
+
+class _SqliteUnit:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        connection.execution_options(**{_READ_ONLY: True}).begin()  # BEGIN DEFERRED
+
+    def write(self) -> None:
+        self.connection.commit()  # ends the read snapshot
+        self.connection.execution_options(**{_READ_ONLY: False}).begin()  # BEGIN IMMEDIATE
+
+    def finish(self, ok: bool) -> None:
+        if not self.connection.in_transaction():
+            return  # write() failed to BEGIN: nothing is open
+        if ok:
+            self.connection.commit()
+        else:
+            self.connection.rollback()
+
+
+class _OneTransaction:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def write(self) -> None:
+        pass
 
 
 class EngineTransactions:
     def __init__(self, engine: Engine, loop_engine: Engine | None) -> None:
         self.engine, self.loop_engine = engine, loop_engine
 
-    def begin(self) -> AbstractContextManager[Connection]:
-        return self.engine.begin()
-
     @contextmanager
-    def begin_now(self) -> Iterator[Connection]:
-        if self.loop_engine is None:
-            raise WouldBlock("only SQLite transactions run on the event loop")
-        with self.loop_engine.connect() as connection:
+    def open(self, *, on_event_loop: bool) -> Iterator[ReadThenWrite]:
+        if self.engine.dialect.name != "sqlite":
+            if on_event_loop:
+                raise WouldBlock("PostgreSQL transactions run in the thread pool")
+            with self.engine.begin() as connection:
+                yield _OneTransaction(connection)
+            return
+        engine = self.loop_engine if on_event_loop else self.engine
+        if engine is None:
+            raise WouldBlock("no event-loop engine")
+        with engine.connect() as connection:
             try:
-                transaction = connection.begin()  # BEGIN IMMEDIATE, busy_timeout 0
+                unit = _SqliteUnit(connection)
+                try:
+                    yield unit
+                except BaseException:
+                    unit.finish(ok=False)
+                    raise
+                unit.finish(ok=True)
             except (sqlite3.OperationalError, OperationalError) as exc:
-                driver_error = getattr(exc, "orig", exc)  # SQLAlchemy wraps what it executes
-                if getattr(driver_error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                # On the event loop (busy_timeout 0) a lock held elsewhere: nothing is
+                # committed, the caller goes to the thread pool, which waits for it.
+                if on_event_loop and _is_sqlite_busy(exc):
                     raise WouldBlock("another connection holds the write lock") from None
                 raise
-            with transaction:
-                yield connection
 
 
 @lru_cache
@@ -175,10 +225,9 @@ def get_transactions() -> EngineTransactions:
 
 
 async def request_transactions() -> Transactions:
-    """For a route that does all of its database work in one step, on a Core connection (no
-    ORM session: its identity map and unit of work cost more than a short request's queries):
-    in one thread-pool trip (:meth:`Transactions.begin`) or, where nothing would wait, on the
-    event loop (:meth:`Transactions.begin_now`)."""
+    """For a route whose database work is one short unit of work on a Core connection (no ORM
+    session: its identity map and unit of work cost more than a short request's queries),
+    run in one thread-pool trip or, where nothing would wait, on the event loop."""
     return get_transactions()
 
 

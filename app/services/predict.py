@@ -572,12 +572,15 @@ def predict(
     purpose: str | None,
     actor: Caller,
     may_load: bool = True,
+    start_write: Callable[[], None] = lambda: None,
 ) -> Prediction:
     """Predict from the spectra in ``body`` and log the call in ``connection``'s transaction.
 
     ``purpose`` is the query parameter; a JSON body may carry it instead (not both). With
     ``may_load=False`` (on the event loop) a model not yet in the cache raises
-    :class:`~app.errors.WouldBlock` rather than reading its artifact.
+    :class:`~app.errors.WouldBlock` rather than reading its artifact. ``start_write()`` runs
+    after the reads and the computation, right before the log row is written (a unit of work
+    takes its write lock there).
 
     Raises
     ------
@@ -626,6 +629,8 @@ def predict(
     counts = {name: int(np.count_nonzero(flags[name])) for name in FLAG_NAMES}
     any_flag = flags["outside_operating_range"] | flags["t2_exceeded"] | flags["q_exceeded"]
     counts["any_flag"] = int(np.count_nonzero(any_flag))
+    digest = input_sha256()
+    start_write()
     log: dict[str, Any] = {
         "id": uuid.uuid4(),
         "occurred_at": utcnow(),
@@ -636,7 +641,7 @@ def predict(
         "transfer_id": meta.transfer_id,
         "qualified": target.status is VersionStatus.approved,
         "n_spectra": int(X.shape[0]),
-        "input_sha256": input_sha256(),
+        "input_sha256": digest,
         "input_format": input_format,
         "flag_counts": {**counts, "flag_confidence": FLAG_CONFIDENCE},
         "purpose": purpose,

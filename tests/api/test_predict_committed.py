@@ -219,24 +219,62 @@ def test_a_held_write_lock_sends_the_call_to_the_thread_pool_which_waits(
     assert _log_rows(plant.engine) == 2
 
 
-def test_event_loop_transactions_never_wait(tmp_path: Path) -> None:
-    """begin_now: WouldBlock at once when the write lock is held, or on PostgreSQL."""
+@pytest.fixture
+def lock_db(tmp_path: Path) -> Iterator[tuple[EngineTransactions, sqlite3.Connection]]:
+    """Units of work on a small SQLite file, and another connection to hold its write lock."""
     url = f"sqlite:///{tmp_path / 'lock.db'}"
-    fresh = EngineTransactions(make_engine(url), make_event_loop_engine(url))
-    with fresh.begin_now() as connection:
+    units = EngineTransactions(make_engine(url), make_event_loop_engine(url))
+    with units.engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
-    holder = sqlite3.connect(tmp_path / "lock.db", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    t0 = time.perf_counter()
-    with pytest.raises(WouldBlock), fresh.begin_now():
-        pass
-    assert time.perf_counter() - t0 < 0.1
-    holder.execute("COMMIT")
-    holder.close()
-    with fresh.begin_now() as connection:
         connection.exec_driver_sql("INSERT INTO t VALUES (1)")
-    with pytest.raises(WouldBlock), EngineTransactions(fresh.engine, None).begin_now():
-        pass
-    for engine in (fresh.engine, fresh.loop_engine):
+    holder = sqlite3.connect(tmp_path / "lock.db", isolation_level=None, check_same_thread=False)
+    yield units, holder
+    holder.close()
+    for engine in (units.engine, units.loop_engine):
         assert engine is not None
         engine.dispose()
+
+
+def test_on_the_event_loop_a_unit_reads_but_never_waits_to_write(
+    lock_db: tuple[EngineTransactions, sqlite3.Connection],
+) -> None:
+    units, holder = lock_db
+    holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    t0 = time.perf_counter()
+    with pytest.raises(WouldBlock), units.open(on_event_loop=True) as unit:  # noqa: PT012
+        assert unit.connection.exec_driver_sql("SELECT x FROM t").scalar() == 1  # reads: fine
+        unit.write()  # the write lock: WouldBlock at once, not a wait
+    assert time.perf_counter() - t0 < 0.1
+    holder.execute("COMMIT")
+    with units.open(on_event_loop=True) as unit:
+        unit.write()
+        unit.connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+    with units.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    with pytest.raises(WouldBlock), EngineTransactions(units.engine, None).open(on_event_loop=True):
+        pass
+
+
+def test_a_unit_takes_the_write_lock_only_to_write(
+    lock_db: tuple[EngineTransactions, sqlite3.Connection],
+) -> None:
+    """In a worker thread the reads (and whatever is computed after them) go ahead while
+    another connection holds the write lock; only write() waits for it."""
+    units, holder = lock_db
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.4, lambda: holder.execute("COMMIT"))
+    released.start()
+    t0 = time.perf_counter()
+    try:
+        with units.open(on_event_loop=False) as unit:
+            assert unit.connection.exec_driver_sql("SELECT x FROM t").scalar() == 1
+            read_at = time.perf_counter() - t0
+            unit.write()
+            unit.connection.exec_driver_sql("INSERT INTO t VALUES (3)")
+        written_at = time.perf_counter() - t0
+    finally:
+        released.join()
+    assert read_at < 0.2  # did not wait for the lock to read
+    assert written_at >= 0.35  # waited for it to write
+    with units.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT max(x) FROM t").scalar() == 3

@@ -182,12 +182,13 @@ def _predict_and_commit(
 ) -> bytes:
     """401/403, then 415, then the prediction and its log row; returns the response body.
 
-    On the event loop, raises :class:`WouldBlock` (nothing written) instead of waiting for the
-    write lock or loading a model. The response is serialized before the COMMIT, so a logged
-    call is one that was answered.
+    Reads first (on SQLite without the write lock), then parsing and the prediction, then the
+    log row (the write lock, on SQLite, only for that). On the event loop, raises
+    :class:`WouldBlock` (nothing written) instead of waiting for a lock or loading a model.
+    The response is serialized before the COMMIT, so a logged call is one that was answered.
     """
-    begin = transactions.begin_now if on_event_loop else transactions.begin
-    with begin() as connection:
+    with transactions.open(on_event_loop=on_event_loop) as unit:
+        connection = unit.connection
         caller = authorize_caller(connection, credentials, PREDICTOR_ROLES)
         result = predict_service.predict(
             connection,
@@ -199,6 +200,7 @@ def _predict_and_commit(
             purpose=purpose,
             actor=caller,
             may_load=not on_event_loop,
+            start_write=unit.write,
         )
         # orjson writes the numpy arrays directly; validating thousands of floats through the
         # response model would cost more than the prediction (the model still documents it).
