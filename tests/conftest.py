@@ -22,10 +22,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import request_store
+from app.api.deps import get_session, request_store
 from app.db.session import (
     clear_rollback_hooks,
-    get_session,
     make_engine,
     request_transactions,
     run_rollback_hooks,

@@ -9,16 +9,25 @@ further: everything in one step on a Core connection, in one trip or on the even
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends
+import anyio
+import anyio.to_thread
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.db.models import User
-from app.db.session import Transactions, get_session, request_transactions
+from app.db.session import (
+    Transactions,
+    commit_and_close,
+    get_read_sessionmaker,
+    get_sessionmaker,
+    request_transactions,
+    roll_back_and_close,
+)
 from app.enums import Role
 from app.errors import Forbidden, NotAuthenticated
 from app.services.auth import Caller, resolve_caller, resolve_credential
@@ -28,6 +37,31 @@ from app.store import LocalStore, get_store
 async def request_store() -> LocalStore:
     """The artifact store (built once; no I/O here, so no thread-pool trip)."""
     return get_store()
+
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session and one transaction per request: commit on success, roll back on error.
+
+    Asynchronous so that opening costs no thread-pool trip (a session and its transaction take
+    their connection at the first query, in a synchronous dependency or the route); the
+    COMMIT or ROLLBACK, which do I/O, run in one trip to the pool, shielded from cancellation
+    so the session is always closed. GET and HEAD only read: their sessions take no write lock
+    on SQLite.
+    """
+    maker = get_read_sessionmaker() if request.method in READ_METHODS else get_sessionmaker()
+    session = maker()
+    session.begin()
+    try:
+        yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(roll_back_and_close, session)
+        raise
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(commit_and_close, session)
 
 
 # scope="function": the commit runs before the response is sent, so a failed COMMIT is a 500.

@@ -1,16 +1,14 @@
-"""Engines and the per-request session: one session, one transaction, committed once."""
+"""Engines, sessions and units of work; committing and rolling back a request's session."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-import anyio
-import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -104,36 +102,27 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 
+@lru_cache
+def get_read_sessionmaker() -> sessionmaker[Session]:
+    """Sessions for requests that only read: on SQLite they begin DEFERRED, a snapshot that
+    takes no lock (WAL), so readers never queue behind a writer; a write in one would take
+    the lock then, as a deferred transaction does. The same as the others on PostgreSQL."""
+    return sessionmaker(
+        bind=get_engine().execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+    )
+
+
 def dispose_engines() -> None:
     """Close the pooled connections and forget the engines (after a settings change)."""
     get_transactions.cache_clear()
     get_sessionmaker.cache_clear()
+    get_read_sessionmaker.cache_clear()
     for getter in (get_engine, get_event_loop_engine):
         if getter.cache_info().currsize:
             engine = getter()
             if engine is not None:
                 engine.dispose()
         getter.cache_clear()
-
-
-async def get_session() -> AsyncIterator[Session]:
-    """One session and one transaction per request: commit on success, roll back on error.
-
-    Asynchronous so that opening costs no thread-pool trip (a session and its transaction take
-    their connection at the first query, in a synchronous dependency or the route); the
-    COMMIT or ROLLBACK, which do I/O, run in one trip to the pool, shielded from cancellation
-    so the session is always closed.
-    """
-    session = get_sessionmaker()()
-    session.begin()
-    try:
-        yield session
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_roll_back, session)
-        raise
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(_commit, session)
 
 
 class ReadThenWrite(Protocol):
@@ -231,17 +220,17 @@ async def request_transactions() -> Transactions:
     return get_transactions()
 
 
-def _commit(session: Session) -> None:
+def commit_and_close(session: Session) -> None:
     try:
         session.commit()
     except BaseException:
-        _roll_back(session)
+        roll_back_and_close(session)
         raise
     clear_rollback_hooks(session)
     session.close()
 
 
-def _roll_back(session: Session) -> None:
+def roll_back_and_close(session: Session) -> None:
     try:
         session.rollback()
     finally:

@@ -278,3 +278,21 @@ def test_a_unit_takes_the_write_lock_only_to_write(
     assert written_at >= 0.35  # waited for it to write
     with units.engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT max(x) FROM t").scalar() == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # SQLite's single write lock
+def test_reading_routes_do_not_queue_behind_a_writer(plant: Plant) -> None:
+    """GET sessions begin DEFERRED on SQLite: a snapshot, no write lock (the deployed app)."""
+    path = plant.engine.url.database
+    assert path is not None
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a writer, mid-transaction
+    try:
+        t0 = time.perf_counter()
+        r = plant.client.get("/api/v1/models/titer_pls/versions/1", headers=plant.dev)
+        elapsed = time.perf_counter() - t0
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    assert r.status_code == 200, r.text
+    assert elapsed < 2.0  # the busy timeout is 30 s: it did not wait for the lock
