@@ -124,8 +124,13 @@ def list_transfers(
     model: str | None = None,
     domain: str | None = None,
     change_control: str | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> list[TransferRow]:
-    """Transfers in number order; ``domain`` matches the source or the target domain."""
+    """Transfers in number order; ``domain`` matches the source or the target domain.
+
+    ``after`` (a transfer number) and ``limit`` page through them: numbers never change, so
+    a page once read stays the same and new transfers land at the end."""
     source = aliased(ModelVersion)
     stmt = (
         select(TransferRow)
@@ -143,6 +148,10 @@ def list_transfers(
         stmt = stmt.where(
             or_(TransferRow.target_domain_id == domain_id, source.domain_id == domain_id)
         )
+    if after is not None:
+        stmt = stmt.where(TransferRow.number > after)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
 
 

@@ -374,6 +374,22 @@ def test_list_filters_by_status_model_domain_and_change_control(
     assert r.status_code == 404
 
 
+def test_the_list_pages_with_a_link_to_the_next_page(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    numbers = [_open(client, dev, source, change_control="CC-P")["number"] for _ in range(3)]
+    r = client.get("/api/v1/transfers", params={"change_control": "CC-P", "limit": 2}, headers=dev)
+    assert r.status_code == 200, r.text
+    assert [t["number"] for t in r.json()] == numbers[:2]
+    next_url = r.links["next"]["url"]
+    assert f"after={numbers[1]}" in next_url
+    assert "change_control=CC-P" in next_url  # the filters carry over
+    r = client.get(next_url, headers=dev)
+    assert [t["number"] for t in r.json()] == numbers[2:]
+    assert "next" not in r.links
+    assert "link" not in r.headers
+
+
 # --------------------------------------------------------------------------------------------
 # Refusals: 4xx in the envelope, nothing written
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
 from app.enums import TransferStatus
@@ -106,16 +106,32 @@ def upload_standards(
 
 @router.get("", response_model=list[TransferRead], responses={**ERRORS, **NOT_FOUND})
 def list_transfers(
+    request: Request,
+    response: Response,
     session: SessionDep,
     _: Reader,
     status: Annotated[TransferStatus | None, Query()] = None,
     model: Annotated[str | None, Query(description="name of the source model")] = None,
     domain: Annotated[str | None, Query(description="source or target domain name")] = None,
     change_control: Annotated[str | None, Query(max_length=100)] = None,
+    after: Annotated[int | None, Query(ge=0, description="list transfers numbered above")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
+    """Transfer records in number order, ``limit`` at a time. When more follow, the
+    ``Link`` header (RFC 8288) holds the next page's URL, ``rel="next"``."""
     rows = transfers_service.list_transfers(
-        session, status=status, model=model, domain=domain, change_control=change_control
+        session,
+        status=status,
+        model=model,
+        domain=domain,
+        change_control=change_control,
+        after=after,
+        limit=limit + 1,
     )
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_url = request.url.include_query_params(after=rows[-1].number)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
     return [transfers_service.describe_transfer(session, t) for t in rows]
 
 
