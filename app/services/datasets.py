@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -39,6 +39,7 @@ from app.errors import (
 from app.schemas.datasets import DatasetCreate
 from app.services import audit
 from app.services.domains import get_domain
+from app.services.paging import decode_cursor, encode_cursor
 from app.settings import get_settings
 from app.store import ArtifactStore
 from app.store.local import sha256_hex
@@ -536,11 +537,26 @@ def get_dataset(session: Session, sha256: str) -> Dataset:
     return dataset
 
 
-def list_datasets(session: Session, *, domain: str | None = None) -> list[Dataset]:
-    stmt = select(Dataset).order_by(Dataset.created_at, Dataset.name)
+def list_datasets(
+    session: Session,
+    *,
+    domain: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[Dataset], str | None]:
+    """Datasets in registration order, ``limit`` at a time, and the next page's cursor."""
+    stmt = select(Dataset).order_by(Dataset.created_at, Dataset.id)
     if domain is not None:
         stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)
-    return list(session.scalars(stmt))
+    if cursor is not None:
+        stmt = stmt.where(tuple_(Dataset.created_at, Dataset.id) > tuple_(*decode_cursor(cursor)))
+    if limit is None:
+        return list(session.scalars(stmt)), None
+    rows = list(session.scalars(stmt.limit(limit + 1)))
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        return rows[:limit], encode_cursor(last.created_at, last.id)
+    return rows, None
 
 
 def describe_datasets(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:

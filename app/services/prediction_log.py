@@ -1,15 +1,11 @@
 """Reading the prediction log: who predicted what, with which version, when (for review).
 
-Pages are in time order (``occurred_at``, then ``id``) with an opaque keyset cursor, so a page
-costs the same however long the log grows and rows written while a reviewer pages through it
-do not shift the pages already read.
+Pages are in time order (``occurred_at``, then ``id``) with an opaque keyset cursor
+(:mod:`app.services.paging`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +17,7 @@ from app.db.models import ModelVersion, PredictionLog, SoftSensorModel, Transfer
 from app.errors import InvalidInput
 from app.services import models as models_service
 from app.services.audit import check_time_bounds
+from app.services.paging import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -29,25 +26,6 @@ class LogEntry:
     model: str
     version: int
     transfer_number: int | None
-
-
-def encode_cursor(occurred_at: datetime, row_id: uuid.UUID) -> str:
-    raw = f"{occurred_at.isoformat()}|{row_id.hex}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, row_id = raw.split("|")
-        occurred_at, parsed_id = datetime.fromisoformat(when), uuid.UUID(hex=row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput(
-            "cursor is not one this service issued: pass next_cursor from the previous page"
-        ) from None
-    if occurred_at.tzinfo is None:
-        raise InvalidInput("cursor is not one this service issued")
-    return occurred_at, parsed_id
 
 
 def list_entries(

@@ -487,6 +487,32 @@ def test_list_datasets_filters_by_domain(
     _assert_envelope(unknown, 404, "not_found", "nowhere")
 
 
+def test_the_list_pages_in_registration_order_with_a_link_to_the_next_page(
+    client: TestClient, dev: dict[str, str], domain: str
+) -> None:
+    uploaded = [
+        upload_dataset(client, dev, make_spectral_table(seed=seed), name=f"run {seed}").json()
+        for seed in (11, 12, 13)
+    ]
+    seen: list[str] = []
+    url: str | None = "/api/v1/datasets?limit=2"
+    pages = 0
+    while url is not None:
+        r = client.get(url, headers=dev)
+        assert r.status_code == 200, r.text
+        seen += [d["sha256"] for d in r.json()]
+        url = r.links.get("next", {}).get("url")
+        pages += 1
+    assert seen == [d["sha256"] for d in uploaded]
+    assert pages == 2
+    _assert_envelope(
+        client.get("/api/v1/datasets", params={"cursor": "garbage"}, headers=dev),
+        422,
+        "invalid_input",
+        "cursor",
+    )
+
+
 def test_unknown_dataset_is_404_and_a_malformed_hash_422(
     client: TestClient, dev: dict[str, str]
 ) -> None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.links import set_next_link
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Name
 from app.schemas.datasets import (
     AxisUnit,
@@ -89,11 +90,21 @@ def register_dataset(
     responses={**ERRORS, **NOT_FOUND},
 )
 def list_datasets(
+    request: Request,
+    response: Response,
     session: SessionDep,
     _: Reader,
     domain: Annotated[str | None, Query(description="only datasets of this domain")] = None,
+    cursor: Annotated[str | None, Query(description="from the previous page's Link")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    datasets = datasets_service.list_datasets(session, domain=domain)
+    """Datasets in registration order, ``limit`` at a time. When more follow, the ``Link``
+    header (RFC 8288) holds the next page's URL, ``rel="next"``."""
+    datasets, next_cursor = datasets_service.list_datasets(
+        session, domain=domain, cursor=cursor, limit=limit
+    )
+    if next_cursor is not None:
+        set_next_link(request, response, cursor=next_cursor)
     return datasets_service.describe_datasets(session, datasets)
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.links import set_next_link
 from app.enums import TransferStatus
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Reason
 from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
@@ -130,8 +131,7 @@ def list_transfers(
     )
     if len(rows) > limit:
         rows = rows[:limit]
-        next_url = request.url.include_query_params(after=rows[-1].number)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
+        set_next_link(request, response, after=rows[-1].number)
     return [transfers_service.describe_transfer(session, t) for t in rows]
 
 
