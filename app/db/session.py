@@ -22,11 +22,13 @@ _READ_ONLY = "registry_read_only"  # execution option: BEGIN DEFERRED on SQLite
 
 
 def _sqlite_begin_immediate(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
-    """Let SQLAlchemy own SQLite transactions and take the write lock at BEGIN.
+    """Let SQLAlchemy own SQLite transactions; writers take the write lock at BEGIN.
 
     pysqlite's own transaction handling breaks SAVEPOINTs, and a deferred BEGIN lets two writers
     read the same audit head and then deadlock on upgrade. ``BEGIN IMMEDIATE`` serializes
-    writers up front (the embedded default is a single-node deployment).
+    writers up front (the embedded default is a single-node deployment). Connections marked
+    read-only (GET requests, the reads of a :class:`ReadThenWrite`) begin DEFERRED instead:
+    a snapshot that takes no lock.
     """
 
     @event.listens_for(engine, "connect")
@@ -37,10 +39,11 @@ def _sqlite_begin_immediate(engine: Engine, synchronous: str, busy_timeout_ms: i
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         # Write-ahead log: readers never block the writer, and a commit appends to the log
         # instead of rewriting pages through a rollback journal (2 ms per commit here).
-        # synchronous=FULL (default) fsyncs the log at every COMMIT (0.85 ms measured): an
-        # acknowledged record or audit event survives a power cut, as ALCOA+ "enduring" asks.
-        # NORMAL (0.03 ms) can lose the last commits on power loss or an OS crash - whole, so
-        # the hash chain stays consistent - and is an explicit opt-in for test benches only.
+        # synchronous=FULL (default) fsyncs the log at every COMMIT (a one-row commit: 0.28 ms
+        # here, 2026-11-27): an acknowledged record or audit event survives a power cut, as
+        # ALCOA+ "enduring" asks. NORMAL (0.013 ms) can lose the last commits on power loss or
+        # an OS crash - whole, so the hash chain stays consistent - and is an explicit opt-in
+        # for test benches only.
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()
