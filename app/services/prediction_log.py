@@ -6,6 +6,8 @@ Pages are in time order (``occurred_at``, then ``id``) with an opaque keyset cur
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,3 +105,52 @@ def entry_payload(entry: LogEntry) -> dict[str, Any]:
         "flag_confidence": confidence,
         "purpose": row.purpose,
     }
+
+
+CSV_COLUMNS = (
+    "id",
+    "occurred_at",
+    "caller",
+    "caller_id",
+    "model",
+    "version",
+    "artifact_sha256",
+    "transfer_number",
+    "transfer_id",
+    "qualified",
+    "n_spectra",
+    "input_sha256",
+    "input_format",
+    "outside_operating_range",
+    "t2_exceeded",
+    "q_exceeded",
+    "any_flag",
+    "flag_confidence",
+    "purpose",
+)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text  # a spreadsheet must show it, not evaluate it
+    return text
+
+
+def to_csv(entries: list[LogEntry]) -> str:
+    """The entries as CSV with a header row (RFC 4180 quoting)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for entry in entries:
+        payload = entry_payload(entry)
+        flat = payload | payload.pop("flag_counts")
+        writer.writerow(_cell(flat[name]) for name in CSV_COLUMNS)
+    return out.getvalue()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ from tests.helpers import Actor
 
 PREDICT = "/api/v1/models/titer_pls/versions/1/predict"
 LOG = "/api/v1/prediction-log"
+EXPORT = "/api/v1/prediction-log/export"
 
 
 def _predict(
@@ -145,3 +148,37 @@ def test_bad_queries_are_refused_in_the_envelope(
     assert r.status_code == status, r.text
     assert set(r.json()) == {"error", "detail"}
     assert words in r.json()["detail"]
+
+
+def test_the_csv_export_has_the_same_rows_and_defuses_formulas(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any]
+) -> None:
+    plant, auditor = actors[Role.plant], actors[Role.auditor]
+    X = trained["X"]
+    calls = [
+        _predict(client, plant, X[:2], purpose='=HYPERLINK("http://evil")'),
+        _predict(client, plant, X[:1] * 10.0),
+        _predict(client, plant, X[2:3], purpose="batch 7, day 3"),
+    ]
+    r = client.get(EXPORT, params={"limit": 2}, headers=auditor.headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [row["id"] for row in rows] == [c["prediction_log_id"] for c in calls[:2]]
+    first, second = rows
+    assert first["purpose"] == '\'=HYPERLINK("http://evil")'  # shown, never evaluated
+    assert first["caller"] == plant.user.username
+    assert first["model"] == "titer_pls"
+    assert first["version"] == "1"
+    assert first["qualified"] == "false"
+    assert first["n_spectra"] == "2"
+    assert first["input_sha256"] == calls[0]["input_sha256"]
+    assert first["occurred_at"] == calls[0]["occurred_at"]
+    assert int(second["any_flag"]) == calls[1]["flag_counts"]["any_flag"] >= 1
+    assert second["purpose"] == ""
+    rest = client.get(r.links["next"]["url"], headers=auditor.headers)
+    (last,) = csv.DictReader(io.StringIO(rest.text))
+    assert last["id"] == calls[2]["prediction_log_id"]
+    assert last["purpose"] == "batch 7, day 3"  # quoted by the writer, read back whole
+    assert "next" not in rest.links

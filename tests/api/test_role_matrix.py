@@ -165,6 +165,10 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/prediction-log", headers=h),
     ),
+    ("GET", "/api/v1/prediction-log/export"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/prediction-log/export", headers=h),
+    ),
     ("GET", "/api/v1/audit/verify"): (
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/audit/verify", headers=h),

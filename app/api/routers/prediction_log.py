@@ -1,13 +1,15 @@
-"""``GET /prediction-log``: the ALCOA+ record of prediction calls, for QA and auditors."""
+"""``GET /prediction-log``: the ALCOA+ record of prediction calls, for QA and auditors (JSON,
+or CSV for a spreadsheet)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.api.deps import AuditReader, SessionDep
+from app.api.links import set_next_link
 from app.schemas.common import ERRORS, NOT_FOUND
 from app.schemas.predict import PredictionLogEntry, PredictionLogPage
 from app.services import prediction_log
@@ -15,38 +17,87 @@ from app.services import prediction_log
 router = APIRouter(prefix="/prediction-log", tags=["predictions"])
 
 
+class LogFilters:
+    """The filters both forms take (a dependency, so they are declared once)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        version: Annotated[int | None, Query(ge=1, description="needs model")] = None,
+        caller: Annotated[str | None, Query(description="user name of the caller")] = None,
+        flagged: Annotated[
+            bool | None,
+            Query(description="true: calls with a flagged spectrum; false: calls without"),
+        ] = None,
+        since: Annotated[datetime | None, Query(description="inclusive; with a time zone")] = None,
+        until: Annotated[datetime | None, Query(description="exclusive; with a time zone")] = None,
+        cursor: Annotated[str | None, Query(description="from the previous page")] = None,
+    ) -> None:
+        self.model, self.version, self.caller, self.flagged = model, version, caller, flagged
+        self.since, self.until, self.cursor = since, until, cursor
+
+    def entries(
+        self, session: SessionDep, limit: int
+    ) -> tuple[list[prediction_log.LogEntry], str | None]:
+        return prediction_log.list_entries(
+            session,
+            model=self.model,
+            version=self.version,
+            caller=self.caller,
+            flagged=self.flagged,
+            since=self.since,
+            until=self.until,
+            cursor=self.cursor,
+            limit=limit,
+        )
+
+
+Filters = Annotated[LogFilters, Depends()]
+
+
 @router.get("", response_model=PredictionLogPage, responses={**ERRORS, **NOT_FOUND})
 def list_prediction_log(
     session: SessionDep,
     _: AuditReader,
-    model: str | None = None,
-    version: Annotated[int | None, Query(ge=1, description="needs model")] = None,
-    caller: Annotated[str | None, Query(description="user name of the caller")] = None,
-    flagged: Annotated[
-        bool | None,
-        Query(description="true: calls with a flagged spectrum; false: calls without"),
-    ] = None,
-    since: Annotated[datetime | None, Query(description="inclusive; with a time zone")] = None,
-    until: Annotated[datetime | None, Query(description="exclusive; with a time zone")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    filters: Filters,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PredictionLogPage:
     """Prediction calls in time order: caller, version, artifact, transfer record, the sha256
     of the input, flag counts and purpose. Roles: qa, auditor, admin."""
-    entries, next_cursor = prediction_log.list_entries(
-        session,
-        model=model,
-        version=version,
-        caller=caller,
-        flagged=flagged,
-        since=since,
-        until=until,
-        cursor=cursor,
-        limit=limit,
-    )
+    entries, next_cursor = filters.entries(session, limit)
     return PredictionLogPage(
         entries=[
             PredictionLogEntry.model_validate(prediction_log.entry_payload(e)) for e in entries
         ],
         next_cursor=next_cursor,
     )
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={
+        200: {"description": "CSV, one row per call", "content": {"text/csv": {}}},
+        **ERRORS,
+        **NOT_FOUND,
+    },
+)
+def export_prediction_log(
+    request: Request,
+    session: SessionDep,
+    _: AuditReader,
+    filters: Filters,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+) -> Response:
+    """The same rows as CSV, ``limit`` at a time; when more follow, the ``Link`` header
+    (RFC 8288) holds the next part's URL, ``rel="next"``. Text cells that a spreadsheet would
+    read as a formula are prefixed with ``'``. Roles: qa, auditor, admin."""
+    entries, next_cursor = filters.entries(session, limit)
+    response = Response(
+        content=prediction_log.to_csv(entries),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="prediction-log.csv"'},
+    )
+    if next_cursor is not None:
+        set_next_link(request, response, cursor=next_cursor)
+    return response
