@@ -150,7 +150,7 @@ async def predict(
     # Everything after the body - authentication and role, the version, parsing, the model,
     # the log row and its COMMIT - is one unit of work. A small call on the embedded SQLite
     # runs it right here on the event loop when nothing there would wait (write lock free,
-    # model loaded): waking a worker thread and back costs 0.3 to 0.6 ms here, more than the
+    # model loaded): waking a worker thread and back costs 0.3 to 0.7 ms here, more than the
     # work, and SQLite serializes every write anyway. Otherwise it takes one thread-pool trip.
     if len(body) <= ON_LOOP_MAX_BODY:
         try:
