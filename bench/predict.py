@@ -48,7 +48,6 @@ import contextlib
 import http.client
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +68,8 @@ import pyarrow.ipc as ipc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _serving import free_port, until_stopped  # noqa: E402  (bench/ is the script's folder)
 
 ARROW = "application/vnd.apache.arrow.stream"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -170,12 +171,6 @@ def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:
     return batch.X, batch.axis
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(
     url: str,
@@ -215,26 +210,8 @@ def server(
     ]
     pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {proc.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not become ready in 60 s")
-            time.sleep(0.2)
+    with until_stopped(proc, f"http://127.0.0.1:{port}", "uvicorn") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def arrow_body(X: np.ndarray, axis: np.ndarray) -> bytes:

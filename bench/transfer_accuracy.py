@@ -41,7 +41,6 @@ import contextlib
 import io
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,8 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _serving import free_port, until_stopped  # noqa: E402  (bench/ is the script's folder)
 
 from app.core.kennard_stone import kennard_stone  # noqa: E402
 from app.core.metrics import regression_metrics  # noqa: E402
@@ -285,12 +286,6 @@ SOURCE_DOMAIN = "tablets-instrument-1"
 TARGET_DOMAIN = "tablets-instrument-2"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def parquet_bytes(t: pa.Table, rows: np.ndarray, columns: Sequence[str]) -> bytes:
     buf = io.BytesIO()
     pq.write_table(t.take(pa.array(rows)).select(["sample_id", REFERENCE, *columns]), buf)
@@ -335,31 +330,15 @@ def registry_server(workdir: Path) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
-    import httpx
-
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"ssreg serve exited with {proc.returncode}:\n"
-                    + (workdir / "server.log").read_text()[-2000:]
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("ssreg serve did not become ready in 60 s")
-            time.sleep(0.2)
-        yield base
+        with until_stopped(
+            proc,
+            f"http://127.0.0.1:{port}",
+            "ssreg serve",
+            lambda: ":\n" + (workdir / "server.log").read_text()[-2000:],
+        ) as base:
+            yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         log.close()
 
 

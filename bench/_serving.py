@@ -1,0 +1,44 @@
+"""What the HTTP benches share: a free port, and a server process run until ready, then stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def until_stopped(
+    proc: subprocess.Popen[bytes], base: str, name: str, log_tail: Callable[[], str] = str
+) -> Iterator[str]:
+    """Wait (60 s at most) for ``base``/readyz, yield ``base``, and stop ``proc`` in any case.
+    ``log_tail()`` is added to the error if the process exits before it is ready."""
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}{log_tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not become ready in 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
