@@ -4,7 +4,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent
 from app.enums import Role
-from tests.helpers import PASSWORD, Actor
+from tests.helpers import PASSWORD, Actor, assert_error
 
 
 def _login(client: TestClient, username: str, password: str) -> int:
@@ -85,6 +85,4 @@ def test_only_admin_creates_users(client: TestClient, actors: dict[Role, Actor])
 
 def test_validation_errors_use_the_envelope(client: TestClient, actors: dict[Role, Actor]) -> None:
     r = client.post("/api/v1/users", json={"username": "x"}, headers=actors[Role.admin].headers)
-    assert r.status_code == 422
-    assert set(r.json()) == {"error", "detail"}
-    assert r.json()["error"] == "invalid_input"
+    assert_error(r, 422, code="invalid_input")

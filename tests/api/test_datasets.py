@@ -20,7 +20,7 @@ from tests.factories import (
     simulate_spectra,
     upload_dataset,
 )
-from tests.helpers import Actor
+from tests.helpers import Actor, assert_error
 
 State = tuple[int, int, list[str]]
 
@@ -40,15 +40,6 @@ def _state(session: Session, store: LocalStore) -> State:
     datasets = session.scalar(select(func.count()).select_from(Dataset)) or 0
     events = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
     return datasets, events, sorted(store.digests())
-
-
-def _assert_envelope(r: Any, status: int, code: str, *needles: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error", "detail"}
-    assert body["error"] == code
-    for needle in needles:
-        assert needle in body["detail"], body["detail"]
 
 
 # ---- registration ---------------------------------------------------------------------------
@@ -129,7 +120,7 @@ def test_same_bytes_with_another_interpretation_is_409(
     assert upload_dataset(client, dev, blob, domain=domain).status_code == 201
     before = _state(session, store)
     r = upload_dataset(client, dev, blob, domain=domain, units="mg/mL")
-    _assert_envelope(r, 409, "conflict", "already registered", "units")
+    assert_error(r, 409, "already registered", "units", code="conflict")
     assert _state(session, store) == before
 
 
@@ -305,7 +296,7 @@ def test_bad_upload_is_refused_and_leaves_nothing_behind(
 ) -> None:
     before = _state(session, store)
     r = upload_dataset(client, dev, make(), **({"domain": domain} | form))
-    _assert_envelope(r, status, code, *needles)
+    assert_error(r, status, *needles, code=code)
     assert _state(session, store) == before
 
 
@@ -329,7 +320,7 @@ def test_oversized_upload_is_413_before_it_is_read(
     assert len(blob) > small_upload_limit + 64 * 1024  # beyond the multipart allowance
     before = _state(session, store)
     r = upload_dataset(client, dev, blob, domain=domain)
-    _assert_envelope(r, 413, "payload_too_large", "larger than the limit", "4096 bytes")
+    assert_error(r, 413, "larger than the limit", "4096 bytes", code="payload_too_large")
     assert _state(session, store) == before
 
 
@@ -362,7 +353,7 @@ def test_oversized_chunked_upload_is_413_while_streaming(
         headers={**dev, "Content-Type": request.headers["Content-Type"]},
     )
     assert "content-length" not in {k.lower() for k in r.request.headers}
-    _assert_envelope(r, 413, "payload_too_large", "larger than the limit")
+    assert_error(r, 413, "larger than the limit", code="payload_too_large")
     assert _state(session, store) == before
 
 
@@ -378,7 +369,7 @@ def test_file_just_over_the_limit_is_413_from_the_service(
     assert small_upload_limit < len(blob) < small_upload_limit + 64 * 1024  # within allowance
     before = _state(session, store)
     r = upload_dataset(client, dev, blob, domain=domain)
-    _assert_envelope(r, 413, "payload_too_large", f"the file is {len(blob)} bytes", "4096 bytes")
+    assert_error(r, 413, f"the file is {len(blob)} bytes", "4096 bytes", code="payload_too_large")
     assert _state(session, store) == before
 
 
@@ -396,7 +387,7 @@ def test_a_failure_after_storing_the_file_removes_it_again(
     before = _state(session, store)
     monkeypatch.setattr("app.services.datasets.audit.record", _audit_down)
     r = upload_dataset(client, dev, domain=domain)
-    _assert_envelope(r, 500, "internal_error")
+    assert_error(r, 500, code="internal_error")
     assert _state(session, store) == before
 
 
@@ -411,12 +402,12 @@ def test_only_developers_register_datasets(
 ) -> None:
     before = _state(session, store)
     r = upload_dataset(client, actors[role].headers, domain=domain)
-    _assert_envelope(r, 403, "forbidden")
+    assert_error(r, 403, code="forbidden")
     assert _state(session, store) == before
 
 
 def test_registering_needs_authentication(client: TestClient, domain: str) -> None:
-    _assert_envelope(upload_dataset(client, {}, domain=domain), 401, "not_authenticated")
+    assert_error(upload_dataset(client, {}, domain=domain), 401, code="not_authenticated")
 
 
 # ---- reads ----------------------------------------------------------------------------------
@@ -469,7 +460,7 @@ def test_corrupted_store_bytes_are_never_served(
     path.chmod(0o644)
     path.write_bytes(path.read_bytes() + b"tampered")
     r = client.get(f"/api/v1/datasets/{digest}/content", headers=dev)
-    _assert_envelope(r, 500, "integrity_failure", digest)
+    assert_error(r, 500, digest, code="integrity_failure")
 
 
 def test_list_datasets_filters_by_domain(
@@ -484,7 +475,7 @@ def test_list_datasets_filters_by_domain(
     only = client.get("/api/v1/datasets", params={"domain": other}, headers=dev)
     assert [d["sha256"] for d in only.json()] == [b["sha256"]]
     unknown = client.get("/api/v1/datasets", params={"domain": "nowhere"}, headers=dev)
-    _assert_envelope(unknown, 404, "not_found", "nowhere")
+    assert_error(unknown, 404, "nowhere", code="not_found")
 
 
 def test_the_list_pages_in_registration_order_with_a_link_to_the_next_page(
@@ -505,11 +496,11 @@ def test_the_list_pages_in_registration_order_with_a_link_to_the_next_page(
         pages += 1
     assert seen == [d["sha256"] for d in uploaded]
     assert pages == 2
-    _assert_envelope(
+    assert_error(
         client.get("/api/v1/datasets", params={"cursor": "garbage"}, headers=dev),
         422,
-        "invalid_input",
         "cursor",
+        code="invalid_input",
     )
 
 
@@ -517,17 +508,17 @@ def test_unknown_dataset_is_404_and_a_malformed_hash_422(
     client: TestClient, dev: dict[str, str]
 ) -> None:
     missing = "0" * 64
-    _assert_envelope(
-        client.get(f"/api/v1/datasets/{missing}", headers=dev), 404, "not_found", missing
+    assert_error(
+        client.get(f"/api/v1/datasets/{missing}", headers=dev), 404, missing, code="not_found"
     )
-    _assert_envelope(
-        client.get(f"/api/v1/datasets/{missing}/content", headers=dev), 404, "not_found"
+    assert_error(
+        client.get(f"/api/v1/datasets/{missing}/content", headers=dev), 404, code="not_found"
     )
-    _assert_envelope(client.get("/api/v1/datasets/not-a-hash", headers=dev), 422, "invalid_input")
+    assert_error(client.get("/api/v1/datasets/not-a-hash", headers=dev), 422, code="invalid_input")
 
 
 def test_reading_datasets_needs_authentication(client: TestClient) -> None:
-    _assert_envelope(client.get("/api/v1/datasets"), 401, "not_authenticated")
+    assert_error(client.get("/api/v1/datasets"), 401, code="not_authenticated")
 
 
 # ---- the size-limit middleware on its own ---------------------------------------------------

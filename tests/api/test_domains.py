@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 from app.db.models import AuditEvent, Domain
 from app.enums import Role
 from tests.factories import create_domain, domain_payload
-from tests.helpers import Actor
+from tests.helpers import Actor, assert_error
 
 
 def _count(session: Session, entity: type[Domain] | type[AuditEvent]) -> int:
@@ -96,9 +96,7 @@ def test_invalid_domain_fields_are_422_in_the_envelope(
         json=domain_payload(**{field: value}),
         headers=actors[Role.developer].headers,
     )
-    assert r.status_code == 422
-    assert set(r.json()) == {"error", "detail"}
-    assert field in r.json()["detail"]
+    assert_error(r, 422, field)
 
 
 def test_missing_reason_is_422(client: TestClient, actors: dict[Role, Actor]) -> None:

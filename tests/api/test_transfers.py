@@ -35,7 +35,7 @@ from tests.factories import (
     transfer_data,
     upload_dataset,
 )
-from tests.helpers import Actor
+from tests.helpers import Actor, assert_error
 
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
 N_STANDARDS = 12
@@ -395,14 +395,6 @@ def test_the_list_pages_with_a_link_to_the_next_page(
 # --------------------------------------------------------------------------------------------
 
 
-def _refused(r: httpx.Response, status: int, *fragments: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error", "detail"}
-    for fragment in fragments:
-        assert fragment in body["detail"], body["detail"]
-
-
 def test_unpaired_sample_ids_are_refused_and_name_the_ids(
     client: TestClient,
     dev: dict[str, str],
@@ -420,7 +412,7 @@ def test_unpaired_sample_ids_are_refused_and_name_the_ids(
     opened = _open(client, dev, source)
     with nothing_written(session, store):
         r = _standards(client, dev, opened["number"], target=blob)
-    _refused(r, 422, "2 target standard(s)", "'NOT-IN-SOURCE-1'", "'NOT-IN-SOURCE-2'")
+    assert_error(r, 422, "2 target standard(s)", "'NOT-IN-SOURCE-1'", "'NOT-IN-SOURCE-2'")
 
 
 def test_a_different_spectral_axis_is_refused_naming_the_channel(
@@ -439,10 +431,10 @@ def test_a_different_spectral_axis_is_refused_naming_the_channel(
     opened = _open(client, dev, source)
     with nothing_written(session, store):
         r = _standards(client, dev, opened["number"], target=blob)
-    _refused(r, 422, "target standards", "channel 100", "600.5", "expected 600")
+    assert_error(r, 422, "target standards", "channel 100", "600.5", "expected 600")
 
 
-def test_standards_inside_the_validation_set_are_refused(
+def test_standards_inside_the_validation_set_areassert_error(
     client: TestClient,
     dev: dict[str, str],
     source: dict[str, Any],
@@ -461,10 +453,10 @@ def test_standards_inside_the_validation_set_are_refused(
             validation=data.target_bytes(rows),
         )
     first = data.source_ids[data.candidates[10]]
-    _refused(r, 422, "10 standard(s) are also in the validation set", repr(first))
+    assert_error(r, 422, "10 standard(s) are also in the validation set", repr(first))
 
 
-def test_fewer_standards_than_planned_are_refused(
+def test_fewer_standards_than_planned_areassert_error(
     client: TestClient,
     dev: dict[str, str],
     source: dict[str, Any],
@@ -475,10 +467,10 @@ def test_fewer_standards_than_planned_are_refused(
     opened = _open(client, dev, source, method="pds", params={"window": 11})
     with nothing_written(session, store):
         r = _standards(client, dev, opened["number"], target=data.target_bytes(data.candidates[:8]))
-    _refused(r, 422, f"need {N_STANDARDS} target standards, got 8")
+    assert_error(r, 422, f"need {N_STANDARDS} target standards, got 8")
 
 
-def test_too_many_candidates_for_kennard_stone_are_refused(
+def test_too_many_candidates_for_kennard_stone_areassert_error(
     client: TestClient,
     dev: dict[str, str],
     source: dict[str, Any],
@@ -490,7 +482,7 @@ def test_too_many_candidates_for_kennard_stone_are_refused(
     opened = _open(client, dev, source)
     with nothing_written(session, store):
         r = _standards(client, dev, opened["number"])
-    _refused(r, 422, "30 candidate standards offered", "at most 20")
+    assert_error(r, 422, "30 candidate standards offered", "at most 20")
 
 
 def test_pds_and_auto_need_three_standards(
@@ -501,11 +493,11 @@ def test_pds_and_auto_need_three_standards(
         r = client.post(
             "/api/v1/transfers", json=_plan(source, method=method, n_standards=2), headers=dev
         )
-        _refused(r, 422, "at least 3 standards")
+        assert_error(r, 422, "at least 3 standards")
     assert _counts(session) == before
 
 
-def test_window_wider_than_the_spectrum_is_refused(
+def test_window_wider_than_the_spectrum_isassert_error(
     client: TestClient, dev: dict[str, str], session: Session
 ) -> None:
     create_domain(client, dev)
@@ -521,11 +513,11 @@ def test_window_wider_than_the_spectrum_is_refused(
         json=_plan({"version": version}, method="pds", params={"window": 11}),
         headers=dev,
     )
-    _refused(r, 422, "window (11 channels) is wider than the spectrum (9 channels)")
+    assert_error(r, 422, "window (11 channels) is wider than the spectrum (9 channels)")
     assert _counts(session) == before
 
 
-def test_operating_range_outside_the_source_is_refused(
+def test_operating_range_outside_the_source_isassert_error(
     client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
 ) -> None:
     hi = source["version"]["operating_range"]["max"]
@@ -535,7 +527,7 @@ def test_operating_range_outside_the_source_is_refused(
         json=_plan(source, operating_range={"min": 0.5, "max": hi + 1.0}),
         headers=dev,
     )
-    _refused(r, 422, "lies outside the operating range of titer_pls v1")
+    assert_error(r, 422, "lies outside the operating range of titer_pls v1")
     assert _counts(session) == before
 
 
@@ -550,7 +542,7 @@ def test_a_completed_transfer_is_immutable(
     assert _standards(client, dev, opened["number"]).status_code == 201
     with nothing_written(session, store):
         r = _standards(client, dev, opened["number"])
-    _refused(r, 409, "already completed")
+    assert_error(r, 409, "already completed")
     # Behind the service's back, the database refuses too.
     with pytest.raises(DBAPIError), session.begin_nested():
         session.execute(
@@ -573,16 +565,16 @@ INVALID_PLANS: list[tuple[dict[str, Any], int, str]] = [
 ]
 
 
-def test_invalid_plans_are_refused(
+def test_invalid_plans_areassert_error(
     client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
 ) -> None:
     before = _counts(session)
     for overrides, status, fragment in INVALID_PLANS:
         r = client.post("/api/v1/transfers", json=_plan(source, **overrides), headers=dev)
-        _refused(r, status, fragment)
+        assert_error(r, status, fragment)
     assert _counts(session) == before
 
 
 def test_unknown_transfer_is_404(client: TestClient, dev: dict[str, str]) -> None:
     for ref in ("999", "3f0f1a2e-0000-4000-8000-000000000000", "not-a-ref"):
-        _refused(client.get(f"/api/v1/transfers/{ref}", headers=dev), 404, "does not exist")
+        assert_error(client.get(f"/api/v1/transfers/{ref}", headers=dev), 404, "does not exist")

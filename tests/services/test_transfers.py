@@ -3,82 +3,25 @@ and the demo seed's transfer record."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion, SoftSensorModel, Transfer, User
-from app.enums import IntendedUse, Role, TransferMethod, TransferStatus, VersionStatus
+from app.db.models import ModelVersion, SoftSensorModel, Transfer
+from app.enums import IntendedUse, TransferMethod, TransferStatus, VersionStatus
 from app.errors import Conflict
-from app.schemas.datasets import DatasetCreate, DomainCreate
-from app.schemas.models import ModelVersionCreate, OperatingRange, SoftSensorModelCreate
+from app.schemas.models import OperatingRange
 from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
-from app.services import audit, auth, datasets, domains, models, transfers
+from app.services import audit, models, transfers
 from app.services.seed import N_STANDARDS, PLANT_DOMAIN, seed_demo
 from app.store import LocalStore
+from tests.committed import committed_registry, run_together, training
 from tests.factories import make_spectral_table, simulate_spectra
 
 N_THREADS = 8
-
-
-def _domain(session: Session, name: str, dev: User) -> None:
-    domains.create_domain(
-        session,
-        data=DomainCreate(
-            name=name, instrument="RXN2", probe_serial=name, scale="s", site="s", reason="t"
-        ),
-        actor=dev,
-    )
-
-
-def _setup(engine: Engine, store: LocalStore, model_names: list[str]) -> tuple[User, str]:
-    """A developer, two domains, a 12-channel dataset and v1 of each model."""
-    with Session(engine, expire_on_commit=False) as s, s.begin():
-        dev = auth.create_user(
-            s,
-            username="dev",
-            full_name="Dev",
-            role=Role.developer,
-            password="long enough password",
-            actor="pytest",
-            reason="fixture",
-        ).user
-        _domain(s, "dev", dev)
-        _domain(s, "plant", dev)
-        ds, _ = datasets.register_dataset(
-            s,
-            store,
-            blob=make_spectral_table(n_samples=24, n_channels=12, seed=1),
-            filename="a.parquet",
-            data=DatasetCreate(
-                name="d",
-                domain="dev",
-                reference_column="titer_g_L",
-                units="g/L",
-                sample_id_column="sample_id",
-            ),
-            actor=dev,
-        )
-        for name in model_names:
-            models.create_model(
-                s,
-                data=SoftSensorModelCreate(name=name, analyte="titer", units="g/L", reason="t"),
-                actor=dev,
-            )
-            models.train_version(s, store, model_name=name, data=_training(ds.sha256), actor=dev)
-        return dev, ds.sha256
-
-
-def _training(sha: str) -> ModelVersionCreate:
-    return ModelVersionCreate(
-        dataset_sha256=sha, n_components=2, holdout_scheme="none", intended_use="t", reason="t"
-    )
 
 
 def _plan(model: str) -> TransferCreate:
@@ -104,35 +47,24 @@ def _standards() -> transfers.StandardsFiles:
     return transfers.StandardsFiles(target_standards=transfers.Upload(blob, "t.parquet"))
 
 
-def _run_together(engine: Engine, jobs: list[Callable[[Session], Any]]) -> list[Any]:
-    """Each job in its own session and transaction, released together; exceptions returned."""
-    barrier = threading.Barrier(len(jobs))
-
-    def run(job: Callable[[Session], Any]) -> Any:
-        with Session(engine, expire_on_commit=False) as s:
-            barrier.wait(timeout=30)
-            try:
-                with s.begin():
-                    return job(s)
-            except Conflict as exc:
-                return exc
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
-
-
 @pytest.mark.postgres
 def test_concurrent_transfers_of_two_models_get_numbers_1_to_n(
     pg_engine: Engine, tmp_path: Path
 ) -> None:
     """Transfer numbers are global: the model row lock alone would not serialize them."""
     store = LocalStore(tmp_path / "store")
-    dev, _ = _setup(pg_engine, store, ["model_a", "model_b"])
+    dev, _ = committed_registry(
+        pg_engine,
+        store,
+        domain_names=("dev", "plant"),
+        model_names=("model_a", "model_b"),
+        train=True,
+    )
 
     def job(model: str) -> Callable[[Session], int]:
         return lambda s: transfers.open_transfer(s, data=_plan(model), actor=dev).number
 
-    numbers = _run_together(
+    numbers = run_together(
         pg_engine, [job("model_a" if i % 2 else "model_b") for i in range(N_THREADS)]
     )
     assert sorted(numbers) == list(range(1, N_THREADS + 1))
@@ -147,7 +79,9 @@ def test_concurrent_completions_and_trainings_number_versions_without_deadlock(
     """Standards uploads and trainings of one model at once: versions 2..n, no deadlock, and
     a transfer completed twice at the same moment completes once (the other gets 409)."""
     store = LocalStore(tmp_path / "store")
-    dev, sha = _setup(pg_engine, store, ["model_a"])
+    dev, sha = committed_registry(
+        pg_engine, store, domain_names=("dev", "plant"), model_names=("model_a",), train=True
+    )
     with Session(pg_engine, expire_on_commit=False) as s, s.begin():
         opened = [transfers.open_transfer(s, data=_plan("model_a"), actor=dev) for _ in range(3)]
     form = StandardsForm(reason="t")
@@ -166,11 +100,11 @@ def test_concurrent_completions_and_trainings_number_versions_without_deadlock(
 
     def train(s: Session) -> int:
         return models.train_version(
-            s, store, model_name="model_a", data=_training(sha), actor=dev
+            s, store, model_name="model_a", data=training(sha), actor=dev
         ).version
 
     jobs = [complete(t.number) for t in opened] + [complete(opened[0].number)] + [train] * 3
-    outcomes = _run_together(pg_engine, jobs)
+    outcomes = run_together(pg_engine, jobs)
     versions = [o for o in outcomes if isinstance(o, int)]
     conflicts = [o for o in outcomes if isinstance(o, Conflict)]
     assert sorted(versions) == list(range(2, 2 + 6))
