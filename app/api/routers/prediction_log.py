@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from app.api.deps import AuditReader, SessionDep
 from app.api.links import set_next_link
@@ -37,7 +38,7 @@ class LogFilters:
         self.since, self.until, self.cursor = since, until, cursor
 
     def entries(
-        self, session: SessionDep, limit: int
+        self, session: Session, limit: int
     ) -> tuple[list[prediction_log.LogEntry], str | None]:
         return prediction_log.list_entries(
             session,
