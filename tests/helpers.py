@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from app.db.models import User
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    AuditEvent,
+    Dataset,
+    Domain,
+    ModelVersion,
+    PredictionLog,
+    SoftSensorModel,
+    Transfer,
+    User,
+)
+from app.store import LocalStore
 
 PASSWORD = "correct horse battery staple"
 
@@ -30,3 +45,31 @@ def assert_error(response: Any, status: int, *fragments: str, code: str | None =
         assert body["error"] == code
     for fragment in fragments:
         assert fragment in body["detail"], body["detail"]
+
+
+RECORD_TABLES = (
+    Domain,
+    Dataset,
+    SoftSensorModel,
+    ModelVersion,
+    Transfer,
+    PredictionLog,
+    AuditEvent,
+)
+
+
+def record_counts(session: Session) -> dict[str, int]:
+    return {
+        table.__name__: int(session.scalar(select(func.count()).select_from(table)) or 0)
+        for table in RECORD_TABLES
+    }
+
+
+@contextmanager
+def nothing_written(session: Session, store: LocalStore) -> Iterator[None]:
+    """The block adds no row to any record table, no audit event and no file to the store."""
+    rows, digests = record_counts(session), sorted(store.digests())
+    yield
+    session.expire_all()
+    assert record_counts(session) == rows
+    assert sorted(store.digests()) == digests

@@ -5,11 +5,11 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.limits import UploadSizeLimit
-from app.db.models import AuditEvent, Dataset
+from app.db.models import AuditEvent
 from app.enums import Role
 from app.settings import get_settings
 from app.store import LocalStore
@@ -20,9 +20,7 @@ from tests.factories import (
     simulate_spectra,
     upload_dataset,
 )
-from tests.helpers import Actor, assert_error
-
-State = tuple[int, int, list[str]]
+from tests.helpers import Actor, assert_error, nothing_written
 
 
 @pytest.fixture
@@ -33,13 +31,6 @@ def dev(actors: dict[Role, Actor]) -> dict[str, str]:
 @pytest.fixture
 def domain(client: TestClient, dev: dict[str, str]) -> str:
     return str(create_domain(client, dev)["name"])
-
-
-def _state(session: Session, store: LocalStore) -> State:
-    """Rows in dataset and audit_event, and the artifacts in the store."""
-    datasets = session.scalar(select(func.count()).select_from(Dataset)) or 0
-    events = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
-    return datasets, events, sorted(store.digests())
 
 
 # ---- registration ---------------------------------------------------------------------------
@@ -106,11 +97,10 @@ def test_same_bytes_again_return_the_existing_record(
     blob = make_spectral_table()
     first = upload_dataset(client, dev, blob, domain=domain)
     assert first.status_code == 201
-    before = _state(session, store)
-    again = upload_dataset(client, dev, blob, domain=domain, name="another name, same bytes")
-    assert again.status_code == 200, again.text
-    assert again.json() == first.json()
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        again = upload_dataset(client, dev, blob, domain=domain, name="another name, same bytes")
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
 
 
 def test_same_bytes_with_another_interpretation_is_409(
@@ -118,10 +108,9 @@ def test_same_bytes_with_another_interpretation_is_409(
 ) -> None:
     blob = make_spectral_table()
     assert upload_dataset(client, dev, blob, domain=domain).status_code == 201
-    before = _state(session, store)
-    r = upload_dataset(client, dev, blob, domain=domain, units="mg/mL")
-    assert_error(r, 409, "already registered", "units", code="conflict")
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        r = upload_dataset(client, dev, blob, domain=domain, units="mg/mL")
+        assert_error(r, 409, "already registered", "units", code="conflict")
 
 
 def test_csv_upload_registers_a_dataset(
@@ -294,10 +283,9 @@ def test_bad_upload_is_refused_and_leaves_nothing_behind(
     code: str,
     needles: list[str],
 ) -> None:
-    before = _state(session, store)
-    r = upload_dataset(client, dev, make(), **({"domain": domain} | form))
-    assert_error(r, status, *needles, code=code)
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        r = upload_dataset(client, dev, make(), **({"domain": domain} | form))
+        assert_error(r, status, *needles, code=code)
 
 
 @pytest.fixture
@@ -318,10 +306,9 @@ def test_oversized_upload_is_413_before_it_is_read(
 ) -> None:
     blob = make_spectral_table(n_samples=200, n_channels=100)
     assert len(blob) > small_upload_limit + 64 * 1024  # beyond the multipart allowance
-    before = _state(session, store)
-    r = upload_dataset(client, dev, blob, domain=domain)
-    assert_error(r, 413, "larger than the limit", "4096 bytes", code="payload_too_large")
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        r = upload_dataset(client, dev, blob, domain=domain)
+        assert_error(r, 413, "larger than the limit", "4096 bytes", code="payload_too_large")
 
 
 def test_oversized_chunked_upload_is_413_while_streaming(
@@ -346,15 +333,14 @@ def test_oversized_chunked_upload_is_413_while_streaming(
         for start in range(0, len(body), 8192):
             yield body[start : start + 8192]
 
-    before = _state(session, store)
-    r = client.post(
-        "/api/v1/datasets",
-        content=chunks(),
-        headers={**dev, "Content-Type": request.headers["Content-Type"]},
-    )
-    assert "content-length" not in {k.lower() for k in r.request.headers}
-    assert_error(r, 413, "larger than the limit", code="payload_too_large")
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        r = client.post(
+            "/api/v1/datasets",
+            content=chunks(),
+            headers={**dev, "Content-Type": request.headers["Content-Type"]},
+        )
+        assert "content-length" not in {k.lower() for k in r.request.headers}
+        assert_error(r, 413, "larger than the limit", code="payload_too_large")
 
 
 def test_file_just_over_the_limit_is_413_from_the_service(
@@ -367,10 +353,11 @@ def test_file_just_over_the_limit_is_413_from_the_service(
 ) -> None:
     blob = make_spectral_table()
     assert small_upload_limit < len(blob) < small_upload_limit + 64 * 1024  # within allowance
-    before = _state(session, store)
-    r = upload_dataset(client, dev, blob, domain=domain)
-    assert_error(r, 413, f"the file is {len(blob)} bytes", "4096 bytes", code="payload_too_large")
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        r = upload_dataset(client, dev, blob, domain=domain)
+        assert_error(
+            r, 413, f"the file is {len(blob)} bytes", "4096 bytes", code="payload_too_large"
+        )
 
 
 def test_a_failure_after_storing_the_file_removes_it_again(
@@ -384,11 +371,10 @@ def test_a_failure_after_storing_the_file_removes_it_again(
     def _audit_down(*_: Any, **__: Any) -> None:
         raise RuntimeError("audit trail unavailable")
 
-    before = _state(session, store)
-    monkeypatch.setattr("app.services.datasets.audit.record", _audit_down)
-    r = upload_dataset(client, dev, domain=domain)
-    assert_error(r, 500, code="internal_error")
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        monkeypatch.setattr("app.services.datasets.audit.record", _audit_down)
+        r = upload_dataset(client, dev, domain=domain)
+        assert_error(r, 500, code="internal_error")
 
 
 @pytest.mark.parametrize("role", [Role.qa, Role.plant, Role.auditor, Role.admin])
@@ -400,10 +386,9 @@ def test_only_developers_register_datasets(
     domain: str,
     role: Role,
 ) -> None:
-    before = _state(session, store)
-    r = upload_dataset(client, actors[role].headers, domain=domain)
-    assert_error(r, 403, code="forbidden")
-    assert _state(session, store) == before
+    with nothing_written(session, store):
+        r = upload_dataset(client, actors[role].headers, domain=domain)
+        assert_error(r, 403, code="forbidden")
 
 
 def test_registering_needs_authentication(client: TestClient, domain: str) -> None:

@@ -4,15 +4,13 @@ refusal leaving nothing behind. Runs on both databases (the ``client`` fixture).
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -20,7 +18,7 @@ from app.core.kennard_stone import kennard_stone
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.transfer import fit_transfer
-from app.db.models import AuditEvent, Dataset, ModelVersion, Transfer
+from app.db.models import AuditEvent, Transfer
 from app.enums import Role
 from app.services import transfers as transfers_service
 from app.services.transfers import CV_BASIS, SELECTION_METHOD, VALIDATION_BASIS
@@ -35,7 +33,7 @@ from tests.factories import (
     transfer_data,
     upload_dataset,
 )
-from tests.helpers import Actor, assert_error
+from tests.helpers import Actor, assert_error, nothing_written, record_counts
 
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
 N_STANDARDS = 12
@@ -112,23 +110,6 @@ def _standards(
         headers=headers,
     )
     return response
-
-
-def _counts(session: Session) -> dict[str, int]:
-    return {
-        table.__name__: int(session.scalar(select(func.count()).select_from(table)) or 0)
-        for table in (Dataset, ModelVersion, Transfer, AuditEvent)
-    }
-
-
-@contextmanager
-def nothing_written(session: Session, store: LocalStore) -> Iterator[None]:
-    """No row in any record table, no audit event, no file in the store."""
-    rows, digests = _counts(session), set(store.digests())
-    yield
-    session.expire_all()
-    assert _counts(session) == rows
-    assert set(store.digests()) == digests
 
 
 def _load(blob: bytes) -> dict[str, np.ndarray]:
@@ -434,7 +415,7 @@ def test_a_different_spectral_axis_is_refused_naming_the_channel(
     assert_error(r, 422, "target standards", "channel 100", "600.5", "expected 600")
 
 
-def test_standards_inside_the_validation_set_areassert_error(
+def test_standards_inside_the_validation_set_are_refused(
     client: TestClient,
     dev: dict[str, str],
     source: dict[str, Any],
@@ -456,7 +437,7 @@ def test_standards_inside_the_validation_set_areassert_error(
     assert_error(r, 422, "10 standard(s) are also in the validation set", repr(first))
 
 
-def test_fewer_standards_than_planned_areassert_error(
+def test_fewer_standards_than_planned_are_refused(
     client: TestClient,
     dev: dict[str, str],
     source: dict[str, Any],
@@ -470,7 +451,7 @@ def test_fewer_standards_than_planned_areassert_error(
     assert_error(r, 422, f"need {N_STANDARDS} target standards, got 8")
 
 
-def test_too_many_candidates_for_kennard_stone_areassert_error(
+def test_too_many_candidates_for_kennard_stone_are_refused(
     client: TestClient,
     dev: dict[str, str],
     source: dict[str, Any],
@@ -488,16 +469,16 @@ def test_too_many_candidates_for_kennard_stone_areassert_error(
 def test_pds_and_auto_need_three_standards(
     client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
 ) -> None:
-    before = _counts(session)
+    before = record_counts(session)
     for method in ("pds", "auto"):
         r = client.post(
             "/api/v1/transfers", json=_plan(source, method=method, n_standards=2), headers=dev
         )
         assert_error(r, 422, "at least 3 standards")
-    assert _counts(session) == before
+    assert record_counts(session) == before
 
 
-def test_window_wider_than_the_spectrum_isassert_error(
+def test_window_wider_than_the_spectrum_is_refused(
     client: TestClient, dev: dict[str, str], session: Session
 ) -> None:
     create_domain(client, dev)
@@ -507,28 +488,28 @@ def test_window_wider_than_the_spectrum_isassert_error(
     assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
     body = {"dataset_sha256": sha, "n_components": 2, "intended_use": "t", "reason": "t"}
     version = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).json()
-    before = _counts(session)
+    before = record_counts(session)
     r = client.post(
         "/api/v1/transfers",
         json=_plan({"version": version}, method="pds", params={"window": 11}),
         headers=dev,
     )
     assert_error(r, 422, "window (11 channels) is wider than the spectrum (9 channels)")
-    assert _counts(session) == before
+    assert record_counts(session) == before
 
 
-def test_operating_range_outside_the_source_isassert_error(
+def test_operating_range_outside_the_source_is_refused(
     client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
 ) -> None:
     hi = source["version"]["operating_range"]["max"]
-    before = _counts(session)
+    before = record_counts(session)
     r = client.post(
         "/api/v1/transfers",
         json=_plan(source, operating_range={"min": 0.5, "max": hi + 1.0}),
         headers=dev,
     )
     assert_error(r, 422, "lies outside the operating range of titer_pls v1")
-    assert _counts(session) == before
+    assert record_counts(session) == before
 
 
 def test_a_completed_transfer_is_immutable(
@@ -565,14 +546,14 @@ INVALID_PLANS: list[tuple[dict[str, Any], int, str]] = [
 ]
 
 
-def test_invalid_plans_areassert_error(
+def test_invalid_plans_are_refused(
     client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
 ) -> None:
-    before = _counts(session)
+    before = record_counts(session)
     for overrides, status, fragment in INVALID_PLANS:
         r = client.post("/api/v1/transfers", json=_plan(source, **overrides), headers=dev)
         assert_error(r, status, fragment)
-    assert _counts(session) == before
+    assert record_counts(session) == before
 
 
 def test_unknown_transfer_is_404(client: TestClient, dev: dict[str, str]) -> None:
