@@ -115,7 +115,8 @@ def split_rows(n: int, scheme: HoldoutScheme, fraction: float) -> Split:
     return Split(train, test, desc)
 
 
-def _metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+def metrics_record(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """Figures of merit as they are kept on a record: plain JSON (NaN -> null)."""
     return audit.jsonable(dict(regression_metrics(y_true, y_pred)))  # type: ignore[no-any-return]
 
 
@@ -154,10 +155,10 @@ def train_version(
     fitted: LinearSoftSensor = estimator.model_
     metrics: dict[str, Any] = {"units": model.units}
     if estimator.cv_predictions_ is not None:
-        metrics["cv"] = _metrics(y_train, estimator.cv_predictions_)
+        metrics["cv"] = metrics_record(y_train, estimator.cv_predictions_)
     if split.test.size:
-        metrics["holdout"] = _metrics(ds.y[split.test], fitted.predict(ds.X[split.test]))
-    metrics["calibration"] = _metrics(y_train, fitted.predict(X_train))
+        metrics["holdout"] = metrics_record(ds.y[split.test], fitted.predict(ds.X[split.test]))
+    metrics["calibration"] = metrics_record(y_train, fitted.predict(X_train))
 
     lo, hi = float(y_train.min()), float(y_train.max())
     if data.operating_range is None:

@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session, aliased
 
 from app import __version__
 from app.core.kennard_stone import kennard_stone
-from app.core.metrics import regression_metrics
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray, check_same_axis
@@ -350,11 +349,6 @@ def _load_source_model(store: ArtifactStore, version: ModelVersion) -> LinearSof
     return serving.source
 
 
-def _metrics(y_true: FloatArray, y_pred: FloatArray) -> dict[str, Any]:
-    """Figures of merit as plain JSON (NaN -> null)."""
-    return audit.jsonable(dict(regression_metrics(y_true, y_pred)))  # type: ignore[no-any-return]
-
-
 def _source_in_domain(version: ModelVersion) -> tuple[dict[str, Any] | None, str | None]:
     """The source version's own figures: held-out rows if it had any, else cross-validation."""
     if version.metrics.get("holdout"):
@@ -567,13 +561,13 @@ def _compute(
     method_chosen = fitted.method
 
     if val is not None:
-        naive = _metrics(val.y, linear.predict(val.X))
-        post = _metrics(val.y, serving.predict(val.X))
+        naive = models.metrics_record(val.y, linear.predict(val.X))
+        post = models.metrics_record(val.y, serving.predict(val.X))
         basis = VALIDATION_BASIS
     else:
         assert selection is not None
-        naive = _metrics(y, linear.predict(Xt))
-        post = _metrics(selection.cv_reference, selection.cv_predictions)
+        naive = models.metrics_record(y, linear.predict(Xt))
+        post = models.metrics_record(selection.cv_reference, selection.cv_predictions)
         basis = CV_BASIS
     source_metrics, source_basis = _source_in_domain(source)
     results, verdict = _acceptance(transfer.acceptance, post, source_metrics)
