@@ -94,7 +94,8 @@ def migrate(url: str) -> None:
 
 
 def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Developer, domain, simulated dataset and a trained version, via the services.
+    """A developer, then the demo's development side (domain, simulated dataset, titer_pls v1:
+    ``seed_source_version``), through the services.
 
     Returns the dataset's spectra (336, 701) and axis, to build request bodies from.
     """
@@ -103,13 +104,10 @@ def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:
     from app.core.simulate import simulate_batch
     from app.db.session import make_engine
     from app.enums import Role
-    from app.schemas.datasets import DatasetCreate, DomainCreate
-    from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
-    from app.services import auth, datasets, domains, models
-    from app.services.seed import SEED, simulated_dataset_bytes
+    from app.services import auth
+    from app.services.seed import SEED, SOURCE_BATCH, seed_source_version
     from app.store import LocalStore
 
-    store = LocalStore(store_root)
     engine = make_engine(url)
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -122,52 +120,10 @@ def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:
                 actor="bench",
                 reason="benchmark",
             ).user
-            domains.create_domain(
-                session,
-                data=DomainCreate(
-                    name="dev-raman-ambr250",
-                    instrument="Raman analyser (simulated)",
-                    probe_serial="BENCH-0001",
-                    scale="250 mL",
-                    site="bench",
-                    reason="benchmark",
-                ),
-                actor=dev,
-            )
-            ds, _ = datasets.register_dataset(
-                session,
-                store,
-                blob=simulated_dataset_bytes(),
-                filename="spectra.parquet",
-                data=DatasetCreate(
-                    name="BATCH-2026-001 (simulated)",
-                    domain="dev-raman-ambr250",
-                    reference_column="titer_g_L",
-                    units="g/L",
-                    sample_id_column="sample_id",
-                    reason="benchmark",
-                ),
-                actor=dev,
-            )
-            models.create_model(
-                session,
-                data=SoftSensorModelCreate(
-                    name=MODEL, analyte="titer", units="g/L", reason="benchmark"
-                ),
-                actor=dev,
-            )
-            models.train_version(
-                session,
-                store,
-                model_name=MODEL,
-                data=ModelVersionCreate(
-                    dataset_sha256=ds.sha256, intended_use="benchmark", reason="benchmark"
-                ),
-                actor=dev,
-            )
+            seed_source_version(session, LocalStore(store_root), dev)
     finally:
         engine.dispose()
-    batch = simulate_batch("BATCH-2026-001", seed=SEED)
+    batch = simulate_batch(SOURCE_BATCH, seed=SEED)
     return batch.X, batch.axis
 
 

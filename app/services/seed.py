@@ -121,6 +121,19 @@ def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
         users[role] = created.user
         result.credentials[username] = created.api_key or password or ""
     dev = users[Role.developer]
+    version = seed_source_version(session, store, dev)
+    holdout = version.metrics.get("holdout", {})
+    result.notes.append(
+        f"titer_pls v{version.version}: {version.n_components} components, held-out "
+        f"R2={holdout.get('r2', float('nan')):.4f} RMSE={holdout.get('rmse', float('nan')):.4f} g/L"
+    )
+    result.notes.append(_seed_transfer(session, store, version, dev))
+    return result
+
+
+def seed_source_version(session: Session, store: ArtifactStore, dev: User) -> ModelVersion:
+    """The development side: its domain, the simulated BATCH-2026-001 dataset, ``titer_pls``
+    and v1 trained on it (never commits). Also what bench/predict.py serves."""
     domains.create_domain(
         session,
         data=DomainCreate(
@@ -171,13 +184,7 @@ def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
         ),
         actor=dev,
     )
-    holdout = version.metrics.get("holdout", {})
-    result.notes.append(
-        f"titer_pls v{version.version}: {version.n_components} components, held-out "
-        f"R2={holdout.get('r2', float('nan')):.4f} RMSE={holdout.get('rmse', float('nan')):.4f} g/L"
-    )
-    result.notes.append(_seed_transfer(session, store, version, dev))
-    return result
+    return version
 
 
 def _seed_transfer(session: Session, store: ArtifactStore, source: ModelVersion, dev: User) -> str:
