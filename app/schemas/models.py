@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -63,7 +63,65 @@ class ModelVersionCreate(Schema):
         return self
 
 
-class ModelVersionRead(Schema):
+class RegressionMetricsRead(Schema):
+    """Figures of merit of predictions against reference values, in the model's units
+    (null where undefined, e.g. R² of constant references)."""
+
+    n: int
+    r2: float | None
+    rmse: float | None
+    bias: float | None = Field(description="mean of prediction - reference")
+    sep: float | None = Field(description="standard error of prediction (bias-corrected)")
+    slope: float | None = Field(description="slope of predictions regressed on references")
+    rpd: float | None = Field(description="ratio of performance to deviation: SD(reference)/SEP")
+
+
+class TrainedMetricsRead(Schema):
+    """A trained version's figures: cross-validated over the training rows, on the held-out
+    rows (not seen by the fit) and on the calibration rows themselves."""
+
+    units: str
+    cv: RegressionMetricsRead | None = None
+    holdout: RegressionMetricsRead | None = None
+    calibration: RegressionMetricsRead
+
+
+class TransferredMetricsRead(Schema):
+    """A transferred version's figures on target-probe data: the source model applied
+    untouched (naive) and with the transfer (post_transfer); ``basis`` says on which rows."""
+
+    units: str
+    basis: str
+    post_transfer: RegressionMetricsRead
+    naive: RegressionMetricsRead
+
+
+class CvTableRow(Schema):
+    n_components: int
+    rmsecv: float | None
+    se: float | None
+
+
+class ComponentSelectionRead(Schema):
+    method: str
+    cv_folds: int
+    cv_scheme: CvScheme
+    max_components: int
+    cv_table: list[CvTableRow] | None
+
+
+class SplitRead(Schema):
+    """Which training-dataset rows the fit saw and which were held out."""
+
+    scheme: HoldoutScheme
+    n_train: int
+    n_holdout: int
+    fraction: float | None = None
+    seed: int | None = None
+    first_holdout_row: int | None = None
+
+
+class _VersionCard(Schema):
     id: uuid.UUID
     model_name: str
     version: int
@@ -72,9 +130,8 @@ class ModelVersionRead(Schema):
     domain: str
     artifact_sha256: str
     n_components: int
-    component_selection: dict[str, Any]
-    split: dict[str, Any]
-    metrics: dict[str, Any]
+    component_selection: ComponentSelectionRead
+    split: SplitRead
     operating_range: OperatingRange
     operating_range_source: str
     t2_limit_95: float
@@ -89,10 +146,29 @@ class ModelVersionRead(Schema):
     reason: str
     created_by: str
     created_at: datetime
-    source_version: int | None = Field(
-        default=None, description="transferred versions: the version of this model transferred"
-    )
-    transfer_id: uuid.UUID | None = Field(
-        default=None, description="transferred versions: the transfer record that made it"
-    )
-    transfer_number: int | None = None
+
+
+class TrainedVersionRead(_VersionCard):
+    """A version trained by the service on ``dataset_sha256``."""
+
+    kind: Literal["trained"]
+    metrics: TrainedMetricsRead
+    source_version: None = None
+    transfer_id: None = None
+    transfer_number: None = None
+
+
+class TransferredVersionRead(_VersionCard):
+    """A version made by a calibration transfer: ``dataset_sha256``, ``n_components``,
+    ``component_selection`` and ``split`` are the source version's."""
+
+    kind: Literal["transferred"]
+    metrics: TransferredMetricsRead
+    source_version: int = Field(description="the version of this model transferred")
+    transfer_id: uuid.UUID = Field(description="the transfer record that made it")
+    transfer_number: int
+
+
+ModelVersionRead = Annotated[
+    TrainedVersionRead | TransferredVersionRead, Field(discriminator="kind")
+]

@@ -11,11 +11,12 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import AccessToken, User
+from app.db.repositories import users as user_rows
 from app.enums import Role
 from app.errors import Conflict, InvalidInput
 from app.services import audit
@@ -60,7 +61,7 @@ def create_user(
     reason: str,
 ) -> NewUser:
     """Create a person (password) or a service account (role plant: API key, shown once)."""
-    if session.scalars(select(User).where(User.username == username)).first() is not None:
+    if user_rows.by_username(session, username) is not None:
         raise Conflict(f"user {username!r} already exists")
     api_key: str | None = None
     user = User(username=username, full_name=full_name, role=role)
@@ -106,9 +107,7 @@ def login(session: Session, *, username: str, password: str) -> IssuedToken | No
     """
     settings = get_settings()
     now = utcnow()
-    user = session.scalars(
-        select(User).where(User.username == username).with_for_update()
-    ).one_or_none()
+    user = user_rows.by_username(session, username, for_update=True)
     if user is None or user.password_hash is None or not user.is_active:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
@@ -154,7 +153,9 @@ def login(session: Session, *, username: str, password: str) -> IssuedToken | No
         user.password_hash = _hasher.hash(password)
     token = secrets.token_urlsafe(32)
     expires_at = now + timedelta(minutes=settings.token_ttl_minutes)
-    session.add(AccessToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires_at))
+    user_rows.add_token(
+        session, AccessToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires_at)
+    )
     audit.record(
         session,
         actor=user,
@@ -175,22 +176,6 @@ class Caller:
     role: Role
 
 
-# Built once: constructing a SELECT costs about as much as running it on an indexed key.
-_USER_BY_API_KEY = select(User).where(User.api_key_hash == bindparam("digest"))
-_USER_BY_TOKEN = (
-    select(User, AccessToken.expires_at)
-    .join(AccessToken, AccessToken.user_id == User.id)
-    .where(AccessToken.token_hash == bindparam("digest"))
-)
-_CALLER_COLUMNS = (User.id, User.username, User.role, User.is_active)
-_CALLER_BY_API_KEY = select(*_CALLER_COLUMNS).where(User.api_key_hash == bindparam("digest"))
-_CALLER_BY_TOKEN = (
-    select(*_CALLER_COLUMNS, AccessToken.expires_at)
-    .join(AccessToken, AccessToken.user_id == User.id)
-    .where(AccessToken.token_hash == bindparam("digest"))
-)
-
-
 def _is_api_key(credential: str) -> bool:
     return credential.startswith(API_KEY_PREFIX)
 
@@ -203,29 +188,25 @@ def _usable(is_active: bool, expires_at: datetime | None) -> bool:
 
 def resolve_credential(session: Session, credential: str) -> User | None:
     """The active user behind a bearer token or an API key, or None."""
-    params = {"digest": _sha256(credential)}
+    digest = _sha256(credential)
+    user: User | None
+    expires_at: datetime | None = None
     if _is_api_key(credential):
-        user = session.scalars(_USER_BY_API_KEY, params).one_or_none()
-        expires_at = None
+        user = user_rows.by_api_key_digest(session, digest)
     else:
-        row = session.execute(_USER_BY_TOKEN, params).one_or_none()
-        user, expires_at = (None, None) if row is None else row
+        found = user_rows.by_token_digest(session, digest)
+        user, expires_at = (None, None) if found is None else found
     if user is None or not _usable(user.is_active, expires_at):
         return None
     return user
 
 
 def resolve_caller(connection: Connection, credential: str) -> Caller | None:
-    """:func:`resolve_credential` in one Core query, without an ORM session (the same rule).
-
-    For the prediction path: the ORM's identity map and unit of work cost more there than
-    the query (0.2 ms against 0.06 ms here)."""
-    params = {"digest": _sha256(credential)}
-    statement = _CALLER_BY_API_KEY if _is_api_key(credential) else _CALLER_BY_TOKEN
-    row = connection.execute(statement, params).one_or_none()
-    if row is None:
-        return None
-    expires_at = None if _is_api_key(credential) else row.expires_at
-    if not _usable(row.is_active, expires_at):
+    """:func:`resolve_credential` in one Core query, without an ORM session (the same rule),
+    for a route whose unit of work runs on a Core connection (the prediction path)."""
+    row = user_rows.caller_by_digest(
+        connection, _sha256(credential), api_key=_is_api_key(credential)
+    )
+    if row is None or not _usable(row.is_active, row.expires_at):
         return None
     return Caller(row.id, row.username, row.role)

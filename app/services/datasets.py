@@ -12,21 +12,25 @@ from __future__ import annotations
 import io
 import math
 import re
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import PureWindowsPath
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app.core.spectra import FloatArray, as_axis
 from app.db.models import Dataset, Domain, User
+from app.db.repositories import datasets as dataset_rows
+from app.db.repositories import domains as domain_rows
+from app.db.repositories import users as user_rows
 from app.db.session import on_rollback
 from app.errors import (
     Conflict,
@@ -507,7 +511,7 @@ def register_dataset(
 
 
 def _find(session: Session, digest: str) -> Dataset | None:
-    return session.scalars(select(Dataset).where(Dataset.sha256 == digest)).one_or_none()
+    return dataset_rows.by_sha256(session, digest)
 
 
 def _check_same_interpretation(
@@ -545,61 +549,73 @@ def list_datasets(
     limit: int | None = None,
 ) -> tuple[list[Dataset], str | None]:
     """Datasets in registration order, ``limit`` at a time, and the next page's cursor."""
-    stmt = select(Dataset).order_by(Dataset.created_at, Dataset.id)
-    if domain is not None:
-        stmt = stmt.where(Dataset.domain_id == get_domain(session, domain).id)
-    if cursor is not None:
-        stmt = stmt.where(tuple_(Dataset.created_at, Dataset.id) > tuple_(*decode_cursor(cursor)))
-    if limit is None:
-        return list(session.scalars(stmt)), None
-    rows = list(session.scalars(stmt.limit(limit + 1)))
-    if len(rows) > limit:
+    domain_id = get_domain(session, domain).id if domain is not None else None
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows = dataset_rows.in_registration_order(
+        session, domain_id=domain_id, after=after, limit=None if limit is None else limit + 1
+    )
+    if limit is not None and len(rows) > limit:
         last = rows[limit - 1]
         return rows[:limit], encode_cursor(last.created_at, last.id)
     return rows, None
 
 
-def describe_datasets(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class DatasetView:
+    """A dataset record as the API shows it: the row with domain and creator names."""
+
+    id: uuid.UUID
+    sha256: str
+    name: str
+    domain: str
+    file_format: str
+    size_bytes: int
+    reference_column: str
+    units: str
+    sample_id_column: str | None
+    spectral_prefix: str
+    axis_unit: str
+    n_samples: int
+    n_channels: int
+    axis_min: float
+    axis_max: float
+    reference_min: float
+    reference_max: float
+    created_at: datetime
+    created_by: str
+
+
+def describe_datasets(session: Session, datasets: list[Dataset]) -> list[DatasetView]:
     """API views of ``datasets`` with domain and creator names (two queries in all)."""
-    if not datasets:
-        return []
-    domain_ids = {d.domain_id for d in datasets}
-    user_ids = {d.created_by_id for d in datasets}
-    domains = {
-        row.id: row.name
-        for row in session.execute(select(Domain.id, Domain.name).where(Domain.id.in_(domain_ids)))
-    }
-    users = {
-        row.id: row.username
-        for row in session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))
-    }
+    domains = domain_rows.by_ids(session, (d.domain_id for d in datasets))
+    users = user_rows.usernames(session, (d.created_by_id for d in datasets))
     return [
-        {
-            "id": d.id,
-            "sha256": d.sha256,
-            "name": d.name,
-            "domain": domains[d.domain_id],
-            "file_format": d.file_format,
-            "size_bytes": d.size_bytes,
-            "reference_column": d.reference_column,
-            "units": d.units,
-            "sample_id_column": d.sample_id_column,
-            "spectral_prefix": d.spectral_prefix,
-            "axis_unit": d.axis_unit,
-            "n_samples": d.n_samples,
-            "n_channels": d.n_channels,
-            "axis_min": float(d.axis[0]),
-            "axis_max": float(d.axis[-1]),
-            "reference_min": d.reference_min,
-            "reference_max": d.reference_max,
-            "created_at": d.created_at,
-            "created_by": users[d.created_by_id],
-        }
+        DatasetView(
+            id=d.id,
+            sha256=d.sha256,
+            name=d.name,
+            domain=domains[d.domain_id].name,
+            file_format=d.file_format,
+            size_bytes=d.size_bytes,
+            reference_column=d.reference_column,
+            units=d.units,
+            sample_id_column=d.sample_id_column,
+            spectral_prefix=d.spectral_prefix,
+            axis_unit=d.axis_unit,
+            n_samples=d.n_samples,
+            n_channels=d.n_channels,
+            axis_min=float(d.axis[0]),
+            axis_max=float(d.axis[-1]),
+            reference_min=d.reference_min,
+            reference_max=d.reference_max,
+            created_at=d.created_at,
+            created_by=users.get(d.created_by_id, "?"),
+        )
         for d in datasets
     ]
 
 
-def describe_dataset(session: Session, dataset: Dataset) -> dict[str, Any]:
+def describe_dataset(session: Session, dataset: Dataset) -> DatasetView:
     return describe_datasets(session, [dataset])[0]
 
 
@@ -621,9 +637,7 @@ def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> 
     IntegrityFailure
         The stored bytes hash differently, or no longer parse to what was registered.
     """
-    record = session.scalars(
-        select(Dataset).where(Dataset.sha256 == sha256).options(joinedload(Dataset.domain))
-    ).one_or_none()
+    record = dataset_rows.by_sha256(session, sha256, with_domain=True)
     if record is None:
         raise NotFound(f"dataset {sha256} does not exist")
     blob = store.get(record.sha256)

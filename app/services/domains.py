@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import Domain, User
+from app.db.repositories import domains as domain_rows
+from app.db.repositories import users as user_rows
 from app.errors import Conflict, NotFound
 from app.schemas.datasets import DomainCreate
 from app.services import audit
@@ -28,7 +32,7 @@ def domain_snapshot(domain: Domain) -> dict[str, Any]:
 
 def create_domain(session: Session, *, data: DomainCreate, actor: User) -> Domain:
     """Register a domain and its audit event in the caller's transaction."""
-    if session.scalar(select(Domain.id).where(Domain.name == data.name)) is not None:
+    if domain_rows.name_taken(session, data.name):
         raise Conflict(f"domain {data.name!r} already exists")
     domain = Domain(
         name=data.name,
@@ -59,30 +63,49 @@ def create_domain(session: Session, *, data: DomainCreate, actor: User) -> Domai
 
 
 def get_domain(session: Session, name: str) -> Domain:
-    domain = session.scalars(select(Domain).where(Domain.name == name)).one_or_none()
+    domain = domain_rows.by_name(session, name)
     if domain is None:
         raise NotFound(f"domain {name!r} does not exist")
     return domain
 
 
 def list_domains(session: Session) -> list[Domain]:
-    return list(session.scalars(select(Domain).order_by(Domain.name)))
+    return domain_rows.all_by_name(session)
 
 
-def describe_domains(session: Session, domains: list[Domain]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class DomainView:
+    """A domain as the API shows it: the row with its creator's user name."""
+
+    id: uuid.UUID
+    name: str
+    instrument: str
+    probe_serial: str
+    scale: str
+    site: str
+    description: str | None
+    created_at: datetime
+    created_by: str
+
+
+def describe_domains(session: Session, domains: list[Domain]) -> list[DomainView]:
     """API views of ``domains``, with the creators' user names (one query)."""
-    ids = {d.created_by_id for d in domains}
-    if not ids:
-        return []
-    names = {
-        row.id: row.username
-        for row in session.execute(select(User.id, User.username).where(User.id.in_(ids)))
-    }
+    names = user_rows.usernames(session, (d.created_by_id for d in domains))
     return [
-        domain_snapshot(d) | {"created_at": d.created_at, "created_by": names.get(d.created_by_id)}
+        DomainView(
+            id=d.id,
+            name=d.name,
+            instrument=d.instrument,
+            probe_serial=d.probe_serial,
+            scale=d.scale,
+            site=d.site,
+            description=d.description,
+            created_at=d.created_at,
+            created_by=names.get(d.created_by_id, "?"),
+        )
         for d in domains
     ]
 
 
-def describe_domain(session: Session, domain: Domain) -> dict[str, Any]:
+def describe_domain(session: Session, domain: Domain) -> DomainView:
     return describe_domains(session, [domain])[0]

@@ -5,22 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, ModelVersion, Transfer
+from app.db.repositories import datasets as dataset_rows
+from app.db.repositories import models as model_rows
 from app.store import ArtifactStore
 
 
 def referenced_digests(session: Session) -> set[str]:
-    refs = set(session.scalars(select(Dataset.sha256)))
-    refs |= set(session.scalars(select(ModelVersion.artifact_sha256)))
-    refs |= set(
-        session.scalars(
-            select(Transfer.artifact_sha256).where(Transfer.artifact_sha256.is_not(None))
-        )
-    )
-    return refs
+    """Every digest a record points at: datasets' bytes, versions' and transfers' artifacts."""
+    return dataset_rows.referenced_digests(session) | model_rows.referenced_digests(session)
 
 
 @dataclass

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import platform
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import numpy as np
 import sklearn
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import __version__
 from app.core.metrics import regression_metrics
 from app.core.pls import LinearSoftSensor, PLSSoftSensor
-from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, Transfer, User
+from app.db.models import Dataset, ModelVersion, SoftSensorModel, User
+from app.db.repositories import datasets as dataset_rows
+from app.db.repositories import domains as domain_rows
+from app.db.repositories import models as model_rows
+from app.db.repositories import users as user_rows
 from app.enums import HoldoutScheme, VersionStatus
 from app.errors import Conflict, InvalidInput, NotFound
 from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
@@ -27,7 +33,7 @@ HOLDOUT_SEED = 20261127  # fixed: the same request on the same data gives the sa
 
 
 def create_model(session: Session, *, data: SoftSensorModelCreate, actor: User) -> SoftSensorModel:
-    if session.scalars(select(SoftSensorModel).where(SoftSensorModel.name == data.name)).first():
+    if model_rows.model_by_name(session, data.name) is not None:
         raise Conflict(f"model {data.name!r} already exists")
     model = SoftSensorModel(
         name=data.name,
@@ -51,10 +57,7 @@ def create_model(session: Session, *, data: SoftSensorModelCreate, actor: User) 
 
 
 def get_model(session: Session, name: str, *, for_update: bool = False) -> SoftSensorModel:
-    stmt = select(SoftSensorModel).where(SoftSensorModel.name == name)
-    if for_update:
-        stmt = stmt.with_for_update()
-    model = session.scalars(stmt).one_or_none()
+    model = model_rows.model_by_name(session, name, for_update=for_update)
     if model is None:
         raise NotFound(f"model {name!r} does not exist")
     return model
@@ -62,11 +65,7 @@ def get_model(session: Session, name: str, *, for_update: bool = False) -> SoftS
 
 def get_version(session: Session, name: str, version: int) -> ModelVersion:
     model = get_model(session, name)
-    row = session.scalars(
-        select(ModelVersion).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == version
-        )
-    ).one_or_none()
+    row = model_rows.version(session, model.id, version)
     if row is None:
         raise NotFound(f"model {name!r} has no version {version}")
     return row
@@ -79,12 +78,7 @@ def next_version_number(session: Session, model: SoftSensorModel) -> int:
     for_update=True)``) until its transaction ends: every writer of versions takes that lock
     first, so no two transactions can read the same maximum.
     """
-    number = session.scalar(
-        select(func.coalesce(func.max(ModelVersion.version), 0) + 1).where(
-            ModelVersion.model_id == model.id
-        )
-    )
-    return int(number or 1)
+    return model_rows.next_version_number(session, model.id)
 
 
 @dataclass(frozen=True)
@@ -266,94 +260,143 @@ def add_version(
 
 
 def version_dataset(session: Session, version: ModelVersion) -> Dataset:
-    ds = session.get(Dataset, version.dataset_id)
+    ds = dataset_rows.by_id(session, version.dataset_id)
     assert ds is not None  # foreign key
     return ds
 
 
-def _username(session: Session, user_id: Any) -> str:
-    return session.scalar(select(User.username).where(User.id == user_id)) or "?"
+@dataclass(frozen=True)
+class ModelView:
+    """A soft-sensor model as the API shows it."""
+
+    id: uuid.UUID
+    name: str
+    analyte: str
+    units: str
+    description: str | None
+    created_at: datetime
+    created_by: str
+    latest_version: int | None
 
 
-def describe_model(session: Session, model: SoftSensorModel) -> dict[str, Any]:
-    latest = session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
-    )
-    return {
-        "id": model.id,
-        "name": model.name,
-        "analyte": model.analyte,
-        "units": model.units,
-        "description": model.description,
-        "created_at": model.created_at,
-        "created_by": _username(session, model.created_by_id),
-        "latest_version": latest,
-    }
+def describe_models(session: Session, models: Sequence[SoftSensorModel]) -> list[ModelView]:
+    """API views of ``models`` with creator names and latest version numbers (two queries)."""
+    latest = model_rows.latest_version_numbers(session, (m.id for m in models))
+    users = user_rows.usernames(session, (m.created_by_id for m in models))
+    return [
+        ModelView(
+            id=m.id,
+            name=m.name,
+            analyte=m.analyte,
+            units=m.units,
+            description=m.description,
+            created_at=m.created_at,
+            created_by=users.get(m.created_by_id, "?"),
+            latest_version=latest.get(m.id),
+        )
+        for m in models
+    ]
+
+
+def describe_model(session: Session, model: SoftSensorModel) -> ModelView:
+    return describe_models(session, [model])[0]
 
 
 def list_models(session: Session) -> list[SoftSensorModel]:
-    return list(session.scalars(select(SoftSensorModel).order_by(SoftSensorModel.name)))
+    return model_rows.all_models(session)
 
 
 def list_versions(session: Session, name: str) -> list[ModelVersion]:
-    model = get_model(session, name)
-    return list(
-        session.scalars(
-            select(ModelVersion)
-            .where(ModelVersion.model_id == model.id)
-            .order_by(ModelVersion.version)
+    return model_rows.versions_of(session, get_model(session, name).id)
+
+
+@dataclass(frozen=True)
+class VersionCard:
+    """The version card: everything a reviewer needs, computed by the service.
+
+    ``kind`` says which shape ``metrics`` has (see app.schemas.models): a trained version's
+    cross-validated, held-out and calibration figures, or a transferred version's naive and
+    post-transfer figures with their basis. Lineage fields are None for a trained version.
+    """
+
+    kind: Literal["trained", "transferred"]
+    id: uuid.UUID
+    model_name: str
+    version: int
+    status: str
+    dataset_sha256: str
+    domain: str
+    artifact_sha256: str
+    n_components: int
+    component_selection: dict[str, Any]
+    split: dict[str, Any]
+    metrics: dict[str, Any]
+    operating_range: dict[str, float]
+    operating_range_source: str
+    t2_limit_95: float
+    t2_limit_99: float
+    q_limit_95: float
+    q_limit_99: float
+    axis_unit: str
+    n_channels: int
+    axis_min: float
+    axis_max: float
+    intended_use: str
+    reason: str
+    created_by: str
+    created_at: datetime
+    source_version: int | None
+    transfer_id: uuid.UUID | None
+    transfer_number: int | None
+
+
+def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> list[VersionCard]:
+    """Cards of ``versions``; the related rows are read once for all of them (six queries)."""
+    models = model_rows.models_by_ids(session, (v.model_id for v in versions))
+    datasets = dataset_rows.by_ids(session, (v.dataset_id for v in versions))
+    domains = domain_rows.by_ids(session, (v.domain_id for v in versions))
+    users = user_rows.usernames(session, (v.created_by_id for v in versions))
+    sources = model_rows.versions_by_ids(session, (v.source_version_id for v in versions))
+    transfers = model_rows.transfer_numbers(session, (v.transfer_id for v in versions))
+    cards = []
+    for v in versions:
+        ds = datasets[v.dataset_id]
+        source = sources.get(v.source_version_id) if v.source_version_id else None
+        cards.append(
+            VersionCard(
+                kind="transferred" if v.transfer_id is not None else "trained",
+                id=v.id,
+                model_name=models[v.model_id].name,
+                version=v.version,
+                status=v.status,
+                dataset_sha256=ds.sha256,
+                domain=domains[v.domain_id].name,
+                artifact_sha256=v.artifact_sha256,
+                n_components=v.n_components,
+                component_selection=v.component_selection,
+                split=v.split,
+                metrics=v.metrics,
+                operating_range={"min": v.operating_range_min, "max": v.operating_range_max},
+                operating_range_source=v.operating_range_source,
+                t2_limit_95=v.t2_limit_95,
+                t2_limit_99=v.t2_limit_99,
+                q_limit_95=v.q_limit_95,
+                q_limit_99=v.q_limit_99,
+                axis_unit=ds.axis_unit,
+                n_channels=ds.n_channels,
+                axis_min=float(ds.axis[0]),
+                axis_max=float(ds.axis[-1]),
+                intended_use=v.intended_use,
+                reason=v.reason,
+                created_by=users.get(v.created_by_id, "?"),
+                created_at=v.created_at,
+                source_version=source.version if source is not None else None,
+                transfer_id=v.transfer_id,
+                transfer_number=transfers.get(v.transfer_id) if v.transfer_id else None,
+            )
         )
-    )
+    return cards
 
 
-def describe_version(session: Session, version: ModelVersion) -> dict[str, Any]:
-    """The version card: everything a reviewer needs, computed by the service."""
-    model = session.get(SoftSensorModel, version.model_id)
-    ds = version_dataset(session, version)
-    assert model is not None
-    axis = ds.axis
-    return {
-        "id": version.id,
-        "model_name": model.name,
-        "version": version.version,
-        "status": version.status,
-        "dataset_sha256": ds.sha256,
-        "domain": session.scalar(select(Domain.name).where(Domain.id == version.domain_id)),
-        "artifact_sha256": version.artifact_sha256,
-        "n_components": version.n_components,
-        "component_selection": version.component_selection,
-        "split": version.split,
-        "metrics": version.metrics,
-        "operating_range": {"min": version.operating_range_min, "max": version.operating_range_max},
-        "operating_range_source": version.operating_range_source,
-        "t2_limit_95": version.t2_limit_95,
-        "t2_limit_99": version.t2_limit_99,
-        "q_limit_95": version.q_limit_95,
-        "q_limit_99": version.q_limit_99,
-        "axis_unit": ds.axis_unit,
-        "n_channels": ds.n_channels,
-        "axis_min": float(axis[0]),
-        "axis_max": float(axis[-1]),
-        "intended_use": version.intended_use,
-        "reason": version.reason,
-        "created_by": _username(session, version.created_by_id),
-        "created_at": version.created_at,
-        **_lineage(session, version),
-    }
-
-
-def _lineage(session: Session, version: ModelVersion) -> dict[str, Any]:
-    """Where a transferred version comes from: source version -> transfer -> this version."""
-    source = None
-    if version.source_version_id is not None:
-        source = session.scalar(
-            select(ModelVersion.version).where(ModelVersion.id == version.source_version_id)
-        )
-    number = None
-    if version.transfer_id is not None:
-        number = session.scalar(select(Transfer.number).where(Transfer.id == version.transfer_id))
-    return {
-        "source_version": source,
-        "transfer_id": version.transfer_id,
-        "transfer_number": number,
-    }
+def describe_version(session: Session, version: ModelVersion) -> VersionCard:
+    return describe_versions(session, [version])[0]

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow.parquet as pq
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.simulate import (
@@ -24,6 +23,7 @@ from app.core.simulate import (
     to_arrow_table,
 )
 from app.db.models import ModelVersion, User
+from app.db.repositories import users as user_rows
 from app.enums import IntendedUse, Role, TransferMethod
 from app.schemas.datasets import DatasetCreate, DomainCreate
 from app.schemas.models import ModelVersionCreate, OperatingRange, SoftSensorModelCreate
@@ -103,7 +103,7 @@ def plant_probe_files() -> tuple[bytes, bytes]:
 
 def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
     """Create the demo once; a second call changes nothing and says so."""
-    if session.scalar(select(User).where(User.username == DEMO_USERS[Role.admin])):
+    if user_rows.by_username(session, DEMO_USERS[Role.admin]) is not None:
         return SeedResult(created=False, notes=["demo already seeded; credentials unchanged"])
     result = SeedResult(created=True)
     users: dict[Role, User] = {}

@@ -47,6 +47,7 @@ def trained(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
 
 def test_version_card_carries_computed_metrics_and_pins(trained: dict[str, Any]) -> None:
     card = trained["version"]
+    assert card["kind"] == "trained"
     assert card["version"] == 1
     assert card["status"] == "draft"
     assert card["dataset_sha256"] == trained["dataset"]["sha256"]
@@ -171,3 +172,14 @@ def test_creating_a_model_is_audited_with_its_reason(
     assert event is not None
     assert event.reason == "new soft sensor"
     assert event.actor == "test-developer"
+
+
+def test_version_cards_are_a_union_discriminated_on_kind(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/api/v1/models/{name}/versions/{version}"]["get"]["responses"]["200"]
+    schema = ok["content"]["application/json"]["schema"]
+    assert schema["discriminator"]["propertyName"] == "kind"
+    refs = {s["$ref"].rsplit("/", 1)[-1] for s in schema["oneOf"]}
+    assert refs == {"TrainedVersionRead", "TransferredVersionRead"}
+    trained = spec["components"]["schemas"]["TrainedVersionRead"]["properties"]
+    assert trained["metrics"]["$ref"].endswith("/TrainedMetricsRead")

@@ -208,6 +208,7 @@ def test_transfer_end_to_end_record_and_target_version(
     assert lineage["target_version"]["version"] == 2
 
     card = client.get("/api/v1/models/titer_pls/versions/2", headers=dev).json()
+    assert card["kind"] == "transferred"
     assert card["status"] == "pending_requalification"
     assert card["domain"] == PLANT_DOMAIN
     assert card["source_version"] == 1

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, status
 
 from app.api.deps import Developer, Reader, SessionDep
@@ -18,14 +16,16 @@ router = APIRouter(prefix="/domains", tags=["domains"])
     response_model=DomainRead,
     responses={**ERRORS, **CONFLICT},
 )
-def create_domain(body: DomainCreate, session: SessionDep, actor: Developer) -> dict[str, Any]:
+def create_domain(
+    body: DomainCreate, session: SessionDep, actor: Developer
+) -> domains_service.DomainView:
     """Register a measurement domain: one probe on one instrument at one scale and site."""
     domain = domains_service.create_domain(session, data=body, actor=actor)
     return domains_service.describe_domain(session, domain)
 
 
 @router.get("", status_code=status.HTTP_200_OK, response_model=list[DomainRead], responses=ERRORS)
-def list_domains(session: SessionDep, _: Reader) -> list[dict[str, Any]]:
+def list_domains(session: SessionDep, _: Reader) -> list[domains_service.DomainView]:
     return domains_service.describe_domains(session, domains_service.list_domains(session))
 
 
@@ -35,5 +35,5 @@ def list_domains(session: SessionDep, _: Reader) -> list[dict[str, Any]]:
     response_model=DomainRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_domain(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
+def get_domain(name: str, session: SessionDep, _: Reader) -> domains_service.DomainView:
     return domains_service.describe_domain(session, domains_service.get_domain(session, name))

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
@@ -26,19 +26,19 @@ VersionNumber = Annotated[int, Path(ge=1)]
 )
 def create_model(
     body: SoftSensorModelCreate, session: SessionDep, actor: Developer
-) -> dict[str, Any]:
+) -> models_service.ModelView:
     """Register a named soft sensor (analyte and units); versions are trained separately."""
     model = models_service.create_model(session, data=body, actor=actor)
     return models_service.describe_model(session, model)
 
 
 @router.get("", response_model=list[SoftSensorModelRead], responses=ERRORS)
-def list_models(session: SessionDep, _: Reader) -> list[dict[str, Any]]:
-    return [models_service.describe_model(session, m) for m in models_service.list_models(session)]
+def list_models(session: SessionDep, _: Reader) -> list[models_service.ModelView]:
+    return models_service.describe_models(session, models_service.list_models(session))
 
 
 @router.get("/{name}", response_model=SoftSensorModelRead, responses={**ERRORS, **NOT_FOUND})
-def get_model(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
+def get_model(name: str, session: SessionDep, _: Reader) -> models_service.ModelView:
     return models_service.describe_model(session, models_service.get_model(session, name))
 
 
@@ -50,7 +50,7 @@ def get_model(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
 )
 def train_version(
     name: str, body: ModelVersionCreate, session: SessionDep, store: StoreDep, actor: Developer
-) -> dict[str, Any]:
+) -> models_service.VersionCard:
     """Train a new version server-side from a pinned dataset; metrics are computed here."""
     version = models_service.train_version(session, store, model_name=name, data=body, actor=actor)
     return models_service.describe_version(session, version)
@@ -59,11 +59,8 @@ def train_version(
 @router.get(
     "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
 )
-def list_versions(name: str, session: SessionDep, _: Reader) -> list[dict[str, Any]]:
-    return [
-        models_service.describe_version(session, v)
-        for v in models_service.list_versions(session, name)
-    ]
+def list_versions(name: str, session: SessionDep, _: Reader) -> list[models_service.VersionCard]:
+    return models_service.describe_versions(session, models_service.list_versions(session, name))
 
 
 @router.get(
@@ -73,7 +70,7 @@ def list_versions(name: str, session: SessionDep, _: Reader) -> list[dict[str, A
 )
 def get_version(
     name: str, version: VersionNumber, session: SessionDep, _: Reader
-) -> dict[str, Any]:
+) -> models_service.VersionCard:
     return models_service.describe_version(
         session, models_service.get_version(session, name, version)
     )

@@ -1,0 +1,31 @@
+"""Measurement domains: queries only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Domain
+
+
+def by_name(session: Session, name: str) -> Domain | None:
+    return session.scalars(select(Domain).where(Domain.name == name)).one_or_none()
+
+
+def name_taken(session: Session, name: str) -> bool:
+    return session.scalar(select(Domain.id).where(Domain.name == name)) is not None
+
+
+def all_by_name(session: Session) -> list[Domain]:
+    return list(session.scalars(select(Domain).order_by(Domain.name)))
+
+
+def by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Domain]:
+    """Domains by id for every id given (one query; none for an empty set)."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {d.id: d for d in session.scalars(select(Domain).where(Domain.id.in_(wanted)))}

@@ -1,0 +1,112 @@
+"""Soft-sensor models and their versions: queries and the numbering lock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import ModelVersion, SoftSensorModel, Transfer
+
+
+def model_by_name(
+    session: Session, name: str, *, for_update: bool = False
+) -> SoftSensorModel | None:
+    """The model; ``for_update`` takes its row lock, which every writer of its versions takes
+    first (numbering) and holds to the end of the transaction."""
+    stmt = select(SoftSensorModel).where(SoftSensorModel.name == name)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).one_or_none()
+
+
+def model_by_id(session: Session, model_id: uuid.UUID) -> SoftSensorModel | None:
+    return session.get(SoftSensorModel, model_id)
+
+
+def models_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, SoftSensorModel]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    stmt = select(SoftSensorModel).where(SoftSensorModel.id.in_(wanted))
+    return {m.id: m for m in session.scalars(stmt)}
+
+
+def all_models(session: Session) -> list[SoftSensorModel]:
+    return list(session.scalars(select(SoftSensorModel).order_by(SoftSensorModel.name)))
+
+
+def latest_version_numbers(
+    session: Session, model_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """The highest version number of each model that has versions (one query)."""
+    wanted = set(model_ids)
+    if not wanted:
+        return {}
+    stmt = (
+        select(ModelVersion.model_id, func.max(ModelVersion.version))
+        .where(ModelVersion.model_id.in_(wanted))
+        .group_by(ModelVersion.model_id)
+    )
+    return {model_id: int(number) for model_id, number in session.execute(stmt)}
+
+
+def version(session: Session, model_id: uuid.UUID, number: int) -> ModelVersion | None:
+    stmt = select(ModelVersion).where(
+        ModelVersion.model_id == model_id, ModelVersion.version == number
+    )
+    return session.scalars(stmt).one_or_none()
+
+
+def version_by_id(session: Session, version_id: uuid.UUID) -> ModelVersion | None:
+    return session.get(ModelVersion, version_id)
+
+
+def versions_by_ids(
+    session: Session, ids: Iterable[uuid.UUID | None]
+) -> dict[uuid.UUID, ModelVersion]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    stmt = select(ModelVersion).where(ModelVersion.id.in_(wanted))
+    return {v.id: v for v in session.scalars(stmt)}
+
+
+def versions_of(session: Session, model_id: uuid.UUID) -> list[ModelVersion]:
+    stmt = (
+        select(ModelVersion).where(ModelVersion.model_id == model_id).order_by(ModelVersion.version)
+    )
+    return list(session.scalars(stmt))
+
+
+def next_version_number(session: Session, model_id: uuid.UUID) -> int:
+    """max + 1 (1 for the first). Race-free only under the model row lock
+    (:func:`model_by_name` with ``for_update``) held to the end of the transaction."""
+    number = session.scalar(
+        select(func.coalesce(func.max(ModelVersion.version), 0) + 1).where(
+            ModelVersion.model_id == model_id
+        )
+    )
+    return int(number or 1)
+
+
+def transfer_numbers(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, int]:
+    """Transfer numbers by transfer id (one query; none for an empty set)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    stmt = select(Transfer.id, Transfer.number).where(Transfer.id.in_(wanted))
+    return {row.id: row.number for row in session.execute(stmt)}
+
+
+def referenced_digests(session: Session) -> set[str]:
+    """The sha256 of every version's and every completed transfer's artifact."""
+    digests = set(session.scalars(select(ModelVersion.artifact_sha256)))
+    digests |= set(
+        session.scalars(
+            select(Transfer.artifact_sha256).where(Transfer.artifact_sha256.is_not(None))
+        )
+    )
+    return digests
