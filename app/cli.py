@@ -57,13 +57,11 @@ def seed(
     """Create the demo users and data through the service layer (once; idempotent)."""
     import os
 
-    from sqlalchemy.orm import Session
-
-    from app.db.session import get_engine
+    from app.db.session import unit_of_work
     from app.services.seed import seed_demo
     from app.store import get_store
 
-    with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+    with unit_of_work() as session:
         result = seed_demo(session, get_store())
     for note in result.notes:
         typer.echo(note)
@@ -101,16 +99,14 @@ def user_create(
     ] = None,
 ) -> None:
     """Create a user (e.g. the first admin) or a service account (prints its API key once)."""
-    from sqlalchemy.orm import Session
-
-    from app.db.session import get_engine
+    from app.db.session import unit_of_work
     from app.errors import DomainError
     from app.services.auth import create_user
 
     if role is not Role.plant and password is None:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        with Session(get_engine(), expire_on_commit=False) as session, session.begin():
+        with unit_of_work() as session:
             created = create_user(
                 session,
                 username=username,
@@ -131,12 +127,10 @@ def user_create(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk the hash chain; exit 1 if an event was edited, deleted or inserted."""
-    from sqlalchemy.orm import Session
-
-    from app.db.session import get_engine
+    from app.db.session import unit_of_work
     from app.services.audit import verify_chain
 
-    with Session(get_engine()) as session:
+    with unit_of_work(read_only=True) as session:
         report = verify_chain(session)
     if report.valid:
         typer.echo(f"audit chain valid: {report.events} events")
@@ -152,13 +146,11 @@ def audit_verify() -> None:
 @store_app.command("fsck")
 def store_fsck() -> None:
     """Report missing, corrupt and unreferenced artifacts; exit 1 if any is missing or corrupt."""
-    from sqlalchemy.orm import Session
-
-    from app.db.session import get_engine
+    from app.db.session import unit_of_work
     from app.services.fsck import fsck
     from app.store import get_store
 
-    with Session(get_engine()) as session:
+    with unit_of_work(read_only=True) as session:
         report = fsck(session, get_store())
     typer.echo(f"checked {report.checked} referenced artifacts")
     for label, digests in (

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.db.models import User
+from app.db.session import unit_of_work
 from app.enums import Role
 from app.errors import Conflict
 from app.schemas.datasets import DatasetCreate, DomainCreate
@@ -39,7 +40,7 @@ def committed_registry(
     """Commit a developer, ``domain_names``, a 24 x 12-channel dataset in the first domain and
     ``model_names`` (each with v1 trained on it when ``train``). Returns the developer and the
     dataset's sha256. Audit events: 3 + one per domain after the first, model and version."""
-    with Session(engine, expire_on_commit=False) as s, s.begin():
+    with unit_of_work(bind=engine) as s:
         dev = auth.create_user(
             s,
             username="dev",

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import get_session, request_store
 from app.db.session import (
-    clear_rollback_hooks,
+    commit_unit,
     make_engine,
     request_transactions,
-    run_rollback_hooks,
+    roll_back_unit,
+    unit_of_work,
 )
 from app.enums import Role
 from app.main import create_app
@@ -119,7 +120,7 @@ def pg_engine(
 def actors(engine: Engine) -> dict[Role, Actor]:
     """One committed user per role (created once per backend); plant uses its API key."""
     out: dict[Role, Actor] = {}
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    with unit_of_work(bind=engine) as session:
         for role in Role:
             password = None if role is Role.plant else PASSWORD
             created = auth_service.create_user(
@@ -197,11 +198,9 @@ def client(
     def _test_session() -> Iterator[Session]:  # same commit/rollback contract as get_session
         try:
             yield session
-            session.commit()  # RELEASE SAVEPOINT; the outer transaction stays open
-            clear_rollback_hooks(session)
+            commit_unit(session, close=False)  # RELEASE SAVEPOINT; the outer transaction stays
         except BaseException:
-            session.rollback()
-            run_rollback_hooks(session)
+            roll_back_unit(session, close=False)
             raise
 
     app = create_app()

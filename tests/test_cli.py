@@ -93,3 +93,23 @@ def test_store_fsck_reports_unreferenced_and_missing(embedded: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "unreferenced: 1" in result.output
     assert stray in result.output
+
+
+def test_a_failing_seed_commits_nothing_and_leaves_no_artifact(
+    embedded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's unit of work rolls back like a request's: rows and stored files both go."""
+    import app.services.seed as seed_module
+
+    def fail_at_the_end(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("simulated failure after the datasets and v1 were stored")
+
+    monkeypatch.setattr(seed_module, "_seed_transfer", fail_at_the_end)
+    result = runner.invoke(app, ["seed", "--credentials-file", str(embedded / "creds.txt")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, RuntimeError)
+    assert list(get_store().digests()) == []
+    with get_engine().connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM app_user")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM audit_event")).scalar_one() == 0
+    assert not (embedded / "creds.txt").exists()

@@ -22,11 +22,10 @@ from sqlalchemy.orm import Session
 from app.db.models import User
 from app.db.session import (
     Transactions,
-    commit_and_close,
-    get_read_sessionmaker,
-    get_sessionmaker,
+    commit_unit,
+    open_unit,
     request_transactions,
-    roll_back_and_close,
+    roll_back_unit,
 )
 from app.enums import Role
 from app.errors import Forbidden, NotAuthenticated
@@ -52,20 +51,19 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     on SQLite, and end there without a trip.
     """
     reads_only = request.method in READ_METHODS
-    session = (get_read_sessionmaker() if reads_only else get_sessionmaker())()
-    session.begin()
+    session = open_unit(read_only=reads_only)
     try:
         yield session
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(roll_back_and_close, session)
+            await anyio.to_thread.run_sync(roll_back_unit, session)
         raise
     if reads_only and session.get_bind().dialect.name == "sqlite":
         # Ending a read snapshot on SQLite releases a lock and never waits: no trip for it.
-        commit_and_close(session)
+        commit_unit(session)
         return
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(commit_and_close, session)
+        await anyio.to_thread.run_sync(commit_unit, session)
 
 
 # scope="function": the commit runs before the response is sent, so a failed COMMIT is a 500.

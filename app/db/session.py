@@ -223,40 +223,71 @@ async def request_transactions() -> Transactions:
     return get_transactions()
 
 
-def commit_and_close(session: Session) -> None:
+def open_unit(*, read_only: bool = False, bind: Engine | None = None) -> Session:
+    """Begin a unit of work: one session, one transaction.
+
+    ``read_only`` (GET and HEAD requests, CLI checks) begins DEFERRED on SQLite, a snapshot
+    that takes no lock. ``bind`` is for callers with an engine of their own (tests, benches);
+    by default the configured database. End it with :func:`commit_unit` or
+    :func:`roll_back_unit`, or use :func:`unit_of_work`, which does.
+    """
+    if bind is not None:
+        engine = bind.execution_options(**{_READ_ONLY: True}) if read_only else bind
+        session = Session(engine, expire_on_commit=False)
+    else:
+        session = (get_read_sessionmaker() if read_only else get_sessionmaker())()
+    session.begin()
+    return session
+
+
+def commit_unit(session: Session, *, close: bool = True) -> None:
+    """Commit the unit. If the COMMIT fails, the unit is rolled back as by
+    :func:`roll_back_unit` (its artifacts removed) and the error propagates."""
     try:
         session.commit()
     except BaseException:
-        roll_back_and_close(session)
+        roll_back_unit(session, close=close)
         raise
-    clear_rollback_hooks(session)
-    session.close()
+    session.info.pop(_ON_ROLLBACK, None)
+    if close:
+        session.close()
 
 
-def roll_back_and_close(session: Session) -> None:
+def roll_back_unit(session: Session, *, close: bool = True) -> None:
+    """Roll the unit back and remove from the store every artifact it wrote
+    (:func:`on_rollback`), so a failed unit leaves neither a row nor an orphan file."""
     try:
         session.rollback()
     finally:
         try:
-            run_rollback_hooks(session)
+            for hook in reversed(session.info.pop(_ON_ROLLBACK, [])):
+                hook()
         finally:
-            session.close()
+            if close:
+                session.close()
+
+
+@contextmanager
+def unit_of_work(*, read_only: bool = False, bind: Engine | None = None) -> Iterator[Session]:
+    """One unit of work for the CLI, scripts and tests: commit when the block ends, roll back
+    (and remove the artifacts it wrote) when it raises. Requests get the same unit from the
+    API's session dependency."""
+    session = open_unit(read_only=read_only, bind=bind)
+    try:
+        yield session
+    except BaseException:
+        roll_back_unit(session)
+        raise
+    commit_unit(session)
+
+
+_ON_ROLLBACK = "on_rollback"
 
 
 def on_rollback(session: Session, hook: Any) -> None:
-    """Register ``hook()`` to run if this session's transaction is rolled back.
+    """Register ``hook()`` to run if this unit of work is rolled back.
 
-    Used to remove artifacts written during a request that then failed, so a failed request
-    leaves no orphan file behind.
+    Used to remove artifacts written during a unit that then failed, so a failed request or
+    command leaves no orphan file behind.
     """
-    session.info.setdefault("on_rollback", []).append(hook)
-
-
-def run_rollback_hooks(session: Session) -> None:
-    hooks = session.info.pop("on_rollback", [])
-    for hook in reversed(hooks):
-        hook()
-
-
-def clear_rollback_hooks(session: Session) -> None:
-    session.info.pop("on_rollback", None)
+    session.info.setdefault(_ON_ROLLBACK, []).append(hook)
