@@ -73,3 +73,21 @@ def nothing_written(session: Session, store: LocalStore) -> Iterator[None]:
     session.expire_all()
     assert record_counts(session) == rows
     assert sorted(store.digests()) == digests
+
+
+@contextmanager
+def counted_statements(session: Session) -> Iterator[list[str]]:
+    """The SQL statements run on ``session``'s connection inside the block, in order."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    connection = session.connection()
+
+    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", _count)
+    try:
+        yield statements
+    finally:
+        event.remove(connection, "before_cursor_execute", _count)

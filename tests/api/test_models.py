@@ -17,7 +17,7 @@ from app.db.models import AuditEvent, ModelVersion
 from app.enums import Role
 from app.store import LocalStore
 from tests.factories import create_domain, make_spectral_table, upload_dataset
-from tests.helpers import Actor
+from tests.helpers import Actor, counted_statements
 
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
 
@@ -183,3 +183,26 @@ def test_version_cards_are_a_union_discriminated_on_kind(client: TestClient) -> 
     assert refs == {"TrainedVersionRead", "TransferredVersionRead"}
     trained = spec["components"]["schemas"]["TrainedVersionRead"]["properties"]
     assert trained["metrics"]["$ref"].endswith("/TrainedMetricsRead")
+
+
+def test_the_version_list_runs_the_same_statements_for_two_or_six_versions(
+    client: TestClient, actors: dict[Role, Actor], session: Session
+) -> None:
+    dev = actors[Role.developer].headers
+    create_domain(client, dev)
+    ds = upload_dataset(client, dev, make_spectral_table(n_samples=30, n_channels=12, seed=5))
+    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
+    body = _version_body(ds.json()["sha256"], n_components=2, holdout_scheme="none")
+
+    def listing_statements() -> int:
+        with counted_statements(session) as statements:
+            r = client.get("/api/v1/models/titer_pls/versions", headers=dev)
+        assert r.status_code == 200
+        return len(statements)
+
+    for _ in range(2):
+        assert client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).is_success
+    two = listing_statements()
+    for _ in range(4):
+        assert client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).is_success
+    assert listing_statements() == two
