@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import AuditEvent, AuditHead, User
+from app.db.repositories import audit as audit_rows
 from app.errors import InvalidInput
 
 GENESIS = "0" * 64
-HEAD_ID = 1
+HEAD_ID = audit_rows.HEAD_ID
 
 
 def jsonable(value: Any) -> Any:
@@ -81,9 +82,7 @@ def lock_chain(session: Session) -> AuditHead:
     Every writer takes this lock last, after any model row it locks; code that must serialize
     something global (e.g. transfer numbers) may take it early, in that same order.
     """
-    head = session.scalars(
-        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-    ).one_or_none()
+    head = audit_rows.lock_head(session)
     if head is None:
         head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
         session.add(head)
@@ -142,8 +141,7 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
     newest event does not match the head pointer).
     """
     prev_hash, expected_seq, count, last_seq = GENESIS, 1, 0, 0
-    stmt = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)
-    for event in session.scalars(stmt):
+    for event in audit_rows.in_sequence(session, batch=batch):
         count += 1
         if event.seq != expected_seq:
             bad = min(event.seq, expected_seq)
@@ -153,7 +151,7 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
         if event_hash(event) != event.hash:
             return ChainReport(False, count, event.seq, "event content does not match its hash")
         prev_hash, expected_seq, last_seq = event.hash, expected_seq + 1, event.seq
-    head = session.get(AuditHead, HEAD_ID)
+    head = audit_rows.head(session)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)
     if head_seq != last_seq or head_hash != prev_hash:
         return ChainReport(False, count, last_seq + 1, "events missing after the last one read")
