@@ -146,6 +146,9 @@ class _VersionCard(Schema):
     reason: str
     created_by: str
     created_at: datetime
+    warnings: list[str] = Field(
+        description="what a reviewer must know about the calibration's size, in words"
+    )
 
 
 class TrainedVersionRead(_VersionCard):

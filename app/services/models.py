@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import uuid
 from collections.abc import Sequence
@@ -30,6 +31,37 @@ from app.services.datasets import load_dataset_arrays
 from app.store import ArtifactStore
 
 HOLDOUT_SEED = 20261127  # fixed: the same request on the same data gives the same split
+# Small-data lines. A PLS model with k components fits k + 1 parameters' worth of structure
+# (k latent directions and the intercept) to the calibration rows: with fewer than 2(k + 1) rows
+# the fit describes its own noise and its figures describe the fit, not the sensor, so training
+# is refused. Below 6(k + 1) rows, ASTM E1655's minimum calibration set for a mean-centred
+# model, the card carries a warning. An RMSE from n rows has a relative standard error of about
+# 1/sqrt(2n): below 10 held-out rows (22 %) the held-out figures get a warning too.
+MIN_ROWS_PER_PARAMETER = 2
+ASTM_E1655_ROWS_PER_PARAMETER = 6
+MIN_RELIABLE_HOLDOUT = 10
+
+
+def max_components_for(n_train: int) -> int:
+    """The most components a calibration on ``n_train`` rows may have (see above)."""
+    return n_train // MIN_ROWS_PER_PARAMETER - 1
+
+
+def small_data_warnings(n_train: int, n_holdout: int, n_components: int) -> list[str]:
+    """What a reviewer must know about the size of a calibration, in words (empty if none)."""
+    warnings = []
+    needed = ASTM_E1655_ROWS_PER_PARAMETER * (n_components + 1)
+    if n_train < needed:
+        warnings.append(
+            f"calibrated on {n_train} rows for {n_components} components; ASTM E1655 asks for "
+            f"at least 6(k+1) = {needed}: the figures may be optimistic"
+        )
+    if 0 < n_holdout < MIN_RELIABLE_HOLDOUT:
+        warnings.append(
+            f"the held-out figures come from {n_holdout} rows: an RMSE from so few rows has a "
+            f"relative standard error of about {1 / math.sqrt(2 * n_holdout):.0%}"
+        )
+    return warnings
 
 
 def create_model(session: Session, *, data: SoftSensorModelCreate, actor: User) -> SoftSensorModel:
@@ -136,9 +168,18 @@ def train_version(
     split = split_rows(ds.X.shape[0], data.holdout_scheme, data.holdout_fraction)
     X_train, y_train = ds.X[split.train], ds.y[split.train]
     n_components = None if data.n_components == "auto" else int(data.n_components)
+    n_train, cap = int(split.train.size), max_components_for(int(split.train.size))
+    if (n_components or 1) > cap:
+        asked = f"{n_components} components" if n_components else "a PLS calibration"
+        raise InvalidInput(
+            f"{n_train} calibration rows are too few for {asked}: k components need at least "
+            f"2(k+1) rows (here at most {max(cap, 0)} components); below that the figures "
+            "describe the fit, not the sensor. Use fewer components or more data"
+        )
+    max_components = min(data.max_components, cap)
     estimator = PLSSoftSensor(
         n_components,
-        max_components=data.max_components,
+        max_components=max_components,
         cv=data.cv_folds,
         cv_scheme=data.cv_scheme.value,
     )
@@ -169,7 +210,7 @@ def train_version(
         "method": "fixed" if n_components else "cross-validation, one-standard-error rule",
         "cv_folds": data.cv_folds,
         "cv_scheme": data.cv_scheme.value,
-        "max_components": data.max_components,
+        "max_components": max_components,
         "cv_table": estimator.cv_table_,
     }
     meta = {
@@ -348,6 +389,7 @@ class VersionCard:
     source_version: int | None
     transfer_id: uuid.UUID | None
     transfer_number: int | None
+    warnings: list[str]
 
 
 def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> list[VersionCard]:
@@ -393,6 +435,9 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
                 source_version=source.version if source is not None else None,
                 transfer_id=v.transfer_id,
                 transfer_number=transfers.get(v.transfer_id) if v.transfer_id else None,
+                warnings=small_data_warnings(
+                    int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
+                ),
             )
         )
     return cards

@@ -17,7 +17,7 @@ from app.db.models import AuditEvent, ModelVersion
 from app.enums import Role
 from app.store import LocalStore
 from tests.factories import create_domain, make_spectral_table, upload_dataset
-from tests.helpers import Actor, counted_statements
+from tests.helpers import Actor, assert_error, counted_statements
 
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
 
@@ -206,3 +206,63 @@ def test_the_version_list_runs_the_same_statements_for_two_or_six_versions(
     for _ in range(4):
         assert client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).is_success
     assert listing_statements() == two
+
+
+@pytest.fixture
+def ten_rows(client: TestClient, actors: dict[Role, Actor]) -> str:
+    dev = actors[Role.developer].headers
+    create_domain(client, dev)
+    ds = upload_dataset(client, dev, make_spectral_table(n_samples=10, n_channels=20, seed=11))
+    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
+    return str(ds.json()["sha256"])
+
+
+def test_too_many_components_for_the_rows_are_refused(
+    client: TestClient, actors: dict[Role, Actor], ten_rows: str
+) -> None:
+    """10 rows with a 2-row hold-out leave 8 to fit: 4 components need 2(4+1) = 10."""
+    r = client.post(
+        "/api/v1/models/titer_pls/versions",
+        json=_version_body(ten_rows, n_components=4),
+        headers=actors[Role.developer].headers,
+    )
+    assert_error(r, 422, "8 calibration rows", "2(k+1)", "at most 3 components")
+
+
+def test_a_small_calibration_carries_warnings_on_the_card(
+    client: TestClient, actors: dict[Role, Actor], ten_rows: str
+) -> None:
+    dev = actors[Role.developer].headers
+    r = client.post(
+        "/api/v1/models/titer_pls/versions",
+        json=_version_body(ten_rows, n_components=2),
+        headers=dev,
+    )
+    assert r.status_code == 201, r.text
+    warnings = r.json()["warnings"]
+    assert any("ASTM E1655" in w and "8 rows for 2 components" in w for w in warnings)
+    assert any("2 rows" in w for w in warnings)
+    card = client.get("/api/v1/models/titer_pls/versions/1", headers=dev).json()
+    assert card["warnings"] == warnings
+
+
+def test_auto_components_stay_within_the_small_data_line(
+    client: TestClient, actors: dict[Role, Actor], ten_rows: str
+) -> None:
+    r = client.post(
+        "/api/v1/models/titer_pls/versions",
+        json=_version_body(ten_rows, cv_folds=2),
+        headers=actors[Role.developer].headers,
+    )
+    assert r.status_code == 201, r.text
+    card = r.json()
+    assert card["component_selection"]["max_components"] == 3
+    assert card["n_components"] <= 3
+
+
+def test_an_ample_calibration_has_no_warnings(trained: dict[str, Any]) -> None:
+    card = trained["version"]
+    assert card["split"]["n_train"] == 48
+    assert card["split"]["n_holdout"] == 12
+    assert 6 * (card["n_components"] + 1) <= 48
+    assert card["warnings"] == []
