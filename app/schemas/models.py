@@ -126,12 +126,9 @@ class _VersionCard(Schema):
     model_name: str
     version: int
     status: VersionStatus
-    dataset_sha256: str
-    domain: str
+    domain: str = Field(description="the measurement domain whose spectra this version reads")
     artifact_sha256: str
     n_components: int
-    component_selection: ComponentSelectionRead
-    split: SplitRead
     operating_range: OperatingRange
     operating_range_source: str
     t2_limit_95: float
@@ -155,21 +152,34 @@ class TrainedVersionRead(_VersionCard):
     """A version trained by the service on ``dataset_sha256``."""
 
     kind: Literal["trained"]
+    dataset_sha256: str = Field(description="the training dataset")
+    component_selection: ComponentSelectionRead
+    split: SplitRead
     metrics: TrainedMetricsRead
-    source_version: None = None
-    transfer_id: None = None
-    transfer_number: None = None
 
 
 class TransferredVersionRead(_VersionCard):
-    """A version made by a calibration transfer: ``dataset_sha256``, ``n_components``,
-    ``component_selection`` and ``split`` are the source version's."""
+    """A version made by a calibration transfer. Fields named ``source_*`` are the source
+    version's (the PLS model it carries was trained there); the transfer's standards and
+    validation set are this version's own data."""
 
     kind: Literal["transferred"]
-    metrics: TransferredMetricsRead
     source_version: int = Field(description="the version of this model transferred")
     transfer_id: uuid.UUID = Field(description="the transfer record that made it")
     transfer_number: int
+    source_training_dataset_sha256: str
+    source_component_selection: ComponentSelectionRead
+    source_split: SplitRead
+    target_standards_dataset_sha256: str | None
+    source_standards_dataset_sha256: str | None = Field(
+        description="uploaded source-probe spectra of the standards; null when they were "
+        "taken from the source training dataset by sample id"
+    )
+    validation_dataset_sha256: str | None = Field(
+        description="target-probe validation set; null when the figures are cross-validated "
+        "over the standards"
+    )
+    metrics: TransferredMetricsRead
 
 
 ModelVersionRead = Annotated[

@@ -352,26 +352,14 @@ def list_versions(session: Session, name: str) -> list[ModelVersion]:
 
 
 @dataclass(frozen=True)
-class VersionCard:
-    """The version card: everything a reviewer needs, computed by the service.
-
-    ``kind`` says which shape ``metrics`` has (see app.schemas.models): a trained version's
-    cross-validated, held-out and calibration figures, or a transferred version's naive and
-    post-transfer figures with their basis. Lineage fields are None for a trained version.
-    """
-
-    kind: Literal["trained", "transferred"]
+class _CardCommon:
     id: uuid.UUID
     model_name: str
     version: int
     status: str
-    dataset_sha256: str
     domain: str
     artifact_sha256: str
     n_components: int
-    component_selection: dict[str, Any]
-    split: dict[str, Any]
-    metrics: dict[str, Any]
     operating_range: dict[str, float]
     operating_range_source: str
     t2_limit_95: float
@@ -386,58 +374,121 @@ class VersionCard:
     reason: str
     created_by: str
     created_at: datetime
-    source_version: int | None
-    transfer_id: uuid.UUID | None
-    transfer_number: int | None
     warnings: list[str]
 
 
+@dataclass(frozen=True)
+class TrainedCard(_CardCommon):
+    """A version trained by the service: its own training data, split and component choice;
+    ``metrics`` cross-validated, on held-out rows and on the calibration rows."""
+
+    dataset_sha256: str
+    component_selection: dict[str, Any]
+    split: dict[str, Any]
+    metrics: dict[str, Any]
+    kind: Literal["trained"] = "trained"
+
+
+@dataclass(frozen=True)
+class TransferredCard(_CardCommon):
+    """A version made by a transfer. What it took from the source version says so in its name
+    (``source_*``); its own data are the transfer's standards and validation set, and its
+    ``metrics`` the naive and post-transfer figures on target-probe data."""
+
+    source_version: int
+    transfer_id: uuid.UUID
+    transfer_number: int
+    source_training_dataset_sha256: str
+    source_component_selection: dict[str, Any]
+    source_split: dict[str, Any]
+    target_standards_dataset_sha256: str | None
+    source_standards_dataset_sha256: str | None
+    validation_dataset_sha256: str | None
+    metrics: dict[str, Any]
+    kind: Literal["transferred"] = "transferred"
+
+
+VersionCard = TrainedCard | TransferredCard
+
+
 def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> list[VersionCard]:
-    """Cards of ``versions``; the related rows are read once for all of them (six queries)."""
+    """Cards of ``versions``; the related rows are read once for all of them."""
     models = model_rows.models_by_ids(session, (v.model_id for v in versions))
-    datasets = dataset_rows.by_ids(session, (v.dataset_id for v in versions))
     domains = domain_rows.by_ids(session, (v.domain_id for v in versions))
     users = user_rows.usernames(session, (v.created_by_id for v in versions))
     sources = model_rows.versions_by_ids(session, (v.source_version_id for v in versions))
-    transfers = model_rows.transfer_numbers(session, (v.transfer_id for v in versions))
-    cards = []
+    transfers = model_rows.transfers_by_ids(session, (v.transfer_id for v in versions))
+    datasets = dataset_rows.by_ids(
+        session,
+        [v.dataset_id for v in versions]
+        + [
+            dataset_id
+            for t in transfers.values()
+            for dataset_id in (
+                t.target_standards_dataset_id,
+                t.source_standards_dataset_id,
+                t.validation_dataset_id,
+            )
+        ],
+    )
+
+    def sha(dataset_id: uuid.UUID | None) -> str | None:
+        return datasets[dataset_id].sha256 if dataset_id is not None else None
+
+    cards: list[VersionCard] = []
     for v in versions:
         ds = datasets[v.dataset_id]
-        source = sources.get(v.source_version_id) if v.source_version_id else None
+        common = _CardCommon(
+            id=v.id,
+            model_name=models[v.model_id].name,
+            version=v.version,
+            status=v.status,
+            domain=domains[v.domain_id].name,
+            artifact_sha256=v.artifact_sha256,
+            n_components=v.n_components,
+            operating_range={"min": v.operating_range_min, "max": v.operating_range_max},
+            operating_range_source=v.operating_range_source,
+            t2_limit_95=v.t2_limit_95,
+            t2_limit_99=v.t2_limit_99,
+            q_limit_95=v.q_limit_95,
+            q_limit_99=v.q_limit_99,
+            axis_unit=ds.axis_unit,
+            n_channels=ds.n_channels,
+            axis_min=float(ds.axis[0]),
+            axis_max=float(ds.axis[-1]),
+            intended_use=v.intended_use,
+            reason=v.reason,
+            created_by=users.get(v.created_by_id, "?"),
+            created_at=v.created_at,
+            warnings=small_data_warnings(
+                int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
+            ),
+        )
+        if v.transfer_id is None or v.source_version_id is None:
+            cards.append(
+                TrainedCard(
+                    **vars(common),
+                    dataset_sha256=ds.sha256,
+                    component_selection=v.component_selection,
+                    split=v.split,
+                    metrics=v.metrics,
+                )
+            )
+            continue
+        transfer = transfers[v.transfer_id]
         cards.append(
-            VersionCard(
-                kind="transferred" if v.transfer_id is not None else "trained",
-                id=v.id,
-                model_name=models[v.model_id].name,
-                version=v.version,
-                status=v.status,
-                dataset_sha256=ds.sha256,
-                domain=domains[v.domain_id].name,
-                artifact_sha256=v.artifact_sha256,
-                n_components=v.n_components,
-                component_selection=v.component_selection,
-                split=v.split,
+            TransferredCard(
+                **vars(common),
+                source_version=sources[v.source_version_id].version,
+                transfer_id=transfer.id,
+                transfer_number=transfer.number,
+                source_training_dataset_sha256=ds.sha256,
+                source_component_selection=v.component_selection,
+                source_split=v.split,
+                target_standards_dataset_sha256=sha(transfer.target_standards_dataset_id),
+                source_standards_dataset_sha256=sha(transfer.source_standards_dataset_id),
+                validation_dataset_sha256=sha(transfer.validation_dataset_id),
                 metrics=v.metrics,
-                operating_range={"min": v.operating_range_min, "max": v.operating_range_max},
-                operating_range_source=v.operating_range_source,
-                t2_limit_95=v.t2_limit_95,
-                t2_limit_99=v.t2_limit_99,
-                q_limit_95=v.q_limit_95,
-                q_limit_99=v.q_limit_99,
-                axis_unit=ds.axis_unit,
-                n_channels=ds.n_channels,
-                axis_min=float(ds.axis[0]),
-                axis_max=float(ds.axis[-1]),
-                intended_use=v.intended_use,
-                reason=v.reason,
-                created_by=users.get(v.created_by_id, "?"),
-                created_at=v.created_at,
-                source_version=source.version if source is not None else None,
-                transfer_id=v.transfer_id,
-                transfer_number=transfers.get(v.transfer_id) if v.transfer_id else None,
-                warnings=small_data_warnings(
-                    int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
-                ),
             )
         )
     return cards

@@ -215,7 +215,13 @@ def test_transfer_end_to_end_record_and_target_version(
     assert card["transfer_id"] == record["id"]
     assert card["transfer_number"] == record["number"]
     assert card["artifact_sha256"] == record["artifact_sha256"]
-    assert card["dataset_sha256"] == source["dataset"]["sha256"]
+    assert card["source_training_dataset_sha256"] == source["dataset"]["sha256"]
+    assert card["source_component_selection"] == source["version"]["component_selection"]
+    assert card["source_split"] == source["version"]["split"]
+    assert card["target_standards_dataset_sha256"] == tr["target_standards_dataset_sha256"]
+    assert card["validation_dataset_sha256"] == tr["validation_dataset_sha256"]
+    assert card["source_standards_dataset_sha256"] is None
+    assert "dataset_sha256" not in card
     assert card["n_components"] == source["version"]["n_components"]
     assert card["metrics"]["post_transfer"] == tr["post_transfer_metrics"]
     assert card["metrics"]["naive"] == tgt["naive_metrics"]

@@ -92,13 +92,14 @@ def next_version_number(session: Session, model_id: uuid.UUID) -> int:
     return int(number or 1)
 
 
-def transfer_numbers(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, int]:
-    """Transfer numbers by transfer id (one query; none for an empty set)."""
+def transfers_by_ids(
+    session: Session, ids: Iterable[uuid.UUID | None]
+) -> dict[uuid.UUID, Transfer]:
+    """Transfer records by id (one query; none for an empty set)."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    stmt = select(Transfer.id, Transfer.number).where(Transfer.id.in_(wanted))
-    return {row.id: row.number for row in session.execute(stmt)}
+    return {t.id: t for t in session.scalars(select(Transfer).where(Transfer.id.in_(wanted)))}
 
 
 def referenced_digests(session: Session) -> set[str]:
