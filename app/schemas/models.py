@@ -167,6 +167,9 @@ class TransferredVersionRead(_VersionCard):
     source_version: int = Field(description="the version of this model transferred")
     transfer_id: uuid.UUID = Field(description="the transfer record that made it")
     transfer_number: int
+    transfer_verdict: Literal["pass", "fail"] | None = Field(
+        description="the transfer's acceptance verdict: a failed transfer's version says so"
+    )
     source_training_dataset_sha256: str
     source_component_selection: ComponentSelectionRead
     source_split: SplitRead

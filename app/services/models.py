@@ -398,6 +398,7 @@ class TransferredCard(_CardCommon):
     source_version: int
     transfer_id: uuid.UUID
     transfer_number: int
+    transfer_verdict: str | None
     source_training_dataset_sha256: str
     source_component_selection: dict[str, Any]
     source_split: dict[str, Any]
@@ -482,6 +483,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
                 source_version=sources[v.source_version_id].version,
                 transfer_id=transfer.id,
                 transfer_number=transfer.number,
+                transfer_verdict=transfer.verdict,
                 source_training_dataset_sha256=ds.sha256,
                 source_component_selection=v.component_selection,
                 source_split=v.split,

@@ -209,6 +209,7 @@ def test_transfer_end_to_end_record_and_target_version(
 
     card = client.get("/api/v1/models/titer_pls/versions/2", headers=dev).json()
     assert card["kind"] == "transferred"
+    assert card["transfer_verdict"] == record["transfer"]["acceptance"]["verdict"] == "pass"
     assert card["status"] == "pending_requalification"
     assert card["domain"] == PLANT_DOMAIN
     assert card["source_version"] == 1
@@ -566,3 +567,17 @@ def test_invalid_plans_are_refused(
 def test_unknown_transfer_is_404(client: TestClient, dev: dict[str, str]) -> None:
     for ref in ("999", "3f0f1a2e-0000-4000-8000-000000000000", "not-a-ref"):
         assert_error(client.get(f"/api/v1/transfers/{ref}", headers=dev), 404, "does not exist")
+
+
+def test_a_failed_verdict_shows_on_the_version_card_and_the_version_list(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    opened = _open(client, dev, source, acceptance={"max_rmse": 1e-9})
+    r = _standards(client, dev, opened["number"], validation=transfer_data().validation_bytes())
+    assert r.status_code == 201, r.text
+    assert r.json()["transfer"]["acceptance"]["verdict"] == "fail"
+    version = r.json()["governance"]["lineage"]["target_version"]["version"]
+    card = client.get(f"/api/v1/models/titer_pls/versions/{version}", headers=dev).json()
+    assert card["transfer_verdict"] == "fail"
+    listed = client.get("/api/v1/models/titer_pls/versions", headers=dev).json()
+    assert [v.get("transfer_verdict") for v in listed] == [None, "fail"]
