@@ -32,9 +32,8 @@ class Settings(BaseSettings):
 
     # Threads of the numeric libraries (BLAS, OpenMP) per worker process (0: the libraries'
     # defaults, one per core). The service scales by worker processes, one per core; threads of
-    # their own only contend with the others and with the event loop (single-spectrum
-    # predictions: p50 1.95 ms with OpenBLAS's 2 threads against 1.4-1.6 ms with 1 here,
-    # bench/predict.py).
+    # their own only contend with the others and with the event loop (bench/predict.py
+    # --compute-threads compares; figures in the README).
     compute_threads: int = Field(default=1, ge=0)
 
 

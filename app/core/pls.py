@@ -560,8 +560,8 @@ def _export(pls: Any, X: FloatArray, axis: FloatArray) -> LinearSoftSensor:
 def _gram_eigenvalues(M: FloatArray) -> FloatArray:
     """Squared singular values of ``M``, largest first, from its smaller Gram matrix.
 
-    ``eigvalsh`` of the ``min(n, p)``-square Gram matrix is several times faster than an SVD
-    of a 336 x 701 matrix. Squaring loses the eigenvalues below ``λ_max · max(n, p) · eps``,
+    ``eigvalsh`` of the ``min(n, p)``-square Gram matrix costs less than an SVD of ``M``
+    when one side is much smaller than the other. Squaring loses the eigenvalues below ``λ_max · max(n, p) · eps``,
     which is also the rank tolerance used in :meth:`PLSSoftSensor.fit`; tiny negative
     round-off is clipped to zero.
     """
