@@ -561,9 +561,9 @@ def _gram_eigenvalues(M: FloatArray) -> FloatArray:
     """Squared singular values of ``M``, largest first, from its smaller Gram matrix.
 
     ``eigvalsh`` of the ``min(n, p)``-square Gram matrix costs less than an SVD of ``M``
-    when one side is much smaller than the other. Squaring loses the eigenvalues below ``λ_max · max(n, p) · eps``,
-    which is also the rank tolerance used in :meth:`PLSSoftSensor.fit`; tiny negative
-    round-off is clipped to zero.
+    when one side is much smaller than the other. Squaring loses the eigenvalues below
+    ``λ_max · max(n, p) · eps``, which is also the rank tolerance used in
+    :meth:`PLSSoftSensor.fit`; tiny negative round-off is clipped to zero.
     """
     G = M @ M.T if M.shape[0] <= M.shape[1] else M.T @ M
     lam = np.linalg.eigvalsh(G)[::-1]

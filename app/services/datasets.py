@@ -12,9 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import PureWindowsPath
 from typing import Literal
 
@@ -40,7 +38,7 @@ from app.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from app.schemas.datasets import DatasetCreate
+from app.schemas.datasets import DatasetCreate, DatasetRead
 from app.services import audit
 from app.services.domains import get_domain
 from app.services.paging import decode_cursor, encode_cursor
@@ -560,37 +558,12 @@ def list_datasets(
     return rows, None
 
 
-@dataclass(frozen=True)
-class DatasetView:
-    """A dataset record as the API shows it: the row with domain and creator names."""
-
-    id: uuid.UUID
-    sha256: str
-    name: str
-    domain: str
-    file_format: str
-    size_bytes: int
-    reference_column: str
-    units: str
-    sample_id_column: str | None
-    spectral_prefix: str
-    axis_unit: str
-    n_samples: int
-    n_channels: int
-    axis_min: float
-    axis_max: float
-    reference_min: float
-    reference_max: float
-    created_at: datetime
-    created_by: str
-
-
-def describe_datasets(session: Session, datasets: list[Dataset]) -> list[DatasetView]:
+def describe_datasets(session: Session, datasets: list[Dataset]) -> list[DatasetRead]:
     """API views of ``datasets`` with domain and creator names (two queries in all)."""
     domains = domain_rows.by_ids(session, (d.domain_id for d in datasets))
     users = user_rows.usernames(session, (d.created_by_id for d in datasets))
     return [
-        DatasetView(
+        DatasetRead(
             id=d.id,
             sha256=d.sha256,
             name=d.name,
@@ -615,7 +588,7 @@ def describe_datasets(session: Session, datasets: list[Dataset]) -> list[Dataset
     ]
 
 
-def describe_dataset(session: Session, dataset: Dataset) -> DatasetView:
+def describe_dataset(session: Session, dataset: Dataset) -> DatasetRead:
     return describe_datasets(session, [dataset])[0]
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +11,7 @@ from app.db.models import Domain, User
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import users as user_rows
 from app.errors import Conflict, NotFound
-from app.schemas.datasets import DomainCreate
+from app.schemas.datasets import DomainCreate, DomainRead
 from app.services import audit
 
 
@@ -73,26 +70,11 @@ def list_domains(session: Session) -> list[Domain]:
     return domain_rows.all_by_name(session)
 
 
-@dataclass(frozen=True)
-class DomainView:
-    """A domain as the API shows it: the row with its creator's user name."""
-
-    id: uuid.UUID
-    name: str
-    instrument: str
-    probe_serial: str
-    scale: str
-    site: str
-    description: str | None
-    created_at: datetime
-    created_by: str
-
-
-def describe_domains(session: Session, domains: list[Domain]) -> list[DomainView]:
+def describe_domains(session: Session, domains: list[Domain]) -> list[DomainRead]:
     """API views of ``domains``, with the creators' user names (one query)."""
     names = user_rows.usernames(session, (d.created_by_id for d in domains))
     return [
-        DomainView(
+        DomainRead(
             id=d.id,
             name=d.name,
             instrument=d.instrument,
@@ -107,5 +89,5 @@ def describe_domains(session: Session, domains: list[Domain]) -> list[DomainView
     ]
 
 
-def describe_domain(session: Session, domain: Domain) -> DomainView:
+def describe_domain(session: Session, domain: Domain) -> DomainRead:
     return describe_domains(session, [domain])[0]

@@ -7,8 +7,7 @@ import platform
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -24,7 +23,13 @@ from app.db.repositories import models as model_rows
 from app.db.repositories import users as user_rows
 from app.enums import HoldoutScheme, VersionStatus
 from app.errors import Conflict, InvalidInput, NotFound
-from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
+from app.schemas.models import (
+    ModelVersionCreate,
+    SoftSensorModelCreate,
+    SoftSensorModelRead,
+    TrainedVersionRead,
+    TransferredVersionRead,
+)
 from app.services import audit
 from app.services.artifacts import dump_npz, put_artifact
 from app.services.datasets import load_dataset_arrays
@@ -306,26 +311,14 @@ def version_dataset(session: Session, version: ModelVersion) -> Dataset:
     return ds
 
 
-@dataclass(frozen=True)
-class ModelView:
-    """A soft-sensor model as the API shows it."""
-
-    id: uuid.UUID
-    name: str
-    analyte: str
-    units: str
-    description: str | None
-    created_at: datetime
-    created_by: str
-    latest_version: int | None
-
-
-def describe_models(session: Session, models: Sequence[SoftSensorModel]) -> list[ModelView]:
+def describe_models(
+    session: Session, models: Sequence[SoftSensorModel]
+) -> list[SoftSensorModelRead]:
     """API views of ``models`` with creator names and latest version numbers (two queries)."""
     latest = model_rows.latest_version_numbers(session, (m.id for m in models))
     users = user_rows.usernames(session, (m.created_by_id for m in models))
     return [
-        ModelView(
+        SoftSensorModelRead(
             id=m.id,
             name=m.name,
             analyte=m.analyte,
@@ -339,7 +332,7 @@ def describe_models(session: Session, models: Sequence[SoftSensorModel]) -> list
     ]
 
 
-def describe_model(session: Session, model: SoftSensorModel) -> ModelView:
+def describe_model(session: Session, model: SoftSensorModel) -> SoftSensorModelRead:
     return describe_models(session, [model])[0]
 
 
@@ -351,65 +344,7 @@ def list_versions(session: Session, name: str) -> list[ModelVersion]:
     return model_rows.versions_of(session, get_model(session, name).id)
 
 
-@dataclass(frozen=True)
-class _CardCommon:
-    id: uuid.UUID
-    model_name: str
-    version: int
-    status: str
-    domain: str
-    artifact_sha256: str
-    n_components: int
-    operating_range: dict[str, float]
-    operating_range_source: str
-    t2_limit_95: float
-    t2_limit_99: float
-    q_limit_95: float
-    q_limit_99: float
-    axis_unit: str
-    n_channels: int
-    axis_min: float
-    axis_max: float
-    intended_use: str
-    reason: str
-    created_by: str
-    created_at: datetime
-    warnings: list[str]
-
-
-@dataclass(frozen=True)
-class TrainedCard(_CardCommon):
-    """A version trained by the service: its own training data, split and component choice;
-    ``metrics`` cross-validated, on held-out rows and on the calibration rows."""
-
-    dataset_sha256: str
-    component_selection: dict[str, Any]
-    split: dict[str, Any]
-    metrics: dict[str, Any]
-    kind: Literal["trained"] = "trained"
-
-
-@dataclass(frozen=True)
-class TransferredCard(_CardCommon):
-    """A version made by a transfer. What it took from the source version says so in its name
-    (``source_*``); its own data are the transfer's standards and validation set, and its
-    ``metrics`` the naive and post-transfer figures on target-probe data."""
-
-    source_version: int
-    transfer_id: uuid.UUID
-    transfer_number: int
-    transfer_verdict: str | None
-    source_training_dataset_sha256: str
-    source_component_selection: dict[str, Any]
-    source_split: dict[str, Any]
-    target_standards_dataset_sha256: str | None
-    source_standards_dataset_sha256: str | None
-    validation_dataset_sha256: str | None
-    metrics: dict[str, Any]
-    kind: Literal["transferred"] = "transferred"
-
-
-VersionCard = TrainedCard | TransferredCard
+VersionCard = TrainedVersionRead | TransferredVersionRead
 
 
 def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> list[VersionCard]:
@@ -439,36 +374,37 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
     cards: list[VersionCard] = []
     for v in versions:
         ds = datasets[v.dataset_id]
-        common = _CardCommon(
-            id=v.id,
-            model_name=models[v.model_id].name,
-            version=v.version,
-            status=v.status,
-            domain=domains[v.domain_id].name,
-            artifact_sha256=v.artifact_sha256,
-            n_components=v.n_components,
-            operating_range={"min": v.operating_range_min, "max": v.operating_range_max},
-            operating_range_source=v.operating_range_source,
-            t2_limit_95=v.t2_limit_95,
-            t2_limit_99=v.t2_limit_99,
-            q_limit_95=v.q_limit_95,
-            q_limit_99=v.q_limit_99,
-            axis_unit=ds.axis_unit,
-            n_channels=ds.n_channels,
-            axis_min=float(ds.axis[0]),
-            axis_max=float(ds.axis[-1]),
-            intended_use=v.intended_use,
-            reason=v.reason,
-            created_by=users.get(v.created_by_id, "?"),
-            created_at=v.created_at,
-            warnings=small_data_warnings(
+        common: dict[str, Any] = {
+            "id": v.id,
+            "model_name": models[v.model_id].name,
+            "version": v.version,
+            "status": v.status,
+            "domain": domains[v.domain_id].name,
+            "artifact_sha256": v.artifact_sha256,
+            "n_components": v.n_components,
+            "operating_range": {"min": v.operating_range_min, "max": v.operating_range_max},
+            "operating_range_source": v.operating_range_source,
+            "t2_limit_95": v.t2_limit_95,
+            "t2_limit_99": v.t2_limit_99,
+            "q_limit_95": v.q_limit_95,
+            "q_limit_99": v.q_limit_99,
+            "axis_unit": ds.axis_unit,
+            "n_channels": ds.n_channels,
+            "axis_min": float(ds.axis[0]),
+            "axis_max": float(ds.axis[-1]),
+            "intended_use": v.intended_use,
+            "reason": v.reason,
+            "created_by": users.get(v.created_by_id, "?"),
+            "created_at": v.created_at,
+            "warnings": small_data_warnings(
                 int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
             ),
-        )
+        }
         if v.transfer_id is None or v.source_version_id is None:
             cards.append(
-                TrainedCard(
-                    **vars(common),
+                TrainedVersionRead(
+                    kind="trained",
+                    **common,
                     dataset_sha256=ds.sha256,
                     component_selection=v.component_selection,
                     split=v.split,
@@ -478,8 +414,9 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
             continue
         transfer = transfers[v.transfer_id]
         cards.append(
-            TransferredCard(
-                **vars(common),
+            TransferredVersionRead(
+                kind="transferred",
+                **common,
                 source_version=sources[v.source_version_id].version,
                 transfer_id=transfer.id,
                 transfer_number=transfer.number,

@@ -59,7 +59,7 @@ def register_dataset(
         AxisUnit | None, Form(description="default: cm-1 for prefix wn_, nm for nm_")
     ] = None,
     reason: Annotated[OptionalReason, Form()] = None,
-) -> datasets_service.DatasetView:
+) -> DatasetRead:
     """Validate a spectral table, store its exact bytes and pin the record by their sha256.
 
     201 for a new dataset; 200 with the existing record when these bytes were already
@@ -97,7 +97,7 @@ def list_datasets(
     domain: Annotated[str | None, Query(description="only datasets of this domain")] = None,
     cursor: Annotated[str | None, Query(description="from the previous page's Link")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[datasets_service.DatasetView]:
+) -> list[DatasetRead]:
     """Datasets in registration order, ``limit`` at a time. When more follow, the ``Link``
     header (RFC 8288) holds the next page's URL, ``rel="next"``."""
     datasets, next_cursor = datasets_service.list_datasets(
@@ -114,7 +114,7 @@ def list_datasets(
     response_model=DatasetRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_dataset(sha256: Sha256Path, session: SessionDep, _: Reader) -> datasets_service.DatasetView:
+def get_dataset(sha256: Sha256Path, session: SessionDep, _: Reader) -> DatasetRead:
     return datasets_service.describe_dataset(session, datasets_service.get_dataset(session, sha256))
 
 

@@ -16,16 +16,14 @@ router = APIRouter(prefix="/domains", tags=["domains"])
     response_model=DomainRead,
     responses={**ERRORS, **CONFLICT},
 )
-def create_domain(
-    body: DomainCreate, session: SessionDep, actor: Developer
-) -> domains_service.DomainView:
+def create_domain(body: DomainCreate, session: SessionDep, actor: Developer) -> DomainRead:
     """Register a measurement domain: one probe on one instrument at one scale and site."""
     domain = domains_service.create_domain(session, data=body, actor=actor)
     return domains_service.describe_domain(session, domain)
 
 
 @router.get("", status_code=status.HTTP_200_OK, response_model=list[DomainRead], responses=ERRORS)
-def list_domains(session: SessionDep, _: Reader) -> list[domains_service.DomainView]:
+def list_domains(session: SessionDep, _: Reader) -> list[DomainRead]:
     return domains_service.describe_domains(session, domains_service.list_domains(session))
 
 
@@ -35,5 +33,5 @@ def list_domains(session: SessionDep, _: Reader) -> list[domains_service.DomainV
     response_model=DomainRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_domain(name: str, session: SessionDep, _: Reader) -> domains_service.DomainView:
+def get_domain(name: str, session: SessionDep, _: Reader) -> DomainRead:
     return domains_service.describe_domain(session, domains_service.get_domain(session, name))

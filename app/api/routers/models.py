@@ -26,19 +26,19 @@ VersionNumber = Annotated[int, Path(ge=1)]
 )
 def create_model(
     body: SoftSensorModelCreate, session: SessionDep, actor: Developer
-) -> models_service.ModelView:
+) -> SoftSensorModelRead:
     """Register a named soft sensor (analyte and units); versions are trained separately."""
     model = models_service.create_model(session, data=body, actor=actor)
     return models_service.describe_model(session, model)
 
 
 @router.get("", response_model=list[SoftSensorModelRead], responses=ERRORS)
-def list_models(session: SessionDep, _: Reader) -> list[models_service.ModelView]:
+def list_models(session: SessionDep, _: Reader) -> list[SoftSensorModelRead]:
     return models_service.describe_models(session, models_service.list_models(session))
 
 
 @router.get("/{name}", response_model=SoftSensorModelRead, responses={**ERRORS, **NOT_FOUND})
-def get_model(name: str, session: SessionDep, _: Reader) -> models_service.ModelView:
+def get_model(name: str, session: SessionDep, _: Reader) -> SoftSensorModelRead:
     return models_service.describe_model(session, models_service.get_model(session, name))
 
 
@@ -50,7 +50,7 @@ def get_model(name: str, session: SessionDep, _: Reader) -> models_service.Model
 )
 def train_version(
     name: str, body: ModelVersionCreate, session: SessionDep, store: StoreDep, actor: Developer
-) -> models_service.VersionCard:
+) -> ModelVersionRead:
     """Train a new version server-side from a pinned dataset; metrics are computed here."""
     version = models_service.train_version(session, store, model_name=name, data=body, actor=actor)
     return models_service.describe_version(session, version)
@@ -59,7 +59,7 @@ def train_version(
 @router.get(
     "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
 )
-def list_versions(name: str, session: SessionDep, _: Reader) -> list[models_service.VersionCard]:
+def list_versions(name: str, session: SessionDep, _: Reader) -> list[ModelVersionRead]:
     return models_service.describe_versions(session, models_service.list_versions(session, name))
 
 
@@ -70,7 +70,7 @@ def list_versions(name: str, session: SessionDep, _: Reader) -> list[models_serv
 )
 def get_version(
     name: str, version: VersionNumber, session: SessionDep, _: Reader
-) -> models_service.VersionCard:
+) -> ModelVersionRead:
     return models_service.describe_version(
         session, models_service.get_version(session, name, version)
     )
