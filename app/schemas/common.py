@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,20 @@ Reason = Annotated[
 
 class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid", frozen=True)
+
+
+SchemaT = TypeVar("SchemaT", bound=Schema)
+
+
+def read_from(schema: type[SchemaT], row: object, **computed: Any) -> SchemaT:
+    """``schema`` filled from ``row``'s attributes of the same names; ``computed`` gives the
+    fields the row does not hold itself (names resolved from ids, derived figures)."""
+    values = {
+        name: computed[name] if name in computed else getattr(row, name)
+        for name in schema.model_fields
+        if name in computed or hasattr(row, name)
+    }
+    return schema.model_validate(values)
 
 
 class ErrorBody(Schema):

@@ -38,6 +38,7 @@ from app.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from app.schemas.common import read_from
 from app.schemas.datasets import DatasetCreate, DatasetRead
 from app.services import audit
 from app.services.domains import get_domain
@@ -563,25 +564,12 @@ def describe_datasets(session: Session, datasets: list[Dataset]) -> list[Dataset
     domains = domain_rows.by_ids(session, (d.domain_id for d in datasets))
     users = user_rows.usernames(session, (d.created_by_id for d in datasets))
     return [
-        DatasetRead(
-            id=d.id,
-            sha256=d.sha256,
-            name=d.name,
+        read_from(
+            DatasetRead,
+            d,
             domain=domains[d.domain_id].name,
-            file_format=d.file_format,
-            size_bytes=d.size_bytes,
-            reference_column=d.reference_column,
-            units=d.units,
-            sample_id_column=d.sample_id_column,
-            spectral_prefix=d.spectral_prefix,
-            axis_unit=d.axis_unit,
-            n_samples=d.n_samples,
-            n_channels=d.n_channels,
             axis_min=float(d.axis[0]),
             axis_max=float(d.axis[-1]),
-            reference_min=d.reference_min,
-            reference_max=d.reference_max,
-            created_at=d.created_at,
             created_by=users.get(d.created_by_id, "?"),
         )
         for d in datasets

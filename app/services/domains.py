@@ -11,6 +11,7 @@ from app.db.models import Domain, User
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import users as user_rows
 from app.errors import Conflict, NotFound
+from app.schemas.common import read_from
 from app.schemas.datasets import DomainCreate, DomainRead
 from app.services import audit
 
@@ -73,20 +74,7 @@ def list_domains(session: Session) -> list[Domain]:
 def describe_domains(session: Session, domains: list[Domain]) -> list[DomainRead]:
     """API views of ``domains``, with the creators' user names (one query)."""
     names = user_rows.usernames(session, (d.created_by_id for d in domains))
-    return [
-        DomainRead(
-            id=d.id,
-            name=d.name,
-            instrument=d.instrument,
-            probe_serial=d.probe_serial,
-            scale=d.scale,
-            site=d.site,
-            description=d.description,
-            created_at=d.created_at,
-            created_by=names.get(d.created_by_id, "?"),
-        )
-        for d in domains
-    ]
+    return [read_from(DomainRead, d, created_by=names.get(d.created_by_id, "?")) for d in domains]
 
 
 def describe_domain(session: Session, domain: Domain) -> DomainRead:

@@ -23,6 +23,7 @@ from app.db.repositories import models as model_rows
 from app.db.repositories import users as user_rows
 from app.enums import HoldoutScheme, VersionStatus
 from app.errors import Conflict, InvalidInput, NotFound
+from app.schemas.common import read_from
 from app.schemas.models import (
     ModelVersionCreate,
     SoftSensorModelCreate,
@@ -318,13 +319,9 @@ def describe_models(
     latest = model_rows.latest_version_numbers(session, (m.id for m in models))
     users = user_rows.usernames(session, (m.created_by_id for m in models))
     return [
-        SoftSensorModelRead(
-            id=m.id,
-            name=m.name,
-            analyte=m.analyte,
-            units=m.units,
-            description=m.description,
-            created_at=m.created_at,
+        read_from(
+            SoftSensorModelRead,
+            m,
             created_by=users.get(m.created_by_id, "?"),
             latest_version=latest.get(m.id),
         )
@@ -375,50 +372,30 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
     for v in versions:
         ds = datasets[v.dataset_id]
         common: dict[str, Any] = {
-            "id": v.id,
             "model_name": models[v.model_id].name,
-            "version": v.version,
-            "status": v.status,
             "domain": domains[v.domain_id].name,
-            "artifact_sha256": v.artifact_sha256,
-            "n_components": v.n_components,
             "operating_range": {"min": v.operating_range_min, "max": v.operating_range_max},
-            "operating_range_source": v.operating_range_source,
-            "t2_limit_95": v.t2_limit_95,
-            "t2_limit_99": v.t2_limit_99,
-            "q_limit_95": v.q_limit_95,
-            "q_limit_99": v.q_limit_99,
             "axis_unit": ds.axis_unit,
             "n_channels": ds.n_channels,
             "axis_min": float(ds.axis[0]),
             "axis_max": float(ds.axis[-1]),
-            "intended_use": v.intended_use,
-            "reason": v.reason,
             "created_by": users.get(v.created_by_id, "?"),
-            "created_at": v.created_at,
             "warnings": small_data_warnings(
                 int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
             ),
         }
         if v.transfer_id is None or v.source_version_id is None:
             cards.append(
-                TrainedVersionRead(
-                    kind="trained",
-                    **common,
-                    dataset_sha256=ds.sha256,
-                    component_selection=v.component_selection,
-                    split=v.split,
-                    metrics=v.metrics,
-                )
+                read_from(TrainedVersionRead, v, kind="trained", dataset_sha256=ds.sha256, **common)
             )
             continue
         transfer = transfers[v.transfer_id]
         cards.append(
-            TransferredVersionRead(
+            read_from(
+                TransferredVersionRead,
+                v,
                 kind="transferred",
-                **common,
                 source_version=sources[v.source_version_id].version,
-                transfer_id=transfer.id,
                 transfer_number=transfer.number,
                 transfer_verdict=transfer.verdict,
                 source_training_dataset_sha256=ds.sha256,
@@ -427,7 +404,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
                 target_standards_dataset_sha256=sha(transfer.target_standards_dataset_id),
                 source_standards_dataset_sha256=sha(transfer.source_standards_dataset_id),
                 validation_dataset_sha256=sha(transfer.validation_dataset_id),
-                metrics=v.metrics,
+                **common,
             )
         )
     return cards
