@@ -48,3 +48,29 @@ class IntendedUse(StrEnum):
     monitoring = "monitoring"
     control = "control"
     release = "release"
+
+
+class AuditAction(StrEnum):
+    """Every action the audit trail records."""
+
+    auth_login = "auth.login"
+    auth_login_failed = "auth.login_failed"
+    auth_lockout = "auth.lockout"
+    user_create = "user.create"
+    domain_create = "domain.create"
+    dataset_register = "dataset.register"
+    model_create = "model.create"
+    model_version_create = "model_version.create"
+    transfer_open = "transfer.open"
+    transfer_complete = "transfer.complete"
+
+
+class AuditEntityType(StrEnum):
+    """What an audit event is about."""
+
+    user = "user"
+    domain = "domain"
+    dataset = "dataset"
+    model = "model"
+    model_version = "model_version"
+    transfer = "transfer"

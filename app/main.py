@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from threadpoolctl import threadpool_limits
 
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.limits import UploadSizeLimit
+from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
     audit,
     auth,
@@ -40,6 +41,7 @@ def create_app() -> FastAPI:
     if compute_threads > 0:
         threadpool_limits(limits=compute_threads)  # BLAS and OpenMP, process-wide
     app = FastAPI(
+        dependencies=[Depends(reject_unknown_query_parameters)],
         title="softsensor-registry",
         version=__version__,
         description="GxP registry for spectroscopic soft-sensor models and transfer records.",
@@ -48,8 +50,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     app.include_router(health.router)
-    # Routes are matched in order and the plant's prediction calls are the hot path: first
-    # (matching it last cost 42 µs a request here, first 10 µs).
+    # Routes are matched in order and the plant's prediction calls are the hot path: first.
     for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

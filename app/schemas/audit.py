@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from app.enums import AuditAction, AuditEntityType
 from app.schemas.common import Schema
 
 
@@ -12,8 +13,10 @@ class AuditEventRead(Schema):
     occurred_at: datetime
     actor: str
     actor_id: uuid.UUID | None
-    action: str
-    entity_type: str
+    # Every event the service writes uses the vocabularies; a row written behind its back may
+    # not, and must still be readable by the auditor investigating it (GET /audit/verify).
+    action: AuditAction | str
+    entity_type: AuditEntityType | str
     entity_id: str
     reason: str | None
     before: dict[str, Any] | None

@@ -18,12 +18,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import AuditEvent, AuditHead, User
 from app.db.repositories import audit as audit_rows
+from app.enums import AuditAction, AuditEntityType
 from app.errors import InvalidInput
 
 GENESIS = "0" * 64
@@ -94,14 +94,20 @@ def record(
     session: Session,
     *,
     actor: User | str,
-    action: str,
-    entity_type: str,
+    action: AuditAction | str,
+    entity_type: AuditEntityType | str,
     entity_id: Any,
     reason: str | None = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit event to the chain inside the caller's transaction (never commits)."""
+    """Append one audit event to the chain inside the caller's transaction (never commits).
+
+    ``action`` and ``entity_type`` must be members of their closed vocabularies (a ValueError
+    otherwise: a new action is added to :class:`~app.enums.AuditAction` first, so the API's
+    filters and schema know it).
+    """
+    action, entity_type = AuditAction(action), AuditEntityType(entity_type)
     head = lock_chain(session)
     actor_name = actor if isinstance(actor, str) else actor.username
     actor_id = None if isinstance(actor, str) else actor.id
@@ -110,8 +116,8 @@ def record(
         occurred_at=utcnow(),
         actor=actor_name,
         actor_id=actor_id,
-        action=action,
-        entity_type=entity_type,
+        action=action.value,
+        entity_type=entity_type.value,
         entity_id=str(entity_id),
         reason=reason,
         before=jsonable(before) if before is not None else None,
@@ -168,33 +174,13 @@ def check_time_bounds(since: datetime | None, until: datetime | None) -> None:
 def list_events(
     session: Session,
     *,
-    entity_type: str | None = None,
-    entity_id: str | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    where: audit_rows.EventFilter,
     after_seq: int | None = None,
     limit: int = 100,
 ) -> tuple[list[AuditEvent], int | None]:
     """One page of events in sequence order, and the cursor of the next page (or None)."""
-    check_time_bounds(since, until)
-    stmt = select(AuditEvent).order_by(AuditEvent.seq)
-    if entity_type:
-        stmt = stmt.where(AuditEvent.entity_type == entity_type)
-    if entity_id:
-        stmt = stmt.where(AuditEvent.entity_id == entity_id)
-    if actor:
-        stmt = stmt.where(AuditEvent.actor == actor)
-    if action:
-        stmt = stmt.where(AuditEvent.action == action)
-    if since:
-        stmt = stmt.where(AuditEvent.occurred_at >= since)
-    if until:
-        stmt = stmt.where(AuditEvent.occurred_at < until)
-    if after_seq:
-        stmt = stmt.where(AuditEvent.seq > after_seq)
-    rows = list(session.scalars(stmt.limit(limit + 1)))
+    check_time_bounds(where.since, where.until)
+    rows = audit_rows.page(session, where, after_seq=after_seq, limit=limit + 1)
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].seq
     return rows, None

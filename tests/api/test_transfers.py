@@ -581,3 +581,35 @@ def test_a_failed_verdict_shows_on_the_version_card_and_the_version_list(
     assert card["transfer_verdict"] == "fail"
     listed = client.get("/api/v1/models/titer_pls/versions", headers=dev).json()
     assert [v.get("transfer_verdict") for v in listed] == [None, "fail"]
+
+
+def test_the_log_and_the_audit_trail_filter_by_transfer_number_or_uuid(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any], actors: dict[Role, Actor]
+) -> None:
+    data = transfer_data()
+    opened = _open(client, dev, source)
+    r = _standards(client, dev, opened["number"], validation=data.validation_bytes())
+    assert r.status_code == 201, r.text
+    record = r.json()
+    plant, qa = actors[Role.plant].headers, actors[Role.qa].headers
+    for version in (1, 2):
+        call = client.post(
+            f"/api/v1/models/titer_pls/versions/{version}/predict",
+            json={"spectra": data.validation_x[:2].tolist()},
+            headers=plant,
+        )
+        assert call.status_code == 200, call.text
+
+    for ref in (record["number"], record["id"]):
+        log = client.get("/api/v1/prediction-log", params={"transfer": ref}, headers=qa)
+        assert log.status_code == 200, log.text
+        entries = log.json()["entries"]
+        assert [(e["version"], e["transfer_number"]) for e in entries] == [(2, record["number"])]
+        events = client.get(
+            "/api/v1/audit", params={"entity_type": "transfer", "entity_id": ref}, headers=qa
+        ).json()["events"]
+        assert [e["action"] for e in events] == ["transfer.open", "transfer.complete"]
+        assert {e["entity_id"] for e in events} == {record["id"]}
+    assert_error(
+        client.get("/api/v1/prediction-log", params={"transfer": 999}, headers=qa), 404, "999"
+    )

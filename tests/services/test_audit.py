@@ -15,8 +15,8 @@ def _seed(session: Session, n: int = 5) -> None:
         audit.record(
             session,
             actor="tester",
-            action="thing.create",
-            entity_type="thing",
+            action="domain.create",
+            entity_type="domain",
             entity_id=i,
             reason=f"create {i}",
             after={"value": i * 1.5},

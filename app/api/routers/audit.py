@@ -6,36 +6,52 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import AuditReader, SessionDep
+from app.db.repositories.audit import EventFilter
+from app.enums import AuditAction, AuditEntityType
 from app.schemas.audit import AuditEventRead, AuditPage, ChainVerification
-from app.schemas.common import ERRORS
+from app.schemas.common import ERRORS, NOT_FOUND
 from app.services import audit as audit_service
+from app.services import transfers as transfers_service
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-@router.get("", response_model=AuditPage, responses=ERRORS)
+@router.get("", response_model=AuditPage, responses={**ERRORS, **NOT_FOUND})
 def list_audit(
     session: SessionDep,
     _: AuditReader,
-    entity_type: str | None = None,
-    entity_id: str | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    entity_type: AuditEntityType | None = None,
+    entity_id: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="the entity's UUID (a user's events: also the user name tried at a "
+            "failed login); with entity_type=transfer also the transfer's number",
+        ),
+    ] = None,
+    actor: Annotated[str | None, Query(max_length=64, description="user name")] = None,
+    action: AuditAction | None = None,
+    since: Annotated[datetime | None, Query(description="inclusive; with a time zone")] = None,
+    until: Annotated[datetime | None, Query(description="exclusive; with a time zone")] = None,
     cursor: Annotated[int | None, Query(ge=0, description="seq of the last event seen")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
-    events, next_cursor = audit_service.list_events(
-        session,
+    """Audit events in sequence order, ``limit`` at a time. Roles: qa, auditor, admin."""
+    entity_ids = None
+    if entity_id is not None:
+        if entity_type is AuditEntityType.transfer:
+            entity_id = str(transfers_service.get_transfer(session, entity_id).id)
+        entity_ids = (entity_id,)
+    where = EventFilter(
         entity_type=entity_type,
-        entity_id=entity_id,
+        entity_ids=entity_ids,
         actor=actor,
         action=action,
         since=since,
         until=until,
-        after_seq=cursor,
-        limit=limit,
+    )
+    events, next_cursor = audit_service.list_events(
+        session, where=where, after_seq=cursor, limit=limit
     )
     return AuditPage(
         events=[AuditEventRead.model_validate(e) for e in events], next_cursor=next_cursor

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.api.deps import AuditReader, SessionDep
 from app.api.links import set_next_link
 from app.schemas.common import ERRORS, NOT_FOUND
-from app.schemas.predict import PredictionLogEntry, PredictionLogPage
+from app.schemas.predict import PredictionLogPage
 from app.services import prediction_log
 
 router = APIRouter(prefix="/prediction-log", tags=["predictions"])
@@ -25,6 +25,13 @@ class LogFilters:
         self,
         model: str | None = None,
         version: Annotated[int | None, Query(ge=1, description="needs model")] = None,
+        transfer: Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                description="calls of the version a transfer made: its number or UUID",
+            ),
+        ] = None,
         caller: Annotated[str | None, Query(description="user name of the caller")] = None,
         flagged: Annotated[
             bool | None,
@@ -34,7 +41,8 @@ class LogFilters:
         until: Annotated[datetime | None, Query(description="exclusive; with a time zone")] = None,
         cursor: Annotated[str | None, Query(description="from the previous page")] = None,
     ) -> None:
-        self.model, self.version, self.caller, self.flagged = model, version, caller, flagged
+        self.model, self.version, self.transfer = model, version, transfer
+        self.caller, self.flagged = caller, flagged
         self.since, self.until, self.cursor = since, until, cursor
 
     def entries(
@@ -44,6 +52,7 @@ class LogFilters:
             session,
             model=self.model,
             version=self.version,
+            transfer=self.transfer,
             caller=self.caller,
             flagged=self.flagged,
             since=self.since,
@@ -67,9 +76,7 @@ def list_prediction_log(
     of the input, flag counts and purpose. Roles: qa, auditor, admin."""
     entries, next_cursor = filters.entries(session, limit)
     return PredictionLogPage(
-        entries=[
-            PredictionLogEntry.model_validate(prediction_log.entry_payload(e)) for e in entries
-        ],
+        entries=[prediction_log.entry_read(e) for e in entries],
         next_cursor=next_cursor,
     )
 
