@@ -163,3 +163,7 @@ def store_fsck() -> None:
             typer.echo(f"  {d}")
     if not report.healthy:
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # python -m app.cli, as the console script ssreg
+    app()

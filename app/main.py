@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.limits import UploadSizeLimit
+from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
     audit,
@@ -46,8 +47,11 @@ def create_app() -> FastAPI:
         version=__version__,
         description="GxP registry for spectroscopic soft-sensor models and transfer records.",
         openapi_tags=TAGS,
+        # operationId = the route function's name: what generated clients call the operation.
+        generate_unique_id_function=lambda route: route.name,
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     app.include_router(health.router)
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
