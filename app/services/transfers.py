@@ -34,7 +34,14 @@ from app.core.kennard_stone import kennard_stone
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray, check_same_axis
-from app.core.transfer import DS, PDS, Transfer, TransferSelection, fit_transfer, select_transfer
+from app.core.transfer import (
+    DS,
+    PDS,
+    CalibrationTransfer,
+    TransferSelection,
+    fit_transfer,
+    select_transfer,
+)
 from app.db.base import utcnow
 from app.db.models import (
     Dataset,
@@ -544,7 +551,7 @@ def _compute(
                 candidates=candidates,
                 cv=CV_FOLDS,
             )
-            fitted: Transfer = selection.transfer
+            fitted: CalibrationTransfer = selection.transfer
         else:
             fitted = fit_transfer(
                 method.value,
