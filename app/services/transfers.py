@@ -26,8 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import sklearn
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app import __version__
 from app.core.kennard_stone import kennard_stone
@@ -51,6 +50,8 @@ from app.db.models import (
     User,
 )
 from app.db.models import Transfer as TransferRow
+from app.db.repositories import transfers as transfers_repo
+from app.db.repositories import users as users_repo
 from app.enums import TransferMethod, TransferStatus, VersionStatus
 from app.errors import (
     Conflict,
@@ -105,19 +106,16 @@ class StandardsFiles:
 def get_transfer(session: Session, ref: str, *, for_update: bool = False) -> TransferRow:
     """A transfer by its number (``7``) or its UUID."""
     text = ref.strip()
-    stmt = select(TransferRow)
     if text.isdigit():
-        stmt = stmt.where(TransferRow.number == int(text))
+        row = transfers_repo.get_by_number(session, int(text), for_update=for_update)
     else:
         try:
-            stmt = stmt.where(TransferRow.id == uuid.UUID(text))
+            transfer_id = uuid.UUID(text)
         except ValueError:
             raise NotFound(
                 f"transfer {ref!r} does not exist: refer to a transfer by its number or UUID"
             ) from None
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    row = session.scalars(stmt).one_or_none()
+        row = transfers_repo.get_by_id(session, transfer_id, for_update=for_update)
     if row is None:
         raise NotFound(f"transfer {ref!r} does not exist")
     return row
@@ -137,36 +135,19 @@ def list_transfers(
 
     ``after`` (a transfer number) and ``limit`` page through them: numbers never change, so
     a page once read stays the same and new transfers land at the end."""
-    source = aliased(ModelVersion)
-    stmt = (
-        select(TransferRow)
-        .join(source, source.id == TransferRow.source_version_id)
-        .order_by(TransferRow.number)
+    return transfers_repo.list_page(
+        session,
+        status=status,
+        model_id=models.get_model(session, model).id if model is not None else None,
+        domain_id=domains.get_domain(session, domain).id if domain is not None else None,
+        change_control=change_control,
+        after=after,
+        limit=limit,
     )
-    if status is not None:
-        stmt = stmt.where(TransferRow.status == status)
-    if change_control is not None:
-        stmt = stmt.where(TransferRow.change_control == change_control)
-    if model is not None:
-        stmt = stmt.where(source.model_id == models.get_model(session, model).id)
-    if domain is not None:
-        domain_id = domains.get_domain(session, domain).id
-        stmt = stmt.where(
-            or_(TransferRow.target_domain_id == domain_id, source.domain_id == domain_id)
-        )
-    if after is not None:
-        stmt = stmt.where(TransferRow.number > after)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
 
 
 def _source_version(session: Session, model: SoftSensorModel, version: int) -> ModelVersion:
-    row = session.scalars(
-        select(ModelVersion).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == version
-        )
-    ).one_or_none()
+    row = transfers_repo.source_version(session, model.id, version)
     if row is None:
         raise NotFound(f"model {model.name!r} has no version {version}")
     return row
@@ -238,9 +219,8 @@ def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> Tra
         )
 
     _lock_transfer_numbering(session)
-    number = session.scalar(select(TransferRow.number).order_by(TransferRow.number.desc()).limit(1))
     transfer = TransferRow(
-        number=int(number or 0) + 1,
+        number=transfers_repo.next_number(session),
         status=TransferStatus.awaiting_standards,
         source_version_id=source.id,
         target_domain_id=target.id,
@@ -859,14 +839,6 @@ def upload_standards(
 # --------------------------------------------------------------------------------------------
 
 
-def _usernames(session: Session, ids: set[uuid.UUID | None]) -> dict[uuid.UUID, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = session.execute(select(User.id, User.username).where(User.id.in_(wanted)))
-    return {row.id: row.username for row in rows}
-
-
 def _domain_fields(domain: Domain) -> dict[str, Any]:
     return {
         "domain": domain.name,
@@ -877,36 +849,65 @@ def _domain_fields(domain: Domain) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RecordRows:
+    """The rows a page of transfer records shows, each kind loaded once for the whole page."""
+
+    versions: dict[uuid.UUID, ModelVersion]
+    models: dict[uuid.UUID, SoftSensorModel]
+    domains: dict[uuid.UUID, Domain]
+    dataset_shas: dict[uuid.UUID, str]
+    target_versions: dict[uuid.UUID, ModelVersion]
+    usernames: dict[uuid.UUID, str]
+
+    @classmethod
+    def load(cls, session: Session, transfers: Sequence[TransferRow]) -> RecordRows:
+        """Six statements whatever the number of transfers (none for an empty page)."""
+        versions = transfers_repo.versions_by_id(session, (t.source_version_id for t in transfers))
+        domain_ids = {t.target_domain_id for t in transfers} | {
+            v.domain_id for v in versions.values()
+        }
+        dataset_ids = {v.dataset_id for v in versions.values()} | {
+            d
+            for t in transfers
+            for d in (
+                t.target_standards_dataset_id,
+                t.source_standards_dataset_id,
+                t.validation_dataset_id,
+            )
+            if d is not None
+        }
+        return cls(
+            versions=versions,
+            models=transfers_repo.models_by_id(session, (v.model_id for v in versions.values())),
+            domains=transfers_repo.domains_by_id(session, domain_ids),
+            dataset_shas=transfers_repo.dataset_shas(session, dataset_ids),
+            target_versions=transfers_repo.target_versions(session, (t.id for t in transfers)),
+            usernames=users_repo.usernames(
+                session, {u for t in transfers for u in (t.created_by_id, t.completed_by_id)}
+            ),
+        )
+
+
 def describe_transfer(session: Session, transfer: TransferRow) -> dict[str, Any]:
     """The transfer record: source, target, transfer and governance blocks."""
-    source = session.get(ModelVersion, transfer.source_version_id)
-    assert source is not None  # foreign keys, here and below
-    model = session.get(SoftSensorModel, source.model_id)
-    src_domain = session.get(Domain, source.domain_id)
-    tgt_domain = session.get(Domain, transfer.target_domain_id)
-    assert model is not None
-    assert src_domain is not None
-    assert tgt_domain is not None
-    src_dataset = models.version_dataset(session, source)
-    target_version = session.scalars(
-        select(ModelVersion).where(ModelVersion.transfer_id == transfer.id)
-    ).one_or_none()
-    dataset_ids = {
-        transfer.target_standards_dataset_id,
-        transfer.source_standards_dataset_id,
-        transfer.validation_dataset_id,
-    } - {None}
-    shas = (
-        {
-            row.id: row.sha256
-            for row in session.execute(
-                select(Dataset.id, Dataset.sha256).where(Dataset.id.in_(dataset_ids))
-            )
-        }
-        if dataset_ids
-        else {}
-    )
-    users = _usernames(session, {transfer.created_by_id, transfer.completed_by_id})
+    return _record(transfer, RecordRows.load(session, [transfer]))
+
+
+def describe_transfers(session: Session, transfers: Sequence[TransferRow]) -> list[dict[str, Any]]:
+    """The records of a page of transfers, with a number of statements independent of its size."""
+    rows = RecordRows.load(session, transfers)
+    return [_record(t, rows) for t in transfers]
+
+
+def _record(transfer: TransferRow, rows: RecordRows) -> dict[str, Any]:
+    source = rows.versions[transfer.source_version_id]  # foreign keys, here and below
+    model = rows.models[source.model_id]
+    src_domain = rows.domains[source.domain_id]
+    tgt_domain = rows.domains[transfer.target_domain_id]
+    target_version = rows.target_versions.get(transfer.id)
+    shas = rows.dataset_shas
+    users = rows.usernames
     r: dict[str, Any] = transfer.result or {}
     if transfer.result is None:
         in_domain, in_domain_basis = _source_in_domain(source)
@@ -926,7 +927,7 @@ def describe_transfer(session: Session, transfer: TransferRow) -> dict[str, Any]
             "version": source.version,
             "version_id": source.id,
             **_domain_fields(src_domain),
-            "training_dataset_sha256": src_dataset.sha256,
+            "training_dataset_sha256": shas[source.dataset_id],
             "artifact_sha256": source.artifact_sha256,
             "in_domain_metrics": in_domain,
             "in_domain_basis": in_domain_basis,
