@@ -1,7 +1,9 @@
-"""Reading transfer records runs a fixed number of SQL statements, whatever the page size."""
+"""The work a transfer request does: a fixed number of SQL statements per page of records,
+one parse per upload."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
 from app.enums import Role
+from app.services import datasets
 from tests.factories import PLANT_DOMAIN, create_domain, transfer_data, upload_dataset
 from tests.helpers import Actor
 
@@ -112,3 +115,23 @@ def test_listing_transfers_runs_as_many_statements_for_6_records_as_for_2(
     assert [t["status"] for t in r.json()].count("completed") == 3
     assert len(r.json()) == 6
     assert six == two, counter.statements
+
+
+def test_each_upload_of_a_standards_step_is_parsed_once(
+    client: TestClient, actors: dict[Role, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = actors[Role.developer].headers
+    version = _source(client, dev)
+    number = _open(client, dev, version)
+    parsed: list[str] = []
+    real = datasets.parse_spectral_table
+
+    def counting(blob: bytes, **kwargs: Any) -> datasets.ParsedTable:
+        parsed.append(hashlib.sha256(blob).hexdigest())
+        return real(blob, **kwargs)
+
+    monkeypatch.setattr(datasets, "parse_spectral_table", counting)
+    _complete(client, dev, number)
+    data = transfer_data()
+    for upload in (data.target_bytes(), data.validation_bytes()):
+        assert parsed.count(hashlib.sha256(upload).hexdigest()) == 1
