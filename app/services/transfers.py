@@ -597,6 +597,63 @@ def upload_standards(
     )
 
 
+def _add_target_version(
+    session: Session,
+    *,
+    model: SoftSensorModel,
+    source: ModelVersion,
+    transfer: TransferRow,
+    target_domain: Domain,
+    artifact_sha256: str,
+    metrics: dict[str, Any],
+    source_dataset_sha256: str,
+    reason: str,
+    actor: User,
+) -> ModelVersion:
+    """The transferred version, ``pending_requalification``, audited. Needs the model row lock."""
+    version = ModelVersion(
+        model_id=model.id,
+        version=models.next_version_number(session, model),  # under the model row lock
+        status=VersionStatus.pending_requalification,
+        domain_id=target_domain.id,
+        dataset_id=source.dataset_id,
+        source_version_id=source.id,
+        transfer_id=transfer.id,
+        artifact_sha256=artifact_sha256,
+        n_components=source.n_components,
+        component_selection=source.component_selection,
+        split=source.split,
+        metrics=metrics,
+        operating_range_min=transfer.operating_range_min,
+        operating_range_max=transfer.operating_range_max,
+        operating_range_source="declared",
+        # Diagnostics live in the source basis (see app.core.serving): the source's limits.
+        t2_limit_95=source.t2_limit_95,
+        t2_limit_99=source.t2_limit_99,
+        q_limit_95=source.q_limit_95,
+        q_limit_99=source.q_limit_99,
+        intended_use=transfer.intended_use,
+        reason=transfer.reason,
+        created_by_id=actor.id,
+    )
+    models.add_version(
+        session,
+        version,
+        model=model,
+        actor=actor,
+        reason=reason,
+        after={
+            "source_version": source.version,
+            "transfer_number": transfer.number,
+            "transfer_id": transfer.id,
+            "domain": target_domain.name,
+            "dataset_sha256": source_dataset_sha256,
+        },
+    )
+
+    return version
+
+
 def _record_completed(
     session: Session,
     store: ArtifactStore,
@@ -679,44 +736,17 @@ def _record_completed(
         session, store, dump_npz(outcome.serving.to_arrays(), audit.jsonable(meta))
     )
 
-    version = ModelVersion(
-        model_id=model.id,
-        version=models.next_version_number(session, model),  # under the model row lock
-        status=VersionStatus.pending_requalification,
-        domain_id=target_domain.id,
-        dataset_id=source.dataset_id,
-        source_version_id=source.id,
-        transfer_id=transfer.id,
-        artifact_sha256=digest,
-        n_components=source.n_components,
-        component_selection=source.component_selection,
-        split=source.split,
-        metrics=evaluated.version_metrics,
-        operating_range_min=transfer.operating_range_min,
-        operating_range_max=transfer.operating_range_max,
-        operating_range_source="declared",
-        # Diagnostics live in the source basis (see app.core.serving): the source's limits.
-        t2_limit_95=source.t2_limit_95,
-        t2_limit_99=source.t2_limit_99,
-        q_limit_95=source.q_limit_95,
-        q_limit_99=source.q_limit_99,
-        intended_use=transfer.intended_use,
-        reason=transfer.reason,
-        created_by_id=actor.id,
-    )
-    models.add_version(
+    version = _add_target_version(
         session,
-        version,
         model=model,
-        actor=actor,
+        source=source,
+        transfer=transfer,
+        target_domain=target_domain,
+        artifact_sha256=digest,
+        metrics=evaluated.version_metrics,
+        source_dataset_sha256=source_dataset.sha256,
         reason=reason,
-        after={
-            "source_version": source.version,
-            "transfer_number": transfer.number,
-            "transfer_id": transfer.id,
-            "domain": target_domain.name,
-            "dataset_sha256": source_dataset.sha256,
-        },
+        actor=actor,
     )
 
     before = {"status": transfer.status}
