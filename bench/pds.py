@@ -81,7 +81,7 @@ def main() -> None:
     X_tgt = other_probe(rng, X_src)
     pds = PDS(window=11, rcond=0.01)
     report(
-        "PDS fit 701 ch x 24 std, w=11, rcond=0.01", median_ms(lambda: pds.fit(X_src, X_tgt)), 15
+        "PDS fit 701 ch x 24 std, w=11, rcond=0.01", median_ms(lambda: pds.fit(X_tgt, X_src)), 15
     )
 
     X_src3 = smooth_spectra(rng, 50, 3000)
@@ -89,13 +89,13 @@ def main() -> None:
     pds3 = PDS(window=11, rcond=0.01)
     report(
         "PDS fit 3000 ch x 50 std, w=11, rcond=0.01",
-        median_ms(lambda: pds3.fit(X_src3, X_tgt3)),
+        median_ms(lambda: pds3.fit(X_tgt3, X_src3)),
         150,
     )
     pds_svd = PDS(window=11, rcond=1e-4)
     report(
         "  (SVD path) PDS fit 3000 ch x 50 std, w=11, rcond=1e-4",
-        median_ms(lambda: pds_svd.fit(X_src3, X_tgt3)),
+        median_ms(lambda: pds_svd.fit(X_tgt3, X_src3)),
         None,
     )
 

@@ -18,12 +18,10 @@ from numpy.typing import ArrayLike
 
 from app.core.pls import LinearSoftSensor
 from app.core.spectra import FloatArray, as_spectra
-from app.core.transfer import Transfer, transfer_from_arrays
+from app.core.transfer import CalibrationTransfer, SpectralTransfer, transfer_from_arrays
 
 _SOURCE = "source__"
 _TRANSFER = "transfer__"
-# Transfers that map spectra into the source basis; others correct predictions only.
-_SPECTRAL = frozenset({"pds", "ds"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,14 +42,14 @@ class ServingModel:
     coef: FloatArray
     intercept: float
     source: LinearSoftSensor
-    transfer: Transfer | None = None
+    transfer: CalibrationTransfer | None = None
 
     @classmethod
     def trained(cls, model: LinearSoftSensor) -> ServingModel:
         return cls(model.coef, model.intercept, model, None)
 
     @classmethod
-    def transferred(cls, model: LinearSoftSensor, transfer: Transfer) -> ServingModel:
+    def transferred(cls, model: LinearSoftSensor, transfer: CalibrationTransfer) -> ServingModel:
         coef_t, intercept_t = transfer.collapse(model.coef, model.intercept)
         return cls(np.ascontiguousarray(coef_t), float(intercept_t), model, transfer)
 
@@ -70,7 +68,8 @@ class ServingModel:
 
     def diagnose(self, X: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Hotelling T² and Q (SPE) of each spectrum, in the source model's latent space."""
-        if self.transfer is not None and self.transfer.method in _SPECTRAL:
+        # Spectral transfers map into the source basis; a prediction correction (SBC) does not.
+        if isinstance(self.transfer, SpectralTransfer):
             return self.source.diagnose(self.transfer.transform(X))
         return self.source.diagnose(X)
 

@@ -26,8 +26,13 @@ paired):
   (``anchor="zero"``: ``F = pinv(X_tgt_c, rcond) @ X_src_c``). ``F - anchor`` is stored
   factored as ``A @ B`` with inner dimension at most ``n_standards``.
 - :class:`SBC`, slope/bias correction of the predictions [2]_: ``y = slope * yhat_tgt + bias``.
-  It corrects one model's predictions, not the spectra; it is represented as ``F = slope * I``
-  plus the smallest offset ``b`` that makes :meth:`SBC.collapse` exact for that model.
+  It corrects one model's predictions, not the spectra, so it is no spectral map: it only
+  collapses with the model it was fitted for.
+
+Every transfer satisfies :class:`CalibrationTransfer` (``collapse``, ``params``,
+``to_arrays``); the spectral ones (PDS, DS, naive) are scikit-learn transformers
+(:class:`SpectralTransfer`): ``fit(X_tgt, X_src)`` returns ``self``, ``transform(X_tgt)``
+returns spectra in the source basis.
 
 :class:`NaiveTransfer` (``F = I``, ``b = 0``: use the source model unchanged) completes the set,
 so that :func:`select_transfer`, which picks the method and its parameters by cross-validation
@@ -66,11 +71,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self, TypeAlias, TypedDict
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeAlias, TypedDict, runtime_checkable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from app.core.spectra import FloatArray, IntArray, as_spectra, as_target
 
@@ -80,11 +88,12 @@ __all__ = [
     "PDS",
     "SBC",
     "CVRow",
+    "CalibrationTransfer",
     "Candidate",
     "NaiveTransfer",
     "NotFittedError",
     "SkippedCandidate",
-    "Transfer",
+    "SpectralTransfer",
     "TransferSelection",
     "default_candidates",
     "fit_transfer",
@@ -119,10 +128,6 @@ _CHUNK_BYTES = 16_000_000
 _TRANSFORM_BLOCK_BYTES = 512_000
 
 
-class NotFittedError(ValueError, AttributeError):
-    """A transfer was used before :meth:`fit` (same bases as scikit-learn's NotFittedError)."""
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -141,6 +146,7 @@ def _check_pair(X_src: ArrayLike, X_tgt: ArrayLike) -> tuple[FloatArray, FloatAr
 
 
 def _check_rcond(rcond: object) -> float:
+    """A relative singular-value cut-off, in (0, 1)."""
     if isinstance(rcond, bool) or not isinstance(rcond, int | float | np.floating | np.integer):
         raise ValueError(f"rcond must be a number in (0, 1), got {rcond!r}")
     value = float(rcond)
@@ -151,6 +157,7 @@ def _check_rcond(rcond: object) -> float:
 
 
 def _check_anchor(anchor: object) -> Anchor:
+    """A DS anchor, one of :data:`ANCHORS`."""
     if anchor == "identity":
         return "identity"
     if anchor == "zero":
@@ -158,13 +165,14 @@ def _check_anchor(anchor: object) -> Anchor:
     raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
 
 
-def _check_window(window: int, n_channels: int) -> int:
+def _check_window(window: object, n_channels: int | None = None) -> int:
+    """A PDS window: a positive odd integer, no wider than ``n_channels`` when given."""
     if isinstance(window, bool) or not isinstance(window, int | np.integer):
         raise ValueError(f"window must be an odd integer, got {window!r}")
     w = int(window)
     if w < 1 or w % 2 == 0:
         raise ValueError(f"window must be a positive odd integer (2k + 1), got {w}")
-    if w > n_channels:
+    if n_channels is not None and w > n_channels:
         raise ValueError(f"window {w} is wider than the spectrum ({n_channels} channels)")
     return w
 
@@ -355,36 +363,117 @@ def _ds_collapsed(Xt_c: FloatArray, z: FloatArray, rconds: Sequence[float]) -> l
     return out
 
 
+# --------------------------------------------------------------------------- persistence
+
+
+def _scalar(d: Mapping[str, ArrayLike], key: str) -> Any:
+    if key not in d:
+        raise ValueError(f"transfer arrays lack {key!r}")
+    arr = np.asarray(d[key])
+    if arr.shape != ():
+        raise ValueError(f"transfer array {key!r} must be a scalar, got shape {arr.shape}")
+    return arr.item()
+
+
+def _matrix(d: Mapping[str, ArrayLike], key: str, shape: tuple[int | None, ...]) -> FloatArray:
+    if key not in d:
+        raise ValueError(f"transfer arrays lack {key!r}")
+    arr = np.asarray(d[key])
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"transfer array {key!r} must be numeric, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if arr.ndim != len(shape) or any(
+        e is not None and e != a for e, a in zip(shape, arr.shape, strict=True)
+    ):
+        raise ValueError(f"transfer array {key!r} has shape {arr.shape}, expected {shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"transfer array {key!r} has non-finite values")
+    return arr
+
+
 # --------------------------------------------------------------------------- estimators
 
 
-class _LinearTransfer:
-    """Shared behaviour of the transfers: ``X_tgt @ F + b`` with a method-specific ``F``."""
+@runtime_checkable
+class CalibrationTransfer(Protocol):
+    """A fitted calibration transfer as the serving model and the artifact store see it.
+
+    Every transfer collapses with a linear soft sensor into a target-domain linear model; the
+    spectral transfers (:class:`SpectralTransfer`) also map spectra, the slope/bias correction
+    (:class:`SBC`) only corrects one model's predictions.
+    """
 
     method: ClassVar[str]
-    _learned: ClassVar[tuple[str, ...]] = ("n_channels_", "n_standards_", "bias_")
+    n_features_in_: int
+    n_standards_: int
 
-    n_channels_: int
+    def params(self) -> dict[str, float | int | str]:
+        """Hyper-parameters (JSON-serialisable), without the method name."""
+        ...
+
+    def collapse(self, coef: ArrayLike, intercept: float) -> tuple[FloatArray, float]:
+        """``(coef_t, intercept_t)`` of the target-domain model ``X_tgt @ coef_t + intercept_t``."""
+        ...
+
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        """Plain arrays that :func:`transfer_from_arrays` reads back."""
+        ...
+
+
+class _Persisted:
+    """The artifact header every transfer writes before its own arrays."""
+
+    method: ClassVar[str]
+    n_standards_: int
+
+    def params(self) -> dict[str, float | int | str]:
+        return {}
+
+    def _arrays(self) -> dict[str, NDArray[Any]]:
+        raise NotImplementedError
+
+    def to_arrays(self) -> dict[str, NDArray[Any]]:
+        """Everything needed to rebuild the fitted transfer, as plain numeric/unicode arrays.
+
+        The dict can be saved with ``numpy.savez`` and read back with
+        ``numpy.load(..., allow_pickle=False)``; :func:`transfer_from_arrays` inverts it. The
+        layout is :data:`FORMAT_VERSION`.
+        """
+        check_is_fitted(self)
+        arrays: dict[str, NDArray[Any]] = {
+            "method": np.array(self.method),
+            "format_version": np.array(FORMAT_VERSION),
+            "n_standards": np.array(self.n_standards_),
+        }
+        for key, value in self.params().items():
+            arrays[key] = np.array(value)
+        arrays.update(self._arrays())
+        return arrays
+
+
+class SpectralTransfer(_Persisted, TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Shared behaviour of the spectral transfers: ``X_tgt @ F + b`` with a method-specific ``F``.
+
+    scikit-learn estimators: ``__init__`` only stores the hyper-parameters, ``fit(X_tgt,
+    X_src)`` learns the attributes ending in ``_`` and returns ``self``, ``transform(X_tgt)``
+    maps target spectra to the source basis, so ``fit_transform(X_tgt, X_src)`` works too.
+    """
+
+    n_features_in_: int
     n_standards_: int
     bias_: FloatArray
 
-    def _check_fitted(self) -> None:
-        missing = [name for name in self._learned if not hasattr(self, name)]
-        if missing:
-            raise NotFittedError(
-                f"this {type(self).__name__} transfer is not fitted yet: call fit() with the "
-                "transfer standards first"
-            )
+    @property
+    def n_channels_(self) -> int:
+        """Number of channels the transfer was fitted on (``n_features_in_``)."""
+        check_is_fitted(self)
+        return self.n_features_in_
 
     def _map_rows(self, X: FloatArray) -> FloatArray:  # X @ F
         raise NotImplementedError
 
     def _map_vector(self, v: FloatArray) -> FloatArray:  # F @ v
         raise NotImplementedError
-
-    def params(self) -> dict[str, float | int | str]:
-        """Hyper-parameters of the transfer (JSON-serialisable), without the method name."""
-        return {}
 
     def transform(self, X_tgt: ArrayLike) -> FloatArray:
         """Map target-probe spectra to the source basis: ``X_tgt @ F + b``.
@@ -399,20 +488,20 @@ class _LinearTransfer:
         ndarray of shape (n_samples, n_channels)
             The spectra as the source probe would have measured them.
         """
-        self._check_fitted()
-        X = _check_rows(X_tgt, self.n_channels_)
+        check_is_fitted(self)
+        X = _check_rows(X_tgt, self.n_features_in_)
         out = self._map_rows(X)
         out += self.bias_
         return out
 
     def apply_to_vector(self, v: ArrayLike) -> FloatArray:
         """Return ``F @ v`` for a vector ``v`` of shape (n_channels,), without forming ``F``."""
-        self._check_fitted()
+        check_is_fitted(self)
         vec = as_target(v, name="v")
-        if vec.shape[0] != self.n_channels_:
+        if vec.shape[0] != self.n_features_in_:
             raise ValueError(
                 f"v has shape {vec.shape} but the transfer was fitted on "
-                f"{self.n_channels_} channels"
+                f"{self.n_features_in_} channels"
             )
         return self._map_vector(vec)
 
@@ -434,41 +523,17 @@ class _LinearTransfer:
             ``b @ coef + intercept``; ``X_tgt @ coef_t + intercept_t`` equals
             ``transform(X_tgt) @ coef + intercept``.
         """
-        self._check_fitted()
-        c, b = _as_model(coef, intercept, self.n_channels_)
+        check_is_fitted(self)
+        c, b = _as_model(coef, intercept, self.n_features_in_)
         return self._map_vector(c), float(self.bias_ @ c + b)
 
     def to_dense(self) -> FloatArray:
         """The full ``F`` of shape (n_channels, n_channels). For tests and small spectra only."""
-        self._check_fitted()
-        return self._map_rows(np.eye(self.n_channels_))
-
-    def _arrays(self) -> dict[str, NDArray[Any]]:
-        raise NotImplementedError
-
-    def to_arrays(self) -> dict[str, NDArray[Any]]:
-        """Everything needed to rebuild the fitted transfer, as plain numeric/unicode arrays.
-
-        The dict can be saved with ``numpy.savez`` and read back with
-        ``numpy.load(..., allow_pickle=False)``; :func:`transfer_from_arrays` inverts it.
-        """
-        self._check_fitted()
-        arrays: dict[str, NDArray[Any]] = {
-            "method": np.array(self.method),
-            "format_version": np.array(FORMAT_VERSION),
-            "n_standards": np.array(self.n_standards_),
-        }
-        for key, value in self.params().items():
-            arrays[key] = np.array(value)
-        arrays.update(self._arrays())
-        return arrays
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
+        check_is_fitted(self)
+        return self._map_rows(np.eye(self.n_features_in_))
 
 
-class PDS(_LinearTransfer):
+class PDS(SpectralTransfer):
     """Piecewise direct standardization with a regularized window per channel [1]_.
 
     Each source channel ``j`` is modelled from the target channels ``j-k .. j+k`` of the
@@ -495,7 +560,7 @@ class PDS(_LinearTransfer):
         outside the spectrum are exactly 0.
     bias_ : ndarray of shape (n_channels,)
         Intercept per source channel, in spectral units.
-    n_channels_, n_standards_ : int
+    n_features_in_, n_standards_ : int
         Shape of the standards used in :meth:`fit`.
 
     Notes
@@ -510,7 +575,6 @@ class PDS(_LinearTransfer):
     """
 
     method: ClassVar[str] = "pds"
-    _learned: ClassVar[tuple[str, ...]] = ("n_channels_", "n_standards_", "bias_", "coef_")
 
     coef_: FloatArray
 
@@ -523,8 +587,8 @@ class PDS(_LinearTransfer):
 
     def fit(
         self,
-        X_src: ArrayLike,
         X_tgt: ArrayLike,
+        X_src: ArrayLike,
         *,
         coef: ArrayLike | None = None,
         intercept: float | None = None,
@@ -534,8 +598,9 @@ class PDS(_LinearTransfer):
 
         Parameters
         ----------
-        X_src, X_tgt : array-like of shape (n_standards, n_channels)
-            The same standards measured on the source and on the target probe, rows paired.
+        X_tgt, X_src : array-like of shape (n_standards, n_channels)
+            The same standards measured on the target and on the source probe, rows paired
+            (target first, like ``fit(X, y)``: ``transform`` takes target spectra).
             At least 2 standards; ``n_standards`` may be smaller than the window.
         coef, intercept, y_ref
             Ignored; accepted so that all transfers share one ``fit`` signature.
@@ -552,7 +617,7 @@ class PDS(_LinearTransfer):
         (coef_,) = _pds_coefs(Xt - t_mean, Xs - s_mean, w, [rcond])
         self.coef_ = coef_
         self.bias_ = s_mean - _band_matmul_rows(t_mean[None, :], coef_)[0]
-        self.n_channels_, self.n_standards_ = p, n
+        self.n_features_in_, self.n_standards_ = p, n
         return self
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
@@ -564,8 +629,23 @@ class PDS(_LinearTransfer):
     def _arrays(self) -> dict[str, NDArray[Any]]:
         return {"coef": self.coef_, "bias": self.bias_}
 
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
+        """Rebuild a fitted PDS from :meth:`to_arrays` output (same keys in formats 1 and 2)."""
+        pds = cls(window=int(_scalar(d, "window")), rcond=float(_scalar(d, "rcond")))
+        coef = _matrix(d, "coef", (None, None))
+        p = coef.shape[0]
+        w = _check_window(pds.window, p)
+        _check_rcond(pds.rcond)
+        coef = _matrix(d, "coef", (p, w))
+        if np.any(coef[~_band_valid(p, w)] != 0.0):
+            raise ValueError("PDS coef has weights on channels outside the spectrum")
+        pds.coef_, pds.bias_ = coef, _matrix(d, "bias", (p,))
+        pds.n_features_in_, pds.n_standards_ = p, int(_scalar(d, "n_standards"))
+        return pds
 
-class DS(_LinearTransfer):
+
+class DS(SpectralTransfer):
     """Direct standardization [1]_ on centred blocks, anchored at the identity by default.
 
     With ``anchor="zero"`` this is the textbook DS, ``F = pinv(X_tgt_c, rcond) @ X_src_c``.
@@ -611,7 +691,7 @@ class DS(_LinearTransfer):
         (``anchor="identity"``).
     bias_ : ndarray of shape (n_channels,)
         ``mean(X_src) - mean(X_tgt) @ F``.
-    n_channels_, n_standards_ : int
+    n_features_in_, n_standards_ : int
 
     References
     ----------
@@ -622,13 +702,6 @@ class DS(_LinearTransfer):
     """
 
     method: ClassVar[str] = "ds"
-    _learned: ClassVar[tuple[str, ...]] = (
-        "n_channels_",
-        "n_standards_",
-        "bias_",
-        "factor_left_",
-        "factor_right_",
-    )
 
     factor_left_: FloatArray
     factor_right_: FloatArray
@@ -642,8 +715,8 @@ class DS(_LinearTransfer):
 
     def fit(
         self,
-        X_src: ArrayLike,
         X_tgt: ArrayLike,
+        X_src: ArrayLike,
         *,
         coef: ArrayLike | None = None,
         intercept: float | None = None,
@@ -653,8 +726,8 @@ class DS(_LinearTransfer):
 
         Parameters
         ----------
-        X_src, X_tgt : array-like of shape (n_standards, n_channels)
-            The same standards on the source and the target probe, rows paired; >= 2.
+        X_tgt, X_src : array-like of shape (n_standards, n_channels)
+            The same standards on the target and the source probe, rows paired; >= 2.
         coef, intercept, y_ref
             Ignored; accepted so that all transfers share one ``fit`` signature.
 
@@ -675,14 +748,14 @@ class DS(_LinearTransfer):
         self.factor_left_ = np.ascontiguousarray(V[:, :rank] / s[:rank])
         rhs = Xs_c - Xt_c if anchor == "identity" else Xs_c
         self.factor_right_ = np.ascontiguousarray(Ut[:rank] @ rhs)
-        self.n_channels_, self.n_standards_ = p, n
+        self.n_features_in_, self.n_standards_ = p, n
         self.bias_ = s_mean - self._map_rows(t_mean[None, :])[0]
         return self
 
     @property
     def rank_(self) -> int:
         """Rank of ``F - anchor`` (number of kept singular values)."""
-        self._check_fitted()
+        check_is_fitted(self)
         return int(self.factor_left_.shape[1])
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
@@ -704,8 +777,24 @@ class DS(_LinearTransfer):
             "bias": self.bias_,
         }
 
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
+        """Rebuild a fitted DS from :meth:`to_arrays` output.
 
-class SBC(_LinearTransfer):
+        Format 1 predates the anchor: its DS was always textbook DS (``anchor="zero"``).
+        """
+        anchor = _check_anchor(str(_scalar(d, "anchor")) if format_version >= 2 else "zero")
+        ds = cls(rcond=_check_rcond(float(_scalar(d, "rcond"))), anchor=anchor)
+        left = _matrix(d, "factor_left", (None, None))
+        p, rank = left.shape
+        ds.factor_left_ = left
+        ds.factor_right_ = _matrix(d, "factor_right", (rank, p))
+        ds.bias_ = _matrix(d, "bias", (p,))
+        ds.n_features_in_, ds.n_standards_ = p, int(_scalar(d, "n_standards"))
+        return ds
+
+
+class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
     """Slope/bias correction of one model's predictions [2]_.
 
     Fits ``y = slope * yhat_tgt + offset`` by ordinary least squares over the standards, where
@@ -714,10 +803,9 @@ class SBC(_LinearTransfer):
     source model's predictions on the paired source spectra ``X_src @ coef + intercept`` (then
     the correction restores agreement with the source probe, not accuracy against a reference).
 
-    As a spectral transfer it is ``F = slope * I`` and ``b = beta * coef / (coef @ coef)`` with
-    ``beta = (slope - 1) * intercept + offset``, the smallest ``b`` for which
-    ``transform(X) @ coef + intercept == slope * (X @ coef + intercept) + offset``. The
-    correction belongs to the model it was fitted for: :meth:`collapse` refuses another one.
+    It corrects predictions, not spectra, so it has no ``transform``: it only collapses with
+    the model it was fitted for, ``(slope * coef, slope * intercept + offset)``, and
+    :meth:`collapse` refuses another model.
 
     Attributes
     ----------
@@ -728,9 +816,7 @@ class SBC(_LinearTransfer):
     model_coef_ : ndarray of shape (n_channels,)
     model_intercept_ : float
         The source model the correction was fitted for.
-    bias_ : ndarray of shape (n_channels,)
-        Equivalent spectral offset ``b`` (see above).
-    n_channels_, n_standards_ : int
+    n_features_in_, n_standards_ : int
 
     References
     ----------
@@ -738,16 +824,9 @@ class SBC(_LinearTransfer):
     """
 
     method: ClassVar[str] = "sbc"
-    _learned: ClassVar[tuple[str, ...]] = (
-        "n_channels_",
-        "n_standards_",
-        "bias_",
-        "slope_",
-        "offset_",
-        "model_coef_",
-        "model_intercept_",
-    )
 
+    n_features_in_: int
+    n_standards_: int
     slope_: float
     offset_: float
     model_coef_: FloatArray
@@ -758,8 +837,8 @@ class SBC(_LinearTransfer):
 
     def fit(
         self,
-        X_src: ArrayLike,
         X_tgt: ArrayLike,
+        X_src: ArrayLike,
         *,
         coef: ArrayLike | None = None,
         intercept: float | None = None,
@@ -769,8 +848,8 @@ class SBC(_LinearTransfer):
 
         Parameters
         ----------
-        X_src, X_tgt : array-like of shape (n_standards, n_channels)
-            The standards on the source and the target probe, rows paired; >= 2. ``X_src`` is
+        X_tgt, X_src : array-like of shape (n_standards, n_channels)
+            The standards on the target and the source probe, rows paired; >= 2. ``X_src`` is
             only used when ``y_ref`` is None.
         coef : array-like of shape (n_channels,)
             Regression vector of the source model. Required.
@@ -794,16 +873,15 @@ class SBC(_LinearTransfer):
         c, b = _as_model(coef, intercept, p)
         y = Xs @ c + b if y_ref is None else as_target(y_ref, n, "y_ref")
         slope, offset = _slope_offset(Xt @ c + b, y)
-        self._set(float(slope), float(offset), c, b, n)
+        self.slope_, self.offset_ = float(slope), float(offset)
+        self.model_coef_, self.model_intercept_ = c, b
+        self.n_features_in_, self.n_standards_ = p, n
         return self
 
-    def _set(self, slope: float, offset: float, coef: FloatArray, intercept: float, n: int) -> None:
-        self.slope_, self.offset_ = slope, offset
-        self.model_coef_, self.model_intercept_ = coef, intercept
-        cc = float(coef @ coef)
-        beta = (slope - 1.0) * intercept + offset
-        self.bias_ = coef * (beta / cc) if cc > 0.0 else np.zeros_like(coef)
-        self.n_channels_, self.n_standards_ = coef.shape[0], n
+    def correct(self, y_pred: ArrayLike) -> FloatArray:
+        """Corrected predictions ``slope * y_pred + offset``, shape (n_samples,)."""
+        check_is_fitted(self)
+        return self.slope_ * as_target(y_pred, name="y_pred") + self.offset_
 
     def collapse(self, coef: ArrayLike, intercept: float) -> tuple[FloatArray, float]:
         """Target-domain model ``(slope * coef, slope * intercept + offset)``.
@@ -813,8 +891,8 @@ class SBC(_LinearTransfer):
         ValueError
             If ``coef``/``intercept`` are not the model the correction was fitted for.
         """
-        self._check_fitted()
-        c, b = _as_model(coef, intercept, self.n_channels_)
+        check_is_fitted(self)
+        c, b = _as_model(coef, intercept, self.n_features_in_)
         scale = float(np.max(np.abs(self.model_coef_)))
         same = np.allclose(c, self.model_coef_, rtol=1e-9, atol=1e-12 * scale) and math.isclose(
             b, self.model_intercept_, rel_tol=1e-9, abs_tol=1e-12
@@ -826,12 +904,6 @@ class SBC(_LinearTransfer):
             )
         return self.slope_ * c, self.slope_ * b + self.offset_
 
-    def _map_rows(self, X: FloatArray) -> FloatArray:
-        return self.slope_ * X
-
-    def _map_vector(self, v: FloatArray) -> FloatArray:
-        return self.slope_ * v
-
     def _arrays(self) -> dict[str, NDArray[Any]]:
         return {
             "slope": np.array(self.slope_),
@@ -840,8 +912,23 @@ class SBC(_LinearTransfer):
             "model_intercept": np.array(self.model_intercept_),
         }
 
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
+        """Rebuild a fitted SBC from :meth:`to_arrays` output (same keys in formats 1 and 2)."""
+        model_coef = _matrix(d, "model_coef", (None,))
+        slope = float(_scalar(d, "slope"))
+        offset = float(_scalar(d, "offset"))
+        icpt = float(_scalar(d, "model_intercept"))
+        if not all(math.isfinite(x) for x in (slope, offset, icpt)):
+            raise ValueError("SBC slope, offset and model_intercept must be finite")
+        sbc = cls()
+        sbc.slope_, sbc.offset_ = slope, offset
+        sbc.model_coef_, sbc.model_intercept_ = model_coef, icpt
+        sbc.n_features_in_, sbc.n_standards_ = model_coef.shape[0], int(_scalar(d, "n_standards"))
+        return sbc
 
-class NaiveTransfer(_LinearTransfer):
+
+class NaiveTransfer(SpectralTransfer):
     """No correction: ``F = I``, ``b = 0`` (the source model used as is on the target probe).
 
     The baseline of :func:`select_transfer`; its figures are the "naive transfer" metrics.
@@ -854,8 +941,8 @@ class NaiveTransfer(_LinearTransfer):
 
     def fit(
         self,
-        X_src: ArrayLike,
         X_tgt: ArrayLike,
+        X_src: ArrayLike,
         *,
         coef: ArrayLike | None = None,
         intercept: float | None = None,
@@ -865,7 +952,7 @@ class NaiveTransfer(_LinearTransfer):
 
         Parameters
         ----------
-        X_src, X_tgt : array-like of shape (n_standards, n_channels)
+        X_tgt, X_src : array-like of shape (n_standards, n_channels)
             Paired standards, validated like the other transfers'.
         coef, intercept, y_ref
             Ignored.
@@ -875,8 +962,8 @@ class NaiveTransfer(_LinearTransfer):
         self
         """
         Xs, _ = _check_pair(X_src, X_tgt)
-        self.n_standards_, self.n_channels_ = Xs.shape
-        self.bias_ = np.zeros(self.n_channels_)
+        self.n_standards_, self.n_features_in_ = Xs.shape
+        self.bias_ = np.zeros(self.n_features_in_)
         return self
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
@@ -886,16 +973,22 @@ class NaiveTransfer(_LinearTransfer):
         return v.copy()
 
     def _arrays(self) -> dict[str, NDArray[Any]]:
-        return {"n_channels": np.array(self.n_channels_)}
+        return {"n_channels": np.array(self.n_features_in_)}
+
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
+        """Rebuild a naive transfer from :meth:`to_arrays` output."""
+        naive = cls()
+        naive.n_features_in_ = int(_scalar(d, "n_channels"))
+        naive.n_standards_ = int(_scalar(d, "n_standards"))
+        naive.bias_ = np.zeros(naive.n_features_in_)
+        return naive
 
 
-Transfer: TypeAlias = PDS | DS | SBC | NaiveTransfer
 _CLASSES: dict[str, type[PDS] | type[DS] | type[SBC] | type[NaiveTransfer]] = {
-    "pds": PDS,
-    "ds": DS,
-    "sbc": SBC,
-    "naive": NaiveTransfer,
+    cls.method: cls for cls in (PDS, DS, SBC, NaiveTransfer)
 }
+"""The transfer classes by method name: :func:`fit_transfer` and :func:`transfer_from_arrays`."""
 
 
 def _slope_offset(yhat: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -914,35 +1007,7 @@ def _slope_offset(yhat: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArr
     return slope, my[..., 0] - slope * mh[..., 0]
 
 
-# --------------------------------------------------------------------------- persistence
-
-
-def _scalar(d: Mapping[str, ArrayLike], key: str) -> Any:
-    if key not in d:
-        raise ValueError(f"transfer arrays lack {key!r}")
-    arr = np.asarray(d[key])
-    if arr.shape != ():
-        raise ValueError(f"transfer array {key!r} must be a scalar, got shape {arr.shape}")
-    return arr.item()
-
-
-def _matrix(d: Mapping[str, ArrayLike], key: str, shape: tuple[int | None, ...]) -> FloatArray:
-    if key not in d:
-        raise ValueError(f"transfer arrays lack {key!r}")
-    arr = np.asarray(d[key])
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"transfer array {key!r} must be numeric, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if arr.ndim != len(shape) or any(
-        e is not None and e != a for e, a in zip(shape, arr.shape, strict=True)
-    ):
-        raise ValueError(f"transfer array {key!r} has shape {arr.shape}, expected {shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"transfer array {key!r} has non-finite values")
-    return arr
-
-
-def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> Transfer:
+def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> CalibrationTransfer:
     """Rebuild a fitted transfer from :meth:`to_arrays` output (e.g. an ``np.load`` result).
 
     Parameters
@@ -955,7 +1020,7 @@ def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> Transfer:
     Returns
     -------
     PDS | DS | SBC | NaiveTransfer
-        A fitted transfer equal to the one saved.
+        A fitted transfer equal to the one saved (the class's ``from_arrays``).
 
     Raises
     ------
@@ -975,44 +1040,7 @@ def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> Transfer:
         raise ValueError(
             f"transfer format_version {version} is not supported ({_READABLE_FORMATS})"
         )
-    n_std = int(_scalar(d, "n_standards"))
-    if method == "pds":
-        pds = PDS(window=int(_scalar(d, "window")), rcond=float(_scalar(d, "rcond")))
-        coef = _matrix(d, "coef", (None, None))
-        p = coef.shape[0]
-        w = _check_window(pds.window, p)
-        _check_rcond(pds.rcond)
-        coef = _matrix(d, "coef", (p, w))
-        if np.any(coef[~_band_valid(p, w)] != 0.0):
-            raise ValueError("PDS coef has weights on channels outside the spectrum")
-        pds.coef_, pds.bias_ = coef, _matrix(d, "bias", (p,))
-        pds.n_channels_, pds.n_standards_ = p, n_std
-        return pds
-    if method == "ds":
-        # Format 1 predates the anchor: its DS was always textbook DS.
-        anchor = _check_anchor(str(_scalar(d, "anchor")) if version >= 2 else "zero")
-        ds = DS(rcond=_check_rcond(float(_scalar(d, "rcond"))), anchor=anchor)
-        left = _matrix(d, "factor_left", (None, None))
-        p, rank = left.shape
-        ds.factor_left_ = left
-        ds.factor_right_ = _matrix(d, "factor_right", (rank, p))
-        ds.bias_ = _matrix(d, "bias", (p,))
-        ds.n_channels_, ds.n_standards_ = p, n_std
-        return ds
-    if method == "sbc":
-        sbc = SBC()
-        model_coef = _matrix(d, "model_coef", (None,))
-        slope = float(_scalar(d, "slope"))
-        offset = float(_scalar(d, "offset"))
-        icpt = float(_scalar(d, "model_intercept"))
-        if not all(math.isfinite(x) for x in (slope, offset, icpt)):
-            raise ValueError("SBC slope, offset and model_intercept must be finite")
-        sbc._set(slope, offset, model_coef, icpt, n_std)
-        return sbc
-    naive = NaiveTransfer()
-    naive.n_channels_, naive.n_standards_ = int(_scalar(d, "n_channels")), n_std
-    naive.bias_ = np.zeros(naive.n_channels_)
-    return naive
+    return _CLASSES[method].from_arrays(d, format_version=version)
 
 
 # --------------------------------------------------------------------------- fixed method
@@ -1027,7 +1055,7 @@ def fit_transfer(
     intercept: float,
     y_ref: ArrayLike | None = None,
     **params: float | int | str,
-) -> Transfer:
+) -> CalibrationTransfer:
     """Fit one transfer method with fixed parameters on the transfer standards.
 
     Parameters
@@ -1062,7 +1090,7 @@ def fit_transfer(
         raise ValueError(
             f"invalid parameters {sorted(params)} for {method!r} (allowed: {allowed})"
         ) from None
-    return transfer.fit(Xs, Xt, coef=c, intercept=b, y_ref=y_ref)
+    return transfer.fit(Xt, Xs, coef=c, intercept=b, y_ref=y_ref)
 
 
 # --------------------------------------------------------------------------- selection by CV
@@ -1121,7 +1149,7 @@ class TransferSelection:
 
     method: str
     params: dict[str, float | int | str]
-    transfer: Transfer
+    transfer: CalibrationTransfer
     cv_table: list[CVRow]
     cv_predictions: FloatArray
     cv_reference: FloatArray
@@ -1191,10 +1219,8 @@ def _normalize_candidates(
         if method == "ds":
             params["anchor"] = _check_anchor(params.get("anchor", "identity"))
         if method == "pds":
-            w = params["window"]
-            if isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 1 or w % 2 == 0:
-                raise ValueError(f"PDS window must be a positive odd integer, got {w!r}")
-            params["window"] = int(w)
+            w = _check_window(params["window"])
+            params["window"] = w
             if w > p:
                 skipped.append(
                     SkippedCandidate(

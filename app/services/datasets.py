@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Literal
@@ -400,6 +401,58 @@ def resolve_axis_unit(spectral_prefix: str, axis_unit: str | None) -> str:
     )
 
 
+def check_upload_size(blob: bytes) -> None:
+    """Refuse an upload above the configured byte limit."""
+    max_bytes = get_settings().max_upload_bytes
+    if len(blob) > max_bytes:
+        raise PayloadTooLarge(
+            f"the file is {len(blob)} bytes; the upload limit is {max_bytes} bytes"
+        )
+
+
+def _parse_with_limits(
+    blob: bytes,
+    file_format: FileFormat,
+    *,
+    reference_column: str,
+    sample_id_column: str | None,
+    spectral_prefix: str,
+) -> ParsedTable:
+    settings = get_settings()
+    return parse_spectral_table(
+        blob,
+        file_format=file_format,
+        reference_column=reference_column,
+        sample_id_column=sample_id_column,
+        spectral_prefix=spectral_prefix,
+        max_rows=settings.max_dataset_rows,
+        max_channels=settings.max_dataset_channels,
+    )
+
+
+def parse_upload(
+    blob: bytes,
+    filename: str | None,
+    *,
+    reference_column: str,
+    sample_id_column: str | None,
+    spectral_prefix: str,
+) -> ParsedTable:
+    """Size-check, detect the format of and parse one upload with the configured limits.
+
+    No database, no store: the result can be registered later, without parsing again, by
+    :func:`register_parsed_dataset`.
+    """
+    check_upload_size(blob)
+    return _parse_with_limits(
+        blob,
+        detect_format(blob, filename),
+        reference_column=reference_column,
+        sample_id_column=sample_id_column,
+        spectral_prefix=spectral_prefix,
+    )
+
+
 def register_dataset(
     session: Session,
     store: ArtifactStore,
@@ -417,13 +470,65 @@ def register_dataset(
     axis unit are a Conflict. Never commits; if the caller's transaction rolls back, a file
     this call added to the store is removed again.
     """
-    settings = get_settings()
-    max_bytes = settings.max_upload_bytes
-    if len(blob) > max_bytes:
-        raise PayloadTooLarge(
-            f"the file is {len(blob)} bytes; the upload limit is {max_bytes} bytes"
-        )
+    check_upload_size(blob)
     file_format = detect_format(blob, filename)
+    return _register(
+        session,
+        store,
+        blob=blob,
+        filename=filename,
+        file_format=file_format,
+        data=data,
+        actor=actor,
+        # Parsed only when the bytes are new: a known file is answered from its record.
+        parse=lambda: _parse_with_limits(
+            blob,
+            file_format,
+            reference_column=data.reference_column,
+            sample_id_column=data.sample_id_column,
+            spectral_prefix=data.spectral_prefix,
+        ),
+    )
+
+
+def register_parsed_dataset(
+    session: Session,
+    store: ArtifactStore,
+    *,
+    parsed: ParsedTable,
+    blob: bytes,
+    filename: str | None,
+    data: DatasetCreate,
+    actor: User,
+) -> tuple[Dataset, bool]:
+    """:func:`register_dataset` for bytes already parsed by :func:`parse_upload`.
+
+    ``parsed`` must be ``blob`` read with ``data``'s reference column, sample id column and
+    spectral prefix; the bytes are neither size-checked nor parsed again.
+    """
+    return _register(
+        session,
+        store,
+        blob=blob,
+        filename=filename,
+        file_format=parsed.file_format,
+        data=data,
+        actor=actor,
+        parse=lambda: parsed,
+    )
+
+
+def _register(
+    session: Session,
+    store: ArtifactStore,
+    *,
+    blob: bytes,
+    filename: str | None,
+    file_format: FileFormat,
+    data: DatasetCreate,
+    actor: User,
+    parse: Callable[[], ParsedTable],
+) -> tuple[Dataset, bool]:
     domain = get_domain(session, data.domain)
     axis_unit = resolve_axis_unit(data.spectral_prefix, data.axis_unit)
     digest = sha256_hex(blob)
@@ -433,15 +538,7 @@ def register_dataset(
         _check_same_interpretation(existing, domain, data, axis_unit)
         return existing, False
 
-    parsed = parse_spectral_table(
-        blob,
-        file_format=file_format,
-        reference_column=data.reference_column,
-        sample_id_column=data.sample_id_column,
-        spectral_prefix=data.spectral_prefix,
-        max_rows=settings.max_dataset_rows,
-        max_channels=settings.max_dataset_channels,
-    )
+    parsed = parse()
     dataset = Dataset(
         sha256=digest,
         name=data.name,

@@ -17,24 +17,24 @@ then the audit chain head — and the numerical work runs before any of them is 
 
 from __future__ import annotations
 
-import math
 import platform
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import sklearn
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app import __version__
-from app.core.kennard_stone import kennard_stone
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray, check_same_axis
-from app.core.transfer import DS, PDS, Transfer, TransferSelection, fit_transfer, select_transfer
+from app.core.transfer import (
+    DS,
+    PDS,
+)
 from app.db.base import utcnow
 from app.db.models import (
     Dataset,
@@ -44,6 +44,8 @@ from app.db.models import (
     User,
 )
 from app.db.models import Transfer as TransferRow
+from app.db.repositories import transfers as transfers_repo
+from app.db.repositories import users as users_repo
 from app.enums import TransferMethod, TransferStatus, VersionStatus
 from app.errors import (
     Conflict,
@@ -51,24 +53,27 @@ from app.errors import (
     IntegrityFailure,
     InvalidInput,
     NotFound,
-    PayloadTooLarge,
 )
 from app.schemas.datasets import DatasetCreate
 from app.schemas.transfers import (
     MAX_CANDIDATES,
-    MIN_CV_STANDARDS,
     StandardsForm,
     TransferCreate,
 )
 from app.services import audit, datasets, domains, models
 from app.services.artifacts import dump_npz, load_npz, put_artifact
-from app.settings import get_settings
+from app.services.transfer_evaluation import (
+    CandidateStandards,
+    TransferOutcome,
+    TransferPlan,
+    check_axis_unit,
+    check_standards_fit_the_plan,
+    evaluate_transfer,
+    pair_by_sample_id,
+)
 from app.store import ArtifactStore
 
 SELECTION_METHOD = "Kennard–Stone on target spectra"
-CV_BASIS = "cross-validated over the standards (no validation set)"
-VALIDATION_BASIS = "validation set: target-probe samples that are not among the standards"
-CV_FOLDS: Literal["loo"] = "loo"  # leave-one-out over the standards, as in app.core.demo
 SOURCE_FROM_TRAINING = "source training dataset"
 SOURCE_UPLOADED = "uploaded"
 _SPECTRAL = frozenset({"pds", "ds"})
@@ -98,19 +103,16 @@ class StandardsFiles:
 def get_transfer(session: Session, ref: str, *, for_update: bool = False) -> TransferRow:
     """A transfer by its number (``7``) or its UUID."""
     text = ref.strip()
-    stmt = select(TransferRow)
     if text.isdigit():
-        stmt = stmt.where(TransferRow.number == int(text))
+        row = transfers_repo.get_by_number(session, int(text), for_update=for_update)
     else:
         try:
-            stmt = stmt.where(TransferRow.id == uuid.UUID(text))
+            transfer_id = uuid.UUID(text)
         except ValueError:
             raise NotFound(
                 f"transfer {ref!r} does not exist: refer to a transfer by its number or UUID"
             ) from None
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    row = session.scalars(stmt).one_or_none()
+        row = transfers_repo.get_by_id(session, transfer_id, for_update=for_update)
     if row is None:
         raise NotFound(f"transfer {ref!r} does not exist")
     return row
@@ -130,36 +132,19 @@ def list_transfers(
 
     ``after`` (a transfer number) and ``limit`` page through them: numbers never change, so
     a page once read stays the same and new transfers land at the end."""
-    source = aliased(ModelVersion)
-    stmt = (
-        select(TransferRow)
-        .join(source, source.id == TransferRow.source_version_id)
-        .order_by(TransferRow.number)
+    return transfers_repo.list_page(
+        session,
+        status=status,
+        model_id=models.get_model(session, model).id if model is not None else None,
+        domain_id=domains.get_domain(session, domain).id if domain is not None else None,
+        change_control=change_control,
+        after=after,
+        limit=limit,
     )
-    if status is not None:
-        stmt = stmt.where(TransferRow.status == status)
-    if change_control is not None:
-        stmt = stmt.where(TransferRow.change_control == change_control)
-    if model is not None:
-        stmt = stmt.where(source.model_id == models.get_model(session, model).id)
-    if domain is not None:
-        domain_id = domains.get_domain(session, domain).id
-        stmt = stmt.where(
-            or_(TransferRow.target_domain_id == domain_id, source.domain_id == domain_id)
-        )
-    if after is not None:
-        stmt = stmt.where(TransferRow.number > after)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
 
 
 def _source_version(session: Session, model: SoftSensorModel, version: int) -> ModelVersion:
-    row = session.scalars(
-        select(ModelVersion).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == version
-        )
-    ).one_or_none()
+    row = transfers_repo.source_version(session, model.id, version)
     if row is None:
         raise NotFound(f"model {model.name!r} has no version {version}")
     return row
@@ -231,9 +216,8 @@ def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> Tra
         )
 
     _lock_transfer_numbering(session)
-    number = session.scalar(select(TransferRow.number).order_by(TransferRow.number.desc()).limit(1))
     transfer = TransferRow(
-        number=int(number or 0) + 1,
+        number=transfers_repo.next_number(session),
         status=TransferStatus.awaiting_standards,
         source_version_id=source.id,
         target_domain_id=target.id,
@@ -282,14 +266,30 @@ def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> Tra
 
 
 @dataclass(frozen=True)
-class _Table:
-    """A parsed upload with its label ("target standards", ...)."""
+class ParsedUpload:
+    """An upload parsed once: its bytes, what it is ("target standards", ...), its table."""
 
     label: str
     upload: Upload
-    X: FloatArray
-    y: FloatArray
-    sample_ids: list[str]
+    table: datasets.ParsedTable
+
+    @property
+    def sample_ids(self) -> list[str]:
+        assert self.table.sample_ids is not None  # parsed with the sample id column
+        return self.table.sample_ids
+
+
+@dataclass(frozen=True)
+class PreparedStandards:
+    """The uploads of a standards step, parsed and checked, with how they were read."""
+
+    target: ParsedUpload
+    source: ParsedUpload | None
+    validation: ParsedUpload | None
+    reference_column: str
+    sample_id_column: str
+    spectral_prefix: str
+    axis_unit: str
 
 
 def _parse(
@@ -300,27 +300,19 @@ def _parse(
     sample_id_column: str,
     spectral_prefix: str,
     axis: FloatArray,
-) -> _Table:
-    """Validate one uploaded file as registration would, and check its axis against the model's.
+) -> ParsedUpload:
+    """Size-check and parse one upload, the only time, and check its axis against the model's.
 
-    The same checks run again in ``register_dataset``; doing them first keeps every refusal
-    ahead of the first write, and the numerical work ahead of the locks.
+    Registration later reuses the parsed table (``register_parsed_dataset``), so every refusal
+    comes before the first write and the numerical work before the locks.
     """
-    settings = get_settings()
     try:
-        if len(upload.blob) > settings.max_upload_bytes:
-            raise PayloadTooLarge(
-                f"the file is {len(upload.blob)} bytes; the upload limit is "
-                f"{settings.max_upload_bytes} bytes"
-            )
-        parsed = datasets.parse_spectral_table(
+        parsed = datasets.parse_upload(
             upload.blob,
-            file_format=datasets.detect_format(upload.blob, upload.filename),
+            upload.filename,
             reference_column=reference_column,
             sample_id_column=sample_id_column,
             spectral_prefix=spectral_prefix,
-            max_rows=settings.max_dataset_rows,
-            max_channels=settings.max_dataset_channels,
         )
     except DomainError as exc:
         raise type(exc)(f"{label} file: {exc.detail}") from None
@@ -328,14 +320,51 @@ def _parse(
         check_same_axis(axis, parsed.axis, what=f"the {label} file's spectral")
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
-    assert parsed.sample_ids is not None  # sample_id_column was given
-    return _Table(label, upload, parsed.X, parsed.y, parsed.sample_ids)
+    return ParsedUpload(label, upload, parsed)
 
 
-def _shown(ids: Sequence[str]) -> str:
-    head = ", ".join(repr(s) for s in ids[:_MAX_IDS_SHOWN])
-    more = f" and {len(ids) - _MAX_IDS_SHOWN} more" if len(ids) > _MAX_IDS_SHOWN else ""
-    return head + more
+def prepare_standards(
+    files: StandardsFiles,
+    form: StandardsForm,
+    *,
+    source_dataset: Dataset,
+    axis: FloatArray,
+) -> PreparedStandards:
+    """Read the uploads as the source model's dataset was read. No database, no store."""
+    reference_column = form.reference_column or source_dataset.reference_column
+    prefix = form.spectral_prefix or source_dataset.spectral_prefix
+    axis_unit: str
+    if form.axis_unit is not None:
+        axis_unit = form.axis_unit
+    elif form.spectral_prefix is None:
+        axis_unit = source_dataset.axis_unit
+    else:
+        axis_unit = datasets.resolve_axis_unit(prefix, None)
+    check_axis_unit(axis_unit, source_dataset.axis_unit)
+
+    def parse(upload: Upload | None, label: str) -> ParsedUpload | None:
+        if upload is None:
+            return None
+        return _parse(
+            upload,
+            label,
+            reference_column=reference_column,
+            sample_id_column=form.sample_id_column,
+            spectral_prefix=prefix,
+            axis=axis,
+        )
+
+    target = parse(files.target_standards, "target standards")
+    assert target is not None
+    return PreparedStandards(
+        target=target,
+        source=parse(files.source_standards, "source standards"),
+        validation=parse(files.validation, "validation"),
+        reference_column=reference_column,
+        sample_id_column=form.sample_id_column,
+        spectral_prefix=prefix,
+        axis_unit=axis_unit,
+    )
 
 
 def _load_source_model(store: ArtifactStore, version: ModelVersion) -> LinearSoftSensor:
@@ -358,40 +387,6 @@ def _source_in_domain(version: ModelVersion) -> tuple[dict[str, Any] | None, str
     return None, None
 
 
-def _acceptance(
-    criteria: Mapping[str, Any], post: Mapping[str, Any], source: Mapping[str, Any] | None
-) -> tuple[list[dict[str, Any]], str]:
-    """Each criterion with its limit, observed value and outcome; verdict pass only if all pass."""
-    rmse = post.get("rmse")
-    results: list[dict[str, Any]] = []
-    if criteria.get("max_rmse") is not None:
-        limit = float(criteria["max_rmse"])
-        results.append(
-            {
-                "criterion": "max_rmse",
-                "limit": limit,
-                "observed": rmse,
-                "passed": rmse is not None and rmse <= limit,
-            }
-        )
-    if criteria.get("max_rmse_ratio") is not None:
-        limit = float(criteria["max_rmse_ratio"])
-        source_rmse = source.get("rmse") if source else None
-        ratio = None
-        if rmse is not None and source_rmse:
-            value = rmse / source_rmse
-            ratio = value if math.isfinite(value) else None
-        results.append(
-            {
-                "criterion": "max_rmse_ratio",
-                "limit": limit,
-                "observed": ratio,
-                "passed": ratio is not None and ratio <= limit,
-            }
-        )
-    return results, "pass" if all(r["passed"] for r in results) else "fail"
-
-
 def _diagnostics_note(method: str) -> str:
     if method in _SPECTRAL:
         return (
@@ -407,24 +402,16 @@ def _diagnostics_note(method: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Computed:
-    """Everything the standards step computes before it writes anything."""
+class EvaluatedTransfer:
+    """A standards step ready to record: the parsed uploads, the outcome and its record JSON."""
 
-    target: _Table
-    source: _Table | None
-    validation: _Table | None
-    reference_column: str
-    sample_id_column: str
-    spectral_prefix: str
-    axis_unit: str
-    serving: ServingModel
+    prepared: PreparedStandards
+    outcome: TransferOutcome
     result: dict[str, Any]
-    metrics: dict[str, Any]
-    method: str
-    verdict: str
+    version_metrics: dict[str, Any]
 
 
-def _compute(
+def _evaluate(
     session: Session,
     store: ArtifactStore,
     *,
@@ -433,44 +420,17 @@ def _compute(
     model: SoftSensorModel,
     files: StandardsFiles,
     form: StandardsForm,
-) -> _Computed:
-    """Parse, check, select standards, fit, and compute metrics and verdict. Writes nothing."""
+) -> EvaluatedTransfer:
+    """Prepare the uploads, pair the standards, evaluate the plan. Writes nothing."""
     src_record = models.version_dataset(session, source)
     linear = _load_source_model(store, source)
-    reference_column = form.reference_column or src_record.reference_column
-    prefix = form.spectral_prefix or src_record.spectral_prefix
-    axis_unit: str
-    if form.axis_unit is not None:
-        axis_unit = form.axis_unit
-    elif form.spectral_prefix is None:
-        axis_unit = src_record.axis_unit
-    else:
-        axis_unit = datasets.resolve_axis_unit(prefix, None)
-    if axis_unit != src_record.axis_unit:
-        raise InvalidInput(
-            f"the axis unit {axis_unit!r} differs from the source model's {src_record.axis_unit!r}"
-        )
-
-    def parse(upload: Upload | None, label: str) -> _Table | None:
-        if upload is None:
-            return None
-        return _parse(
-            upload,
-            label,
-            reference_column=reference_column,
-            sample_id_column=form.sample_id_column,
-            spectral_prefix=prefix,
-            axis=linear.axis,
-        )
-
-    tgt = parse(files.target_standards, "target standards")
-    assert tgt is not None
-    src_up = parse(files.source_standards, "source standards")
-    val = parse(files.validation, "validation")
+    prepared = prepare_standards(files, form, source_dataset=src_record, axis=linear.axis)
+    tgt, val = prepared.target, prepared.validation
 
     # Pairing: every target standard needs the same sample on the source probe.
-    if src_up is not None:
-        src_ids, src_X, src_y = src_up.sample_ids, src_up.X, src_up.y
+    if prepared.source is not None:
+        src_ids = prepared.source.sample_ids
+        src_X, src_y = prepared.source.table.X, prepared.source.table.y
         origin, where = SOURCE_UPLOADED, "the source standards file"
     else:
         train = datasets.load_dataset_arrays(session, store, src_record.sha256)
@@ -483,176 +443,104 @@ def _compute(
         src_ids, src_X, src_y = train.sample_ids, train.X, train.y
         origin = SOURCE_FROM_TRAINING
         where = f"the training dataset of {model.name} v{source.version}"
-    row_of = {sid: i for i, sid in enumerate(src_ids)}
-    unpaired = [sid for sid in tgt.sample_ids if sid not in row_of]
-    if unpaired:
-        raise InvalidInput(
-            f"{len(unpaired)} target standard(s) have no source-probe row with the same sample "
-            f"id in {where}: {_shown(unpaired)}"
-        )
-    if val is not None:
-        in_val = set(val.sample_ids)
-        shared = [sid for sid in tgt.sample_ids if sid in in_val]
-        if shared:
-            raise InvalidInput(
-                f"{len(shared)} standard(s) are also in the validation set: {_shown(shared)}; "
-                "post-transfer metrics must be computed on samples the transfer did not use"
-            )
-    n_std, n_offered = transfer.n_standards, len(tgt.sample_ids)
-    if n_offered > MAX_CANDIDATES:
-        raise InvalidInput(
-            f"{n_offered} candidate standards offered; Kennard–Stone selection takes at most "
-            f"{MAX_CANDIDATES}"
-        )
-    if n_offered < n_std:
-        raise InvalidInput(
-            f"the transfer plans {n_std} standards: need {n_std} target standards, got {n_offered}"
-        )
-    method = transfer.method_requested
-    if val is None and n_std < MIN_CV_STANDARDS:
-        raise InvalidInput(
-            f"without a validation set the metrics are cross-validated over the standards, "
-            f"which needs at least {MIN_CV_STANDARDS}; the plan has {n_std}"
-        )
-    params = dict(transfer.fixed_params)
-    p = int(linear.axis.shape[0])
-    if "window" in params and int(params["window"]) > p:
-        raise InvalidInput(
-            f"the PDS window ({params['window']} channels) is wider than the spectrum "
-            f"({p} channels)"
-        )
-
-    # Standards: Kennard–Stone on the target spectra (all of them, in KS order, when the
-    # number offered is the number planned).
-    chosen = kennard_stone(tgt.X, n_std)
-    Xt = tgt.X[chosen]
-    paired = np.asarray([row_of[tgt.sample_ids[i]] for i in chosen], dtype=np.intp)
-    Xs, y_src = src_X[paired], src_y[paired]
-    y = tgt.y[chosen]
-    standard_ids = [tgt.sample_ids[i] for i in chosen]
-
-    selection: TransferSelection | None = None
-    try:
-        if method is TransferMethod.auto or val is None:
-            candidates = None if method is TransferMethod.auto else [(method.value, params)]
-            selection = select_transfer(
-                Xs,
-                Xt,
-                coef=linear.coef,
-                intercept=linear.intercept,
-                y_ref=y,
-                candidates=candidates,
-                cv=CV_FOLDS,
-            )
-            fitted: Transfer = selection.transfer
-        else:
-            fitted = fit_transfer(
-                method.value,
-                Xs,
-                Xt,
-                coef=linear.coef,
-                intercept=linear.intercept,
-                y_ref=y,
-                **params,
-            )
-    except ValueError as exc:
-        raise InvalidInput(f"the transfer could not be fitted on these standards: {exc}") from None
-    serving = ServingModel.transferred(linear, fitted)
-    method_chosen = fitted.method
-
-    if val is not None:
-        naive = models.metrics_record(val.y, linear.predict(val.X))
-        post = models.metrics_record(val.y, serving.predict(val.X))
-        basis = VALIDATION_BASIS
-    else:
-        assert selection is not None
-        naive = models.metrics_record(y, linear.predict(Xt))
-        post = models.metrics_record(selection.cv_reference, selection.cv_predictions)
-        basis = CV_BASIS
+    paired = pair_by_sample_id(tgt.sample_ids, src_ids, where)
+    plan = TransferPlan(
+        method=transfer.method_requested,
+        n_standards=transfer.n_standards,
+        fixed_params=dict(transfer.fixed_params),
+        acceptance=transfer.acceptance,
+    )
+    check_standards_fit_the_plan(
+        plan,
+        target_ids=tgt.sample_ids,
+        validation_ids=val.sample_ids if val is not None else None,
+        n_channels=int(linear.axis.shape[0]),
+        max_candidates=MAX_CANDIDATES,
+    )
     source_metrics, source_basis = _source_in_domain(source)
-    results, verdict = _acceptance(transfer.acceptance, post, source_metrics)
-
+    outcome = evaluate_transfer(
+        CandidateStandards(
+            sample_ids=tgt.sample_ids,
+            X_tgt=tgt.table.X,
+            y_tgt=tgt.table.y,
+            X_src=src_X[paired],
+            y_src=src_y[paired],
+            validation=(val.table.X, val.table.y) if val is not None else None,
+        ),
+        plan,
+        linear=linear,
+        source_metrics=source_metrics,
+    )
+    selection = outcome.selection
     result = audit.jsonable(
         {
             "units": model.units,
             "source_metrics": source_metrics,
             "source_metrics_basis": source_basis,
-            "naive_metrics": naive,
-            "post_transfer_metrics": post,
-            "metrics_basis": basis,
-            "method_chosen": method_chosen,
-            "parameters": fitted.params(),
-            "n_candidates": n_offered,
-            "standard_sample_ids": standard_ids,
+            "naive_metrics": outcome.naive_metrics,
+            "post_transfer_metrics": outcome.post_transfer_metrics,
+            "metrics_basis": outcome.metrics_basis,
+            "method_chosen": outcome.method,
+            "parameters": outcome.transfer.params(),
+            "n_candidates": len(tgt.sample_ids),
+            "standard_sample_ids": outcome.standard_sample_ids,
             "selection_method": SELECTION_METHOD,
-            "reference_column": reference_column,
+            "reference_column": prepared.reference_column,
             "source_standards_origin": origin,
-            "reference_agreement_max_abs": float(np.max(np.abs(y - y_src))),
+            "reference_agreement_max_abs": outcome.reference_agreement_max_abs,
             "n_validation": len(val.sample_ids) if val is not None else None,
             "cv_table": selection.cv_table if selection is not None else None,
             "cv_skipped": selection.skipped if selection is not None else None,
             "scheme": selection.scheme if selection is not None else None,
             "cv_reference": selection.reference if selection is not None else None,
-            "acceptance_results": results,
-            "verdict": verdict,
-            "diagnostics": _diagnostics_note(method_chosen),
+            "acceptance_results": outcome.acceptance.results,
+            "verdict": outcome.acceptance.verdict,
+            "diagnostics": _diagnostics_note(outcome.method),
         }
     )
     version_metrics = {
         "units": model.units,
-        "basis": basis,
-        "post_transfer": post,
-        "naive": naive,
+        "basis": outcome.metrics_basis,
+        "post_transfer": outcome.post_transfer_metrics,
+        "naive": outcome.naive_metrics,
     }
-    return _Computed(
-        target=tgt,
-        source=src_up,
-        validation=val,
-        reference_column=reference_column,
-        sample_id_column=form.sample_id_column,
-        spectral_prefix=prefix,
-        axis_unit=axis_unit,
-        serving=serving,
-        result=result,
-        metrics=audit.jsonable(version_metrics),
-        method=method_chosen,
-        verdict=verdict,
-    )
+    return EvaluatedTransfer(prepared, outcome, result, audit.jsonable(version_metrics))
 
 
 # --------------------------------------------------------------------------------------------
-# Standards: write
+# Standards: record
 # --------------------------------------------------------------------------------------------
 
 
 def _register(
     session: Session,
     store: ArtifactStore,
-    table: _Table,
+    parsed: ParsedUpload,
     *,
     transfer: TransferRow,
     domain: Domain,
-    computed: _Computed,
+    prepared: PreparedStandards,
     units: str,
     reason: str,
     actor: User,
 ) -> Dataset:
-    name = f"transfer #{transfer.number} {table.label}"
-    if table.upload.filename:
-        name = f"{name} ({table.upload.filename})"
-    dataset, _ = datasets.register_dataset(
+    name = f"transfer #{transfer.number} {parsed.label}"
+    if parsed.upload.filename:
+        name = f"{name} ({parsed.upload.filename})"
+    dataset, _ = datasets.register_parsed_dataset(
         session,
         store,
-        blob=table.upload.blob,
-        filename=table.upload.filename,
+        parsed=parsed.table,
+        blob=parsed.upload.blob,
+        filename=parsed.upload.filename,
         data=DatasetCreate(
             name=name[:200],
             domain=domain.name,
-            reference_column=computed.reference_column,
+            reference_column=prepared.reference_column,
             units=units,
-            sample_id_column=computed.sample_id_column,
-            spectral_prefix=computed.spectral_prefix,
-            axis_unit=computed.axis_unit,
+            sample_id_column=prepared.sample_id_column,
+            spectral_prefix=prepared.spectral_prefix,
+            axis_unit=prepared.axis_unit,
             reason=reason,
         ),
         actor=actor,
@@ -694,75 +582,35 @@ def upload_standards(
     assert source is not None  # foreign key
     model = session.get(SoftSensorModel, source.model_id)
     assert model is not None
-    computed = _compute(
+    evaluated = _evaluate(
         session, store, transfer=transfer, source=source, model=model, files=files, form=form
     )
-
-    # Writes, under the locks, in the order every writer takes them.
-    models.get_model(session, model.name, for_update=True)
-    transfer = get_transfer(session, str(transfer.id), for_update=True)
-    if transfer.status != TransferStatus.awaiting_standards:
-        raise Conflict(f"transfer #{transfer.number} was completed by another request")
-    target_domain = session.get(Domain, transfer.target_domain_id)
-    source_domain = session.get(Domain, source.domain_id)
-    assert target_domain is not None
-    assert source_domain is not None
-
-    def register(table: _Table | None, domain: Domain) -> Dataset | None:
-        if table is None:
-            return None
-        return _register(
-            session,
-            store,
-            table,
-            transfer=transfer,
-            domain=domain,
-            computed=computed,
-            units=model.units,
-            reason=form.reason,
-            actor=actor,
-        )
-
-    tgt_ds = register(computed.target, target_domain)
-    assert tgt_ds is not None
-    src_ds = register(computed.source, source_domain)
-    val_ds = register(computed.validation, target_domain)
-
-    source_dataset = models.version_dataset(session, source)
-    meta = {
-        "kind": "transferred_pls_soft_sensor",
-        "model": model.name,
-        "units": model.units,
-        "transfer": {
-            "id": transfer.id,
-            "number": transfer.number,
-            "method": computed.method,
-            "parameters": computed.result["parameters"],
-            "change_control": transfer.change_control,
-        },
-        "source_version": {
-            "version": source.version,
-            "id": source.id,
-            "artifact_sha256": source.artifact_sha256,
-            "dataset_sha256": source_dataset.sha256,
-        },
-        "target_domain": target_domain.name,
-        "target_standards_sha256": tgt_ds.sha256,
-        "source_standards_sha256": src_ds.sha256 if src_ds else None,
-        "validation_sha256": val_ds.sha256 if val_ds else None,
-        "diagnostics": computed.result["diagnostics"],
-        "axis_unit": computed.axis_unit,
-        "versions": {
-            "softsensor_registry": __version__,
-            "numpy": np.__version__,
-            "scikit_learn": sklearn.__version__,
-            "python": platform.python_version(),
-        },
-    }
-    digest = put_artifact(
-        session, store, dump_npz(computed.serving.to_arrays(), audit.jsonable(meta))
+    return _record_completed(
+        session,
+        store,
+        transfer=transfer,
+        source=source,
+        model=model,
+        evaluated=evaluated,
+        reason=form.reason,
+        actor=actor,
     )
 
+
+def _add_target_version(
+    session: Session,
+    *,
+    model: SoftSensorModel,
+    source: ModelVersion,
+    transfer: TransferRow,
+    target_domain: Domain,
+    artifact_sha256: str,
+    metrics: dict[str, Any],
+    source_dataset_sha256: str,
+    reason: str,
+    actor: User,
+) -> ModelVersion:
+    """The transferred version, ``pending_requalification``, audited. Needs the model row lock."""
     version = ModelVersion(
         model_id=model.id,
         version=models.next_version_number(session, model),  # under the model row lock
@@ -771,11 +619,11 @@ def upload_standards(
         dataset_id=source.dataset_id,
         source_version_id=source.id,
         transfer_id=transfer.id,
-        artifact_sha256=digest,
+        artifact_sha256=artifact_sha256,
         n_components=source.n_components,
         component_selection=source.component_selection,
         split=source.split,
-        metrics=computed.metrics,
+        metrics=metrics,
         operating_range_min=transfer.operating_range_min,
         operating_range_max=transfer.operating_range_max,
         operating_range_source="declared",
@@ -793,18 +641,116 @@ def upload_standards(
         version,
         model=model,
         actor=actor,
-        reason=form.reason,
+        reason=reason,
         after={
             "source_version": source.version,
             "transfer_number": transfer.number,
             "transfer_id": transfer.id,
             "domain": target_domain.name,
-            "dataset_sha256": source_dataset.sha256,
+            "dataset_sha256": source_dataset_sha256,
         },
     )
 
+    return version
+
+
+def _record_completed(
+    session: Session,
+    store: ArtifactStore,
+    *,
+    transfer: TransferRow,
+    source: ModelVersion,
+    model: SoftSensorModel,
+    evaluated: EvaluatedTransfer,
+    reason: str,
+    actor: User,
+) -> TransferRow:
+    """Record an evaluated standards step: datasets, artifact, target version, completed record.
+
+    Writes under the locks, in the order every writer takes them: the model row, the transfer
+    row, then (through the audit events) the audit chain head.
+    """
+    models.get_model(session, model.name, for_update=True)
+    transfer = get_transfer(session, str(transfer.id), for_update=True)
+    if transfer.status != TransferStatus.awaiting_standards:
+        raise Conflict(f"transfer #{transfer.number} was completed by another request")
+    target_domain = session.get(Domain, transfer.target_domain_id)
+    source_domain = session.get(Domain, source.domain_id)
+    assert target_domain is not None
+    assert source_domain is not None
+
+    prepared, outcome = evaluated.prepared, evaluated.outcome
+
+    def register(parsed: ParsedUpload | None, domain: Domain) -> Dataset | None:
+        if parsed is None:
+            return None
+        return _register(
+            session,
+            store,
+            parsed,
+            transfer=transfer,
+            domain=domain,
+            prepared=prepared,
+            units=model.units,
+            reason=reason,
+            actor=actor,
+        )
+
+    tgt_ds = register(prepared.target, target_domain)
+    assert tgt_ds is not None
+    src_ds = register(prepared.source, source_domain)
+    val_ds = register(prepared.validation, target_domain)
+
+    source_dataset = models.version_dataset(session, source)
+    meta = {
+        "kind": "transferred_pls_soft_sensor",
+        "model": model.name,
+        "units": model.units,
+        "transfer": {
+            "id": transfer.id,
+            "number": transfer.number,
+            "method": outcome.method,
+            "parameters": evaluated.result["parameters"],
+            "change_control": transfer.change_control,
+        },
+        "source_version": {
+            "version": source.version,
+            "id": source.id,
+            "artifact_sha256": source.artifact_sha256,
+            "dataset_sha256": source_dataset.sha256,
+        },
+        "target_domain": target_domain.name,
+        "target_standards_sha256": tgt_ds.sha256,
+        "source_standards_sha256": src_ds.sha256 if src_ds else None,
+        "validation_sha256": val_ds.sha256 if val_ds else None,
+        "diagnostics": evaluated.result["diagnostics"],
+        "axis_unit": prepared.axis_unit,
+        "versions": {
+            "softsensor_registry": __version__,
+            "numpy": np.__version__,
+            "scikit_learn": sklearn.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    digest = put_artifact(
+        session, store, dump_npz(outcome.serving.to_arrays(), audit.jsonable(meta))
+    )
+
+    version = _add_target_version(
+        session,
+        model=model,
+        source=source,
+        transfer=transfer,
+        target_domain=target_domain,
+        artifact_sha256=digest,
+        metrics=evaluated.version_metrics,
+        source_dataset_sha256=source_dataset.sha256,
+        reason=reason,
+        actor=actor,
+    )
+
     before = {"status": transfer.status}
-    result = computed.result | {"target_version_id": str(version.id)}
+    result = evaluated.result | {"target_version_id": str(version.id)}
     # One UPDATE: once the row says completed, the database refuses any further change.
     transfer.status = TransferStatus.completed
     transfer.completed_at = utcnow()
@@ -812,9 +758,9 @@ def upload_standards(
     transfer.target_standards_dataset_id = tgt_ds.id
     transfer.source_standards_dataset_id = src_ds.id if src_ds else None
     transfer.validation_dataset_id = val_ds.id if val_ds else None
-    transfer.method_chosen = computed.method
+    transfer.method_chosen = outcome.method
     transfer.artifact_sha256 = digest
-    transfer.verdict = computed.verdict
+    transfer.verdict = outcome.acceptance.verdict
     transfer.result = result
     session.flush()
     audit.record(
@@ -823,12 +769,12 @@ def upload_standards(
         action="transfer.complete",
         entity_type="transfer",
         entity_id=transfer.id,
-        reason=form.reason,
+        reason=reason,
         before=before,
         after={
             "number": transfer.number,
             "status": transfer.status,
-            "method_chosen": computed.method,
+            "method_chosen": outcome.method,
             "parameters": result["parameters"],
             "standard_sample_ids": result["standard_sample_ids"],
             "target_standards_sha256": tgt_ds.sha256,
@@ -838,7 +784,7 @@ def upload_standards(
             "post_transfer_metrics": result["post_transfer_metrics"],
             "metrics_basis": result["metrics_basis"],
             "acceptance_results": result["acceptance_results"],
-            "verdict": computed.verdict,
+            "verdict": outcome.acceptance.verdict,
             "artifact_sha256": digest,
             "target_version": version.version,
             "target_version_id": version.id,
@@ -852,14 +798,6 @@ def upload_standards(
 # --------------------------------------------------------------------------------------------
 
 
-def _usernames(session: Session, ids: set[uuid.UUID | None]) -> dict[uuid.UUID, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = session.execute(select(User.id, User.username).where(User.id.in_(wanted)))
-    return {row.id: row.username for row in rows}
-
-
 def _domain_fields(domain: Domain) -> dict[str, Any]:
     return {
         "domain": domain.name,
@@ -870,36 +808,65 @@ def _domain_fields(domain: Domain) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RecordRows:
+    """The rows a page of transfer records shows, each kind loaded once for the whole page."""
+
+    versions: dict[uuid.UUID, ModelVersion]
+    models: dict[uuid.UUID, SoftSensorModel]
+    domains: dict[uuid.UUID, Domain]
+    dataset_shas: dict[uuid.UUID, str]
+    target_versions: dict[uuid.UUID, ModelVersion]
+    usernames: dict[uuid.UUID, str]
+
+    @classmethod
+    def load(cls, session: Session, transfers: Sequence[TransferRow]) -> RecordRows:
+        """Six statements whatever the number of transfers (none for an empty page)."""
+        versions = transfers_repo.versions_by_id(session, (t.source_version_id for t in transfers))
+        domain_ids = {t.target_domain_id for t in transfers} | {
+            v.domain_id for v in versions.values()
+        }
+        dataset_ids = {v.dataset_id for v in versions.values()} | {
+            d
+            for t in transfers
+            for d in (
+                t.target_standards_dataset_id,
+                t.source_standards_dataset_id,
+                t.validation_dataset_id,
+            )
+            if d is not None
+        }
+        return cls(
+            versions=versions,
+            models=transfers_repo.models_by_id(session, (v.model_id for v in versions.values())),
+            domains=transfers_repo.domains_by_id(session, domain_ids),
+            dataset_shas=transfers_repo.dataset_shas(session, dataset_ids),
+            target_versions=transfers_repo.target_versions(session, (t.id for t in transfers)),
+            usernames=users_repo.usernames(
+                session, {u for t in transfers for u in (t.created_by_id, t.completed_by_id)}
+            ),
+        )
+
+
 def describe_transfer(session: Session, transfer: TransferRow) -> dict[str, Any]:
     """The transfer record: source, target, transfer and governance blocks."""
-    source = session.get(ModelVersion, transfer.source_version_id)
-    assert source is not None  # foreign keys, here and below
-    model = session.get(SoftSensorModel, source.model_id)
-    src_domain = session.get(Domain, source.domain_id)
-    tgt_domain = session.get(Domain, transfer.target_domain_id)
-    assert model is not None
-    assert src_domain is not None
-    assert tgt_domain is not None
-    src_dataset = models.version_dataset(session, source)
-    target_version = session.scalars(
-        select(ModelVersion).where(ModelVersion.transfer_id == transfer.id)
-    ).one_or_none()
-    dataset_ids = {
-        transfer.target_standards_dataset_id,
-        transfer.source_standards_dataset_id,
-        transfer.validation_dataset_id,
-    } - {None}
-    shas = (
-        {
-            row.id: row.sha256
-            for row in session.execute(
-                select(Dataset.id, Dataset.sha256).where(Dataset.id.in_(dataset_ids))
-            )
-        }
-        if dataset_ids
-        else {}
-    )
-    users = _usernames(session, {transfer.created_by_id, transfer.completed_by_id})
+    return _record(transfer, RecordRows.load(session, [transfer]))
+
+
+def describe_transfers(session: Session, transfers: Sequence[TransferRow]) -> list[dict[str, Any]]:
+    """The records of a page of transfers, with a number of statements independent of its size."""
+    rows = RecordRows.load(session, transfers)
+    return [_record(t, rows) for t in transfers]
+
+
+def _record(transfer: TransferRow, rows: RecordRows) -> dict[str, Any]:
+    source = rows.versions[transfer.source_version_id]  # foreign keys, here and below
+    model = rows.models[source.model_id]
+    src_domain = rows.domains[source.domain_id]
+    tgt_domain = rows.domains[transfer.target_domain_id]
+    target_version = rows.target_versions.get(transfer.id)
+    shas = rows.dataset_shas
+    users = rows.usernames
     r: dict[str, Any] = transfer.result or {}
     if transfer.result is None:
         in_domain, in_domain_basis = _source_in_domain(source)
@@ -919,7 +886,7 @@ def describe_transfer(session: Session, transfer: TransferRow) -> dict[str, Any]
             "version": source.version,
             "version_id": source.id,
             **_domain_fields(src_domain),
-            "training_dataset_sha256": src_dataset.sha256,
+            "training_dataset_sha256": shas[source.dataset_id],
             "artifact_sha256": source.artifact_sha256,
             "in_domain_metrics": in_domain,
             "in_domain_basis": in_domain_basis,

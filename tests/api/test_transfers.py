@@ -21,7 +21,8 @@ from app.core.transfer import fit_transfer
 from app.db.models import AuditEvent, Transfer
 from app.enums import Role
 from app.services import transfers as transfers_service
-from app.services.transfers import CV_BASIS, SELECTION_METHOD, VALIDATION_BASIS
+from app.services.transfer_evaluation import CV_BASIS, VALIDATION_BASIS
+from app.services.transfers import SELECTION_METHOD
 from app.store import LocalStore
 from tests.factories import (
     DOMAIN,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.cross_decomposition import PLSRegression
+from sklearn.utils.validation import check_is_fitted
 
 from app.core.spectra import FloatArray
 from app.core.transfer import (
@@ -19,9 +22,10 @@ from app.core.transfer import (
     PDS,
     SBC,
     Anchor,
+    CalibrationTransfer,
     NaiveTransfer,
     NotFittedError,
-    Transfer,
+    SpectralTransfer,
     default_candidates,
     fit_transfer,
     select_transfer,
@@ -82,7 +86,9 @@ def reference_pds(
     return F, X_src.mean(axis=0) - X_tgt.mean(axis=0) @ F
 
 
-def fitted(method: str, Xs: FloatArray, Xt: FloatArray, coef: FloatArray, icpt: float) -> Transfer:
+def fitted(
+    method: str, Xs: FloatArray, Xt: FloatArray, coef: FloatArray, icpt: float
+) -> CalibrationTransfer:
     params: dict[str, Any] = {"pds": {"window": 7, "rcond": 0.01}, "ds": {"rcond": 0.01}}.get(
         method, {}
     )
@@ -106,6 +112,7 @@ def campaign() -> dict[str, Any]:
 
 
 METHODS_ALL = ["pds", "ds", "sbc", "naive"]
+SPECTRAL = ["pds", "ds", "naive"]
 
 # --------------------------------------------------------------------------- PDS
 
@@ -132,7 +139,7 @@ def test_pds_matches_per_channel_lstsq_loop(n: int, p: int, window: int, rcond: 
     X_src = smooth_spectra(rng, n, p)
     X_tgt = target_probe(X_src, rng)
     F_ref, b_ref = reference_pds(X_src, X_tgt, window, rcond)
-    pds = PDS(window=window, rcond=rcond).fit(X_src, X_tgt)
+    pds = PDS(window=window, rcond=rcond).fit(X_tgt, X_src)
     scale = max(1.0, float(np.abs(F_ref).max()))
     np.testing.assert_allclose(pds.to_dense(), F_ref, rtol=0, atol=1e-8 * scale)
     np.testing.assert_allclose(pds.bias_, b_ref, rtol=0, atol=1e-8 * scale)
@@ -145,7 +152,7 @@ def test_pds_rcond_below_machine_precision_uses_lstsq_default_cutoff() -> None:
     X_src = rng.normal(size=(4, 20))
     X_tgt = X_src @ (np.eye(20) + 0.1 * rng.normal(size=(20, 20)))
     F_ref, b_ref = reference_pds(X_src, X_tgt, 5, None)
-    pds = PDS(window=5, rcond=1e-17).fit(X_src, X_tgt)
+    pds = PDS(window=5, rcond=1e-17).fit(X_tgt, X_src)
     np.testing.assert_allclose(pds.to_dense(), F_ref, rtol=0, atol=1e-8)
     np.testing.assert_allclose(pds.bias_, b_ref, rtol=0, atol=1e-8)
 
@@ -154,7 +161,7 @@ def test_pds_edge_windows_are_truncated_not_wrapped() -> None:
     rng = np.random.default_rng(3)
     X_src = smooth_spectra(rng, 15, 30)
     X_tgt = target_probe(X_src, rng)
-    pds = PDS(window=7, rcond=0.01).fit(X_src, X_tgt)
+    pds = PDS(window=7, rcond=0.01).fit(X_tgt, X_src)
     Xs_c, Xt_c = X_src - X_src.mean(0), X_tgt - X_tgt.mean(0)
     first = np.linalg.lstsq(Xt_c[:, 0:4], Xs_c[:, 0], rcond=0.01)[0]
     last = np.linalg.lstsq(Xt_c[:, 26:30], Xs_c[:, 29], rcond=0.01)[0]
@@ -170,7 +177,7 @@ def test_pds_edge_windows_are_truncated_not_wrapped() -> None:
 def test_pds_stores_a_band_not_a_dense_matrix() -> None:
     rng = np.random.default_rng(4)
     X_src = smooth_spectra(rng, 10, 50)
-    pds = PDS(window=5).fit(X_src, target_probe(X_src, rng))
+    pds = PDS(window=5).fit(target_probe(X_src, rng), X_src)
     assert pds.coef_.shape == (50, 5)
     assert pds.bias_.shape == (50,)
     dense = pds.to_dense()
@@ -183,12 +190,13 @@ def test_pds_stores_a_band_not_a_dense_matrix() -> None:
                 assert dense[row, jj] == pds.coef_[jj, ii]
 
 
-@pytest.mark.parametrize("method", METHODS_ALL)
+@pytest.mark.parametrize("method", SPECTRAL)
 def test_transform_and_apply_to_vector_match_the_dense_map(
     method: str, campaign: dict[str, Any]
 ) -> None:
     c = campaign
     t = fitted(method, c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    assert isinstance(t, SpectralTransfer)
     F = t.to_dense()
     X_new = target_probe(
         smooth_spectra(np.random.default_rng(11), 9, 120), np.random.default_rng(12)
@@ -201,7 +209,7 @@ def test_transform_and_apply_to_vector_match_the_dense_map(
 def test_pds_transform_accepts_fortran_ordered_and_many_rows() -> None:
     rng = np.random.default_rng(5)
     X_src = smooth_spectra(rng, 12, 60)
-    pds = PDS(window=9).fit(X_src, target_probe(X_src, rng))
+    pds = PDS(window=9).fit(target_probe(X_src, rng), X_src)
     X = np.asfortranarray(smooth_spectra(rng, 1500, 60))  # several row blocks
     np.testing.assert_allclose(pds.transform(X), X @ pds.to_dense() + pds.bias_, rtol=0, atol=1e-10)
 
@@ -215,7 +223,7 @@ def test_ds_equals_pinv_formula_and_is_factored(
     rcond: float, anchor: Anchor, campaign: dict[str, Any]
 ) -> None:
     Xs, Xt = campaign["X_src"], campaign["X_tgt"]
-    ds = DS(rcond=rcond, anchor=anchor).fit(Xs, Xt)
+    ds = DS(rcond=rcond, anchor=anchor).fit(Xt, Xs)
     Xs_c, Xt_c = Xs - Xs.mean(0), Xt - Xt.mean(0)
     if anchor == "zero":  # textbook DS
         F = np.linalg.pinv(Xt_c, rcond=rcond) @ Xs_c
@@ -233,7 +241,7 @@ def test_ds_rcond_below_machine_precision_uses_pinv_default_cutoff(
     campaign: dict[str, Any],
 ) -> None:
     Xs, Xt = campaign["X_src"], campaign["X_tgt"]
-    ds = DS(rcond=1e-17, anchor="zero").fit(Xs, Xt)
+    ds = DS(rcond=1e-17, anchor="zero").fit(Xt, Xs)
     F = np.linalg.pinv(Xt - Xt.mean(0)) @ (Xs - Xs.mean(0))
     assert ds.rank_ == Xs.shape[0] - 1  # centring removed one dimension
     np.testing.assert_allclose(ds.to_dense(), F, rtol=0, atol=1e-8 * np.abs(F).max())
@@ -247,26 +255,26 @@ def test_anchored_ds_passes_directions_the_standards_do_not_span(
     basis = np.linalg.svd(Xt_c, full_matrices=False)[2]  # row space of the standards
     x = np.random.default_rng(3).normal(size=120)
     x -= basis.T @ (basis @ x)  # orthogonal to every centred standard
-    anchored = DS(anchor="identity").fit(Xs, Xt)
-    textbook = DS(anchor="zero").fit(Xs, Xt)
+    anchored = DS(anchor="identity").fit(Xt, Xs)
+    textbook = DS(anchor="zero").fit(Xt, Xs)
     np.testing.assert_allclose(x @ anchored.to_dense(), x, atol=1e-10)
     np.testing.assert_allclose(x @ textbook.to_dense(), 0.0, atol=1e-10)
     # with every direction of the standards kept, both map the standards onto the source block
     full = {"rcond": 1e-10}
-    np.testing.assert_allclose(DS(**full).fit(Xs, Xt).transform(Xt), Xs, atol=1e-8)
-    np.testing.assert_allclose(DS(anchor="zero", **full).fit(Xs, Xt).transform(Xt), Xs, atol=1e-8)
+    np.testing.assert_allclose(DS(**full).fit(Xt, Xs).transform(Xt), Xs, atol=1e-8)
+    np.testing.assert_allclose(DS(anchor="zero", **full).fit(Xt, Xs).transform(Xt), Xs, atol=1e-8)
 
 
 def test_ds_rejects_an_unknown_anchor(campaign: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="anchor must be one of"):
-        DS(anchor="source").fit(campaign["X_src"], campaign["X_tgt"])  # type: ignore[arg-type]
+        DS(anchor="source").fit(campaign["X_tgt"], campaign["X_src"])  # type: ignore[arg-type]
 
 
 def test_sbc_slope_and_offset_are_least_squares_on_the_standards(
     campaign: dict[str, Any],
 ) -> None:
     c = campaign
-    sbc = SBC().fit(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    sbc = SBC().fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
     yhat_t = c["X_tgt"] @ c["coef"] + c["intercept"]
     yhat_s = c["X_src"] @ c["coef"] + c["intercept"]
     slope, offset = np.polyfit(yhat_t, yhat_s, 1)
@@ -277,7 +285,7 @@ def test_sbc_slope_and_offset_are_least_squares_on_the_standards(
 def test_sbc_fits_reference_values_when_given(campaign: dict[str, Any]) -> None:
     c = campaign
     sbc = SBC().fit(
-        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
+        c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
     )
     slope, offset = np.polyfit(c["X_tgt"] @ c["coef"] + c["intercept"], c["y_ref"], 1)
     assert sbc.slope_ == pytest.approx(slope, rel=1e-10)
@@ -298,7 +306,7 @@ def test_sbc_rejects_constant_predictions() -> None:
 
 def test_sbc_collapse_refuses_another_model(campaign: dict[str, Any]) -> None:
     c = campaign
-    sbc = SBC().fit(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    sbc = SBC().fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
     with pytest.raises(ValueError, match="different model"):
         sbc.collapse(2.0 * c["coef"], c["intercept"])
 
@@ -306,10 +314,11 @@ def test_sbc_collapse_refuses_another_model(campaign: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- collapse
 
 
-@pytest.mark.parametrize("method", METHODS_ALL)
+@pytest.mark.parametrize("method", SPECTRAL)
 def test_collapse_equals_transform_then_predict(method: str, campaign: dict[str, Any]) -> None:
     c = campaign
     t = fitted(method, c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    assert isinstance(t, SpectralTransfer)
     coef_t, intercept_t = t.collapse(c["coef"], c["intercept"])
     X_new = target_probe(
         smooth_spectra(np.random.default_rng(21), 30, 120), np.random.default_rng(2)
@@ -321,10 +330,22 @@ def test_collapse_equals_transform_then_predict(method: str, campaign: dict[str,
 
 def test_sbc_collapse_is_slope_and_offset(campaign: dict[str, Any]) -> None:
     c = campaign
-    sbc = SBC().fit(c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"])
+    sbc = SBC().fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
     coef_t, intercept_t = sbc.collapse(c["coef"], c["intercept"])
     np.testing.assert_allclose(coef_t, sbc.slope_ * c["coef"])
     assert intercept_t == pytest.approx(sbc.slope_ * c["intercept"] + sbc.offset_)
+
+
+def test_sbc_collapse_equals_predict_then_correct(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sbc = SBC().fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
+    coef_t, intercept_t = sbc.collapse(c["coef"], c["intercept"])
+    X_new = target_probe(
+        smooth_spectra(np.random.default_rng(21), 30, 120), np.random.default_rng(2)
+    )
+    corrected = sbc.correct(X_new @ c["coef"] + c["intercept"])
+    np.testing.assert_allclose(X_new @ coef_t + intercept_t, corrected, rtol=0, atol=1e-9)
+    assert not hasattr(sbc, "transform")  # it corrects predictions, not spectra
 
 
 # --------------------------------------------------------------------------- persistence
@@ -345,7 +366,12 @@ def test_to_arrays_round_trips_through_npz_without_pickle(
     assert type(back) is type(t)
     assert back.params() == t.params()
     assert back.n_standards_ == 20
-    np.testing.assert_array_equal(back.transform(c["X_tgt"]), t.transform(c["X_tgt"]))
+    if isinstance(t, SpectralTransfer):
+        assert isinstance(back, SpectralTransfer)
+        np.testing.assert_array_equal(back.transform(c["X_tgt"]), t.transform(c["X_tgt"]))
+    np.testing.assert_array_equal(
+        back.collapse(c["coef"], c["intercept"])[0], t.collapse(c["coef"], c["intercept"])[0]
+    )
     assert back.collapse(c["coef"], c["intercept"])[1] == t.collapse(c["coef"], c["intercept"])[1]
 
 
@@ -353,7 +379,7 @@ def test_transfer_from_arrays_rejects_unknown_method_and_missing_keys(
     campaign: dict[str, Any],
 ) -> None:
     c = campaign
-    arrays = PDS().fit(c["X_src"], c["X_tgt"]).to_arrays()
+    arrays = PDS().fit(c["X_tgt"], c["X_src"]).to_arrays()
     with pytest.raises(ValueError, match="unknown transfer method"):
         transfer_from_arrays({**arrays, "method": np.array("magic")})
     del arrays["bias"]
@@ -363,7 +389,7 @@ def test_transfer_from_arrays_rejects_unknown_method_and_missing_keys(
 
 def test_format_1_ds_artifacts_read_as_textbook_ds(campaign: dict[str, Any]) -> None:
     c = campaign
-    textbook = DS(anchor="zero").fit(c["X_src"], c["X_tgt"])
+    textbook = DS(anchor="zero").fit(c["X_tgt"], c["X_src"])
     arrays = textbook.to_arrays()
     assert int(arrays["format_version"]) == FORMAT_VERSION == 2
     del arrays["anchor"]  # format 1 predates the anchor
@@ -387,21 +413,22 @@ def test_params_are_plain_json_types() -> None:
 
 
 @pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
-def test_transform_before_fit_raises_not_fitted(cls: type[Transfer]) -> None:
-    with pytest.raises(NotFittedError, match="not fitted"):
-        cls().transform(np.ones((2, 5)))
+def test_transform_before_fit_raises_not_fitted(cls: type[CalibrationTransfer]) -> None:
+    if issubclass(cls, SpectralTransfer):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            cls().transform(np.ones((2, 5)))
     with pytest.raises(NotFittedError, match="not fitted"):
         cls().collapse(np.ones(5), 0.0)
 
 
 @pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
-def test_fit_rejects_unpaired_shapes_naming_both(cls: type[Transfer]) -> None:
+def test_fit_rejects_unpaired_shapes_naming_both(cls: type[Any]) -> None:
     with pytest.raises(ValueError, match=r"\(5, 10\).*\(4, 10\)"):
-        cls().fit(np.ones((5, 10)), np.ones((4, 10)), coef=np.ones(10), intercept=0.0)
+        cls().fit(np.ones((4, 10)), np.ones((5, 10)), coef=np.ones(10), intercept=0.0)
 
 
 @pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
-def test_fit_needs_two_standards(cls: type[Transfer]) -> None:
+def test_fit_needs_two_standards(cls: type[Any]) -> None:
     with pytest.raises(ValueError, match="at least 2 standards"):
         cls().fit(np.ones((1, 10)), np.ones((1, 10)), coef=np.ones(10), intercept=0.0)
 
@@ -426,7 +453,7 @@ def test_rcond_must_be_in_open_unit_interval(rcond: float) -> None:
 
 
 def test_transform_rejects_other_channel_count(campaign: dict[str, Any]) -> None:
-    pds = PDS().fit(campaign["X_src"], campaign["X_tgt"])
+    pds = PDS().fit(campaign["X_tgt"], campaign["X_src"])
     with pytest.raises(ValueError, match=r"\(3, 100\).*120 channels"):
         pds.transform(np.ones((3, 100)))
 
@@ -435,7 +462,7 @@ def test_fit_rejects_non_finite_standards() -> None:
     X = np.ones((4, 6))
     X[2, 3] = np.nan
     with pytest.raises(ValueError, match="sample 2, channel 3"):
-        PDS(window=3).fit(np.ones((4, 6)), X)
+        PDS(window=3).fit(X, np.ones((4, 6)))
 
 
 def test_fit_transfer_rejects_unknown_method_and_parameters(campaign: dict[str, Any]) -> None:
@@ -472,7 +499,8 @@ def manual_cv(
             y_ref=y_tr,
             **params,
         )
-        pred[te] = t.transform(c["X_tgt"][te]) @ c["coef"] + c["intercept"]
+        coef_t, intercept_t = t.collapse(c["coef"], c["intercept"])  # SBC has no transform
+        pred[te] = c["X_tgt"][te] @ coef_t + intercept_t
     return float(np.sqrt(np.mean((pred - y) ** 2))), pred
 
 
@@ -585,7 +613,10 @@ def test_select_transfer_refits_the_choice_on_all_standards(campaign: dict[str, 
     )
     assert sel.transfer.method == sel.method
     assert sel.transfer.n_standards_ == 20
-    np.testing.assert_array_equal(sel.transfer.transform(c["X_tgt"]), again.transform(c["X_tgt"]))
+    np.testing.assert_array_equal(
+        sel.transfer.collapse(c["coef"], c["intercept"])[0],
+        again.collapse(c["coef"], c["intercept"])[0],
+    )
     assert sel.reference == "y_ref"
 
 
@@ -726,6 +757,86 @@ def test_pds_recovers_a_smooth_gain_and_offset(
     gain = 1.0 + gain_amplitude * np.sin(2.0 * np.pi * ch)  # in [0.4, 1.6]
     off = offset * (1.0 + ch)
     X_src = well_conditioned(seed, n, p)
-    pds = PDS(window=window, rcond=1e-3).fit(X_src, X_src * gain + off)
+    pds = PDS(window=window, rcond=1e-3).fit(X_src * gain + off, X_src)
     fresh = well_conditioned(seed + 1, 25, p)
     np.testing.assert_allclose(pds.transform(fresh * gain + off), fresh, rtol=0, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- scikit-learn shape
+
+
+@pytest.mark.parametrize(
+    "estimator", [PDS(window=7, rcond=0.03), DS(rcond=0.1, anchor="zero"), SBC(), NaiveTransfer()]
+)
+def test_transfers_are_scikit_learn_estimators(estimator: Any) -> None:
+    params = estimator.get_params()
+    twin = clone(estimator)
+    assert type(twin) is type(estimator)
+    assert twin.get_params() == params
+    assert twin.set_params(**params) is twin
+
+
+def test_set_params_changes_the_fit(campaign: dict[str, Any]) -> None:
+    c = campaign
+    pds = PDS().set_params(window=9, rcond=0.1)
+    assert pds.params() == {"window": 9, "rcond": 0.1}
+    assert pds.fit(c["X_tgt"], c["X_src"]).coef_.shape == (120, 9)
+
+
+@pytest.mark.parametrize("method", METHODS_ALL)
+def test_fit_returns_self_and_sets_n_features_in(method: str, campaign: dict[str, Any]) -> None:
+    c = campaign
+    estimator: Any = {"pds": PDS(), "ds": DS(), "sbc": SBC(), "naive": NaiveTransfer()}[method]
+    with pytest.raises(NotFittedError):
+        check_is_fitted(estimator)
+    out = estimator.fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
+    assert out is estimator
+    assert estimator.n_features_in_ == 120
+    check_is_fitted(estimator)
+    assert isinstance(estimator, CalibrationTransfer)
+
+
+def test_fit_transform_takes_target_then_source(campaign: dict[str, Any]) -> None:
+    c = campaign
+    pds = PDS(window=5)
+    np.testing.assert_array_equal(
+        pds.fit_transform(c["X_tgt"], c["X_src"]), pds.transform(c["X_tgt"])
+    )
+
+
+def test_init_only_stores_arguments() -> None:
+    # scikit-learn contract: validation happens in fit, so clone/set_params never fail early.
+    pds = PDS(window=4, rcond=2.0)
+    assert pds.get_params() == {"window": 4, "rcond": 2.0}
+    assert not [k for k in vars(pds) if k.endswith("_")]
+
+
+# --------------------------------------------------------------------------- stored artifacts
+
+FROZEN = Path(__file__).parents[1] / "data" / "transfer_artifacts_format2.npz"
+
+
+@pytest.mark.parametrize("name", ["pds", "ds", "dszero", "dsv1", "sbc", "naive"])
+def test_artifacts_written_before_the_estimator_rewrite_still_predict_identically(
+    name: str,
+) -> None:
+    """Arrays written by the format-1/2 code (frozen in tests/data) load and predict as then."""
+    with np.load(FROZEN, allow_pickle=False) as npz:
+        d = {k: npz[k] for k in npz.files}
+    arrays = {k.removeprefix(f"{name}__"): v for k, v in d.items() if k.startswith(f"{name}__")}
+    t = transfer_from_arrays(arrays)
+    coef_t, intercept_t = t.collapse(d["coef"], float(d["intercept"]))
+    np.testing.assert_array_equal(coef_t, d[f"expected_{name}__coef_t"])
+    assert intercept_t == float(d[f"expected_{name}__intercept_t"])
+    np.testing.assert_array_equal(
+        d["X_new"] @ coef_t + intercept_t, d[f"expected_{name}__predictions"]
+    )
+    if f"expected_{name}__transform" in d:
+        assert isinstance(t, SpectralTransfer)
+        np.testing.assert_array_equal(t.transform(d["X_new"]), d[f"expected_{name}__transform"])
+    # What is written today is what was written then: same keys, same values.
+    rewritten = t.to_arrays()
+    if name != "dsv1":
+        assert set(rewritten) == set(arrays)
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(rewritten[k], v)

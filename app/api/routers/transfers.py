@@ -132,7 +132,7 @@ def list_transfers(
     if len(rows) > limit:
         rows = rows[:limit]
         set_next_link(request, response, after=rows[-1].number)
-    return [transfers_service.describe_transfer(session, t) for t in rows]
+    return transfers_service.describe_transfers(session, rows)
 
 
 @router.get("/{id}", response_model=TransferRead, responses={**ERRORS, **NOT_FOUND})

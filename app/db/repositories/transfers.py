@@ -1,0 +1,138 @@
+"""Queries on calibration transfers and the rows their records show.
+
+Queries only: no commit, no business rules. The ``*_by_id`` look-ups take every id a page of
+records needs and run one statement each, so reading N records costs a fixed number of
+statements, not one per record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, Transfer
+from app.enums import TransferStatus
+
+
+def _locked(stmt: Select[Transfer], for_update: bool) -> Select[Transfer]:
+    if for_update:
+        # populate_existing: the locked read must refresh a row already in the session.
+        return stmt.with_for_update().execution_options(populate_existing=True)
+    return stmt
+
+
+def get_by_number(session: Session, number: int, *, for_update: bool = False) -> Transfer | None:
+    """The transfer with this number, or None."""
+    stmt = _locked(select(Transfer).where(Transfer.number == number), for_update)
+    return session.scalars(stmt).one_or_none()
+
+
+def get_by_id(
+    session: Session, transfer_id: uuid.UUID, *, for_update: bool = False
+) -> Transfer | None:
+    """The transfer with this UUID, or None."""
+    stmt = _locked(select(Transfer).where(Transfer.id == transfer_id), for_update)
+    return session.scalars(stmt).one_or_none()
+
+
+def list_page(
+    session: Session,
+    *,
+    status: TransferStatus | None = None,
+    model_id: uuid.UUID | None = None,
+    domain_id: uuid.UUID | None = None,
+    change_control: str | None = None,
+    after: int | None = None,
+    limit: int | None = None,
+) -> list[Transfer]:
+    """Transfers in number order, filtered; keyset paging by number (``after``, ``limit``).
+
+    ``model_id`` is the source version's model; ``domain_id`` matches the source version's
+    domain or the target domain.
+    """
+    source = aliased(ModelVersion)
+    stmt = (
+        select(Transfer)
+        .join(source, source.id == Transfer.source_version_id)
+        .order_by(Transfer.number)
+    )
+    if status is not None:
+        stmt = stmt.where(Transfer.status == status)
+    if change_control is not None:
+        stmt = stmt.where(Transfer.change_control == change_control)
+    if model_id is not None:
+        stmt = stmt.where(source.model_id == model_id)
+    if domain_id is not None:
+        stmt = stmt.where(
+            or_(Transfer.target_domain_id == domain_id, source.domain_id == domain_id)
+        )
+    if after is not None:
+        stmt = stmt.where(Transfer.number > after)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def next_number(session: Session) -> int:
+    """The next global transfer number (max + 1). Race-free only under the numbering lock."""
+    number = session.scalar(select(Transfer.number).order_by(Transfer.number.desc()).limit(1))
+    return int(number or 0) + 1
+
+
+def source_version(session: Session, model_id: uuid.UUID, version: int) -> ModelVersion | None:
+    """Version ``version`` of the model, or None."""
+    return session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model_id, ModelVersion.version == version
+        )
+    ).one_or_none()
+
+
+def dataset_shas(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """sha256 by dataset id (``None`` ignored), in one statement."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(select(Dataset.id, Dataset.sha256).where(Dataset.id.in_(wanted)))
+    return {row.id: row.sha256 for row in rows}
+
+
+def versions_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ModelVersion]:
+    """Model versions by id, in one statement."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {
+        v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(wanted)))
+    }
+
+
+def models_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, SoftSensorModel]:
+    """Soft-sensor models by id, in one statement."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    stmt = select(SoftSensorModel).where(SoftSensorModel.id.in_(wanted))
+    return {m.id: m for m in session.scalars(stmt)}
+
+
+def domains_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Domain]:
+    """Domains by id, in one statement."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {d.id: d for d in session.scalars(select(Domain).where(Domain.id.in_(wanted)))}
+
+
+def target_versions(
+    session: Session, transfer_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, ModelVersion]:
+    """The version each completed transfer created, by transfer id, in one statement."""
+    wanted = set(transfer_ids)
+    if not wanted:
+        return {}
+    stmt = select(ModelVersion).where(ModelVersion.transfer_id.in_(wanted))
+    return {v.transfer_id: v for v in session.scalars(stmt) if v.transfer_id is not None}

@@ -1,0 +1,137 @@
+"""The work a transfer request does: a fixed number of SQL statements per page of records,
+one parse per upload."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event
+
+from app.enums import Role
+from app.services import datasets
+from tests.factories import PLANT_DOMAIN, create_domain, transfer_data, upload_dataset
+from tests.helpers import Actor
+
+MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
+
+
+class StatementCounter:
+    """Counts the statements the engine sends while ``counting`` is set."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.counting:
+            self.statements.append(statement)
+
+
+@pytest.fixture
+def counter(engine: Engine) -> Iterator[StatementCounter]:
+    c = StatementCounter()
+    event.listen(engine, "before_cursor_execute", c)
+    yield c
+    event.remove(engine, "before_cursor_execute", c)
+
+
+def _source(client: TestClient, dev: dict[str, str]) -> dict[str, Any]:
+    create_domain(client, dev)
+    create_domain(client, dev, PLANT_DOMAIN, scale="2000 L", probe_serial="plant-probe")
+    ds = upload_dataset(client, dev, transfer_data().source_bytes(), name="BATCH-2026-001")
+    assert ds.status_code == 201, ds.text
+    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
+    body = {
+        "dataset_sha256": ds.json()["sha256"],
+        "n_components": 5,
+        "intended_use": "monitoring titer in Ambr 250 runs",
+        "reason": "first calibration",
+    }
+    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _open(client: TestClient, dev: dict[str, str], version: dict[str, Any]) -> int:
+    plan = {
+        "source_model": "titer_pls",
+        "source_version": 1,
+        "target_domain": PLANT_DOMAIN,
+        "method": "pds",
+        "n_standards": 12,
+        "change_control": "CC-TEST-0001",
+        "intended_use": "monitoring",
+        "operating_range": version["operating_range"],
+        "acceptance": {"max_rmse_ratio": 3.0},
+        "reason": "move titer_pls to the plant probe",
+    }
+    r = client.post("/api/v1/transfers", json=plan, headers=dev)
+    assert r.status_code == 201, r.text
+    return int(r.json()["number"])
+
+
+def _complete(client: TestClient, dev: dict[str, str], number: int) -> None:
+    data = transfer_data()
+    r = client.post(
+        f"/api/v1/transfers/{number}/standards",
+        data={"reason": "plant probe standards"},
+        files={
+            "target_standards": ("standards.parquet", data.target_bytes()),
+            "validation": ("validation.parquet", data.validation_bytes()),
+        },
+        headers=dev,
+    )
+    assert r.status_code == 201, r.text
+
+
+def _count_list(client: TestClient, dev: dict[str, str], counter: StatementCounter) -> int:
+    counter.statements.clear()
+    counter.counting = True
+    r = client.get("/api/v1/transfers", params={"limit": 10}, headers=dev)
+    counter.counting = False
+    assert r.status_code == 200, r.text
+    return len(counter.statements)
+
+
+def test_listing_transfers_runs_as_many_statements_for_6_records_as_for_2(
+    client: TestClient, actors: dict[Role, Actor], counter: StatementCounter
+) -> None:
+    dev = actors[Role.developer].headers
+    version = _source(client, dev)
+    _complete(client, dev, _open(client, dev, version))
+    _open(client, dev, version)
+    two = _count_list(client, dev, counter)
+    # Completed and open records both grow: every related kind of row is on the page.
+    for _ in range(2):
+        _complete(client, dev, _open(client, dev, version))
+    for _ in range(2):
+        _open(client, dev, version)
+    six = _count_list(client, dev, counter)
+    r = client.get("/api/v1/transfers", headers=dev)
+    assert [t["status"] for t in r.json()].count("completed") == 3
+    assert len(r.json()) == 6
+    assert six == two, counter.statements
+
+
+def test_each_upload_of_a_standards_step_is_parsed_once(
+    client: TestClient, actors: dict[Role, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = actors[Role.developer].headers
+    version = _source(client, dev)
+    number = _open(client, dev, version)
+    parsed: list[str] = []
+    real = datasets.parse_spectral_table
+
+    def counting(blob: bytes, **kwargs: Any) -> datasets.ParsedTable:
+        parsed.append(hashlib.sha256(blob).hexdigest())
+        return real(blob, **kwargs)
+
+    monkeypatch.setattr(datasets, "parse_spectral_table", counting)
+    _complete(client, dev, number)
+    data = transfer_data()
+    for upload in (data.target_bytes(), data.validation_bytes()):
+        assert parsed.count(hashlib.sha256(upload).hexdigest()) == 1
