@@ -59,6 +59,7 @@ from app.schemas.transfers import (
     MAX_CANDIDATES,
     StandardsForm,
     TransferCreate,
+    TransferRead,
 )
 from app.services import audit, datasets, domains, models
 from app.services.artifacts import dump_npz, load_npz, put_artifact
@@ -848,15 +849,15 @@ class RecordRows:
         )
 
 
-def describe_transfer(session: Session, transfer: TransferRow) -> dict[str, Any]:
+def describe_transfer(session: Session, transfer: TransferRow) -> TransferRead:
     """The transfer record: source, target, transfer and governance blocks."""
-    return _record(transfer, RecordRows.load(session, [transfer]))
+    return describe_transfers(session, [transfer])[0]
 
 
-def describe_transfers(session: Session, transfers: Sequence[TransferRow]) -> list[dict[str, Any]]:
+def describe_transfers(session: Session, transfers: Sequence[TransferRow]) -> list[TransferRead]:
     """The records of a page of transfers, with a number of statements independent of its size."""
     rows = RecordRows.load(session, transfers)
-    return [_record(t, rows) for t in transfers]
+    return [TransferRead.model_validate(_record(t, rows)) for t in transfers]
 
 
 def _record(transfer: TransferRow, rows: RecordRows) -> dict[str, Any]:

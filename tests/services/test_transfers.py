@@ -122,7 +122,7 @@ def test_seed_demo_records_transfer_1(
 ) -> None:
     seed_demo(session, store)
     transfer = transfers.get_transfer(session, "1")
-    record = transfers.describe_transfer(session, transfer)
+    record = transfers.describe_transfer(session, transfer).model_dump()
     assert record["status"] == TransferStatus.completed
     assert record["target"]["domain"] == PLANT_DOMAIN
     assert record["transfer"]["n_standards"] == N_STANDARDS

@@ -44,7 +44,7 @@ def _upload(file: UploadFile | None) -> transfers_service.Upload | None:
     response_model=TransferRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def open_transfer(body: TransferCreate, session: SessionDep, actor: Developer) -> dict[str, Any]:
+def open_transfer(body: TransferCreate, session: SessionDep, actor: Developer) -> TransferRead:
     """Open a transfer with its plan; it then awaits the target probe's standards."""
     transfer = transfers_service.open_transfer(session, data=body, actor=actor)
     return transfers_service.describe_transfer(session, transfer)
@@ -81,7 +81,7 @@ def upload_standards(
     sample_id_column: Annotated[ColumnName, Form()] = "sample_id",
     spectral_prefix: Annotated[SpectralPrefix | None, Form()] = None,
     axis_unit: Annotated[AxisUnit | None, Form()] = None,
-) -> dict[str, Any]:
+) -> TransferRead:
     """Run the transfer on the uploaded standards: pin the files, select and pair standards,
     fit, compute naive and post-transfer metrics and the verdict, store the artifact and create
     the target version (``pending_requalification``) — in one transaction, or nothing at all."""
@@ -117,7 +117,7 @@ def list_transfers(
     change_control: Annotated[str | None, Query(max_length=100)] = None,
     after: Annotated[int | None, Query(ge=0, description="list transfers numbered above")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[TransferRead]:
     """Transfer records in number order, ``limit`` at a time. When more follow, the
     ``Link`` header (RFC 8288) holds the next page's URL, ``rel="next"``."""
     rows = transfers_service.list_transfers(
@@ -136,7 +136,7 @@ def list_transfers(
 
 
 @router.get("/{id}", response_model=TransferRead, responses={**ERRORS, **NOT_FOUND})
-def get_transfer(ref: TransferRef, session: SessionDep, _: Reader) -> dict[str, Any]:
+def get_transfer(ref: TransferRef, session: SessionDep, _: Reader) -> TransferRead:
     return transfers_service.describe_transfer(
         session, transfers_service.get_transfer(session, ref)
     )
