@@ -469,6 +469,39 @@ class SpectralTransfer(_Persisted, TransformerMixin, BaseEstimator):  # type: ig
         check_is_fitted(self)
         return self.n_features_in_
 
+    def fit(
+        self,
+        X_tgt: ArrayLike,
+        X_src: ArrayLike,
+        *,
+        coef: ArrayLike | None = None,
+        intercept: float | None = None,
+        y_ref: ArrayLike | None = None,
+    ) -> Self:
+        """Fit ``F`` and ``b`` on paired transfer standards.
+
+        Parameters
+        ----------
+        X_tgt, X_src : array-like of shape (n_standards, n_channels)
+            The same standards measured on the target and on the source probe, rows paired
+            (target first, like ``fit(X, y)``: ``transform`` takes target spectra); >= 2.
+        coef, intercept, y_ref
+            Ignored; accepted so that every transfer, :class:`SBC` included, shares one
+            ``fit`` signature.
+
+        Returns
+        -------
+        self
+        """
+        Xs, Xt = _check_pair(X_src, X_tgt)
+        self._fit(Xt, Xs)
+        self.n_standards_, self.n_features_in_ = Xs.shape
+        return self
+
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+        """Learn the method's attributes from checked, paired standards."""
+        raise NotImplementedError
+
     def _map_rows(self, X: FloatArray) -> FloatArray:  # X @ F
         raise NotImplementedError
 
@@ -585,40 +618,13 @@ class PDS(SpectralTransfer):
     def params(self) -> dict[str, float | int | str]:
         return {"window": int(self.window), "rcond": float(self.rcond)}
 
-    def fit(
-        self,
-        X_tgt: ArrayLike,
-        X_src: ArrayLike,
-        *,
-        coef: ArrayLike | None = None,
-        intercept: float | None = None,
-        y_ref: ArrayLike | None = None,
-    ) -> Self:
-        """Fit ``F`` and ``b`` on paired transfer standards.
-
-        Parameters
-        ----------
-        X_tgt, X_src : array-like of shape (n_standards, n_channels)
-            The same standards measured on the target and on the source probe, rows paired
-            (target first, like ``fit(X, y)``: ``transform`` takes target spectra).
-            At least 2 standards; ``n_standards`` may be smaller than the window.
-        coef, intercept, y_ref
-            Ignored; accepted so that all transfers share one ``fit`` signature.
-
-        Returns
-        -------
-        self
-        """
-        Xs, Xt = _check_pair(X_src, X_tgt)
-        n, p = Xs.shape
-        w = _check_window(self.window, p)
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+        w = _check_window(self.window, X_src.shape[1])
         rcond = _check_rcond(self.rcond)
-        s_mean, t_mean = Xs.mean(axis=0), Xt.mean(axis=0)
-        (coef_,) = _pds_coefs(Xt - t_mean, Xs - s_mean, w, [rcond])
+        s_mean, t_mean = X_src.mean(axis=0), X_tgt.mean(axis=0)
+        (coef_,) = _pds_coefs(X_tgt - t_mean, X_src - s_mean, w, [rcond])
         self.coef_ = coef_
         self.bias_ = s_mean - _band_matmul_rows(t_mean[None, :], coef_)[0]
-        self.n_features_in_, self.n_standards_ = p, n
-        return self
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
         return _band_matmul_rows(X, self.coef_)
@@ -713,44 +719,20 @@ class DS(SpectralTransfer):
     def params(self) -> dict[str, float | int | str]:
         return {"rcond": float(self.rcond), "anchor": str(self.anchor)}
 
-    def fit(
-        self,
-        X_tgt: ArrayLike,
-        X_src: ArrayLike,
-        *,
-        coef: ArrayLike | None = None,
-        intercept: float | None = None,
-        y_ref: ArrayLike | None = None,
-    ) -> Self:
-        """Fit the factored ``F`` and ``b`` on paired transfer standards.
-
-        Parameters
-        ----------
-        X_tgt, X_src : array-like of shape (n_standards, n_channels)
-            The same standards on the target and the source probe, rows paired; >= 2.
-        coef, intercept, y_ref
-            Ignored; accepted so that all transfers share one ``fit`` signature.
-
-        Returns
-        -------
-        self
-        """
-        Xs, Xt = _check_pair(X_src, X_tgt)
-        n, p = Xs.shape
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+        n, p = X_src.shape
         rcond = _check_rcond(self.rcond)
         anchor = _check_anchor(self.anchor)
-        s_mean, t_mean = Xs.mean(axis=0), Xt.mean(axis=0)
-        Xs_c, Xt_c = Xs - s_mean, Xt - t_mean
-        # SVD of the tall transpose, Xt_c.T = V diag(s) U.T: several times faster than the wide.
+        s_mean, t_mean = X_src.mean(axis=0), X_tgt.mean(axis=0)
+        Xs_c, Xt_c = X_src - s_mean, X_tgt - t_mean
+        # SVD of the tall transpose, Xt_c.T = V diag(s) U.T: cheaper than that of the wide.
         V, s, Ut = np.linalg.svd(Xt_c.T, full_matrices=False)
         cut = max(rcond, _EPS * max(n, p))  # floor: centring leaves a ~eps * s_max value
         rank = int(np.count_nonzero((s > 0.0) & (s > cut * s[0])))
         self.factor_left_ = np.ascontiguousarray(V[:, :rank] / s[:rank])
         rhs = Xs_c - Xt_c if anchor == "identity" else Xs_c
         self.factor_right_ = np.ascontiguousarray(Ut[:rank] @ rhs)
-        self.n_features_in_, self.n_standards_ = p, n
         self.bias_ = s_mean - self._map_rows(t_mean[None, :])[0]
-        return self
 
     @property
     def rank_(self) -> int:
@@ -939,32 +921,8 @@ class NaiveTransfer(SpectralTransfer):
     def __init__(self) -> None:
         pass
 
-    def fit(
-        self,
-        X_tgt: ArrayLike,
-        X_src: ArrayLike,
-        *,
-        coef: ArrayLike | None = None,
-        intercept: float | None = None,
-        y_ref: ArrayLike | None = None,
-    ) -> Self:
-        """Record the shape of the standards; nothing is learned.
-
-        Parameters
-        ----------
-        X_tgt, X_src : array-like of shape (n_standards, n_channels)
-            Paired standards, validated like the other transfers'.
-        coef, intercept, y_ref
-            Ignored.
-
-        Returns
-        -------
-        self
-        """
-        Xs, _ = _check_pair(X_src, X_tgt)
-        self.n_standards_, self.n_features_in_ = Xs.shape
-        self.bias_ = np.zeros(self.n_features_in_)
-        return self
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+        self.bias_ = np.zeros(X_src.shape[1])
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
         return X.copy()
