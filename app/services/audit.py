@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -129,6 +129,40 @@ def record(
     head.seq, head.hash = event.seq, event.hash
     session.flush()
     return event
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+RowT = TypeVar("RowT", bound=_Keyed)
+
+
+def record_created(
+    session: Session,
+    row: RowT,
+    *,
+    actor: User | str,
+    action: AuditAction | str,
+    entity_type: AuditEntityType | str,
+    reason: str | None,
+    after: dict[str, Any],
+) -> RowT:
+    """Insert ``row`` and the audit event of its creation (entity id: the row's ``id``), in the
+    caller's transaction; returns the row with its id assigned."""
+    session.add(row)
+    session.flush()  # ids now; the caller commits
+    record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=row.id,
+        reason=reason,
+        after=after,
+    )
+    return row
 
 
 @dataclass(frozen=True)

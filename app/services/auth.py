@@ -77,14 +77,12 @@ def create_user(
         user.password_hash = _hasher.hash(password)
     if isinstance(actor, User):
         user.created_by_id = actor.id
-    session.add(user)
-    session.flush()
-    audit.record(
+    audit.record_created(
         session,
+        user,
         actor=actor,
         action="user.create",
         entity_type="user",
-        entity_id=user.id,
         reason=reason,
         after=user_snapshot(user),
     )

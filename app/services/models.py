@@ -80,18 +80,15 @@ def create_model(session: Session, *, data: SoftSensorModelCreate, actor: User) 
         description=data.description,
         created_by_id=actor.id,
     )
-    session.add(model)
-    session.flush()  # ids now; the caller commits
-    audit.record(
+    return audit.record_created(
         session,
+        model,
         actor=actor,
         action="model.create",
         entity_type="model",
-        entity_id=model.id,
         reason=data.reason,
         after=data.model_dump(exclude={"reason"}),
     )
-    return model
 
 
 def get_model(session: Session, name: str, *, for_update: bool = False) -> SoftSensorModel:
@@ -283,14 +280,12 @@ def add_version(
 
     The caller numbered it under the model row lock; ``after`` adds to the standard snapshot.
     """
-    session.add(version)
-    session.flush()  # ids now; the caller commits
-    audit.record(
+    return audit.record_created(
         session,
+        version,
         actor=actor,
         action="model_version.create",
         entity_type="model_version",
-        entity_id=version.id,
         reason=reason,
         after={
             "model": model.name,
@@ -303,7 +298,6 @@ def add_version(
         }
         | after,
     )
-    return version
 
 
 def version_dataset(session: Session, version: ModelVersion) -> Dataset:

@@ -233,14 +233,12 @@ def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> Tra
         reason=data.reason,
         created_by_id=actor.id,
     )
-    session.add(transfer)
-    session.flush()  # ids now; the caller commits
-    audit.record(
+    audit.record_created(
         session,
+        transfer,
         actor=actor,
         action="transfer.open",
         entity_type="transfer",
-        entity_id=transfer.id,
         reason=data.reason,
         after={
             "number": transfer.number,
