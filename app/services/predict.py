@@ -258,18 +258,18 @@ def evaluate(
             raise WouldBlock(f"artifact {record.artifact_sha256} is not loaded yet")
         model = cached
     parse = parse_json_body if input_format == "json" else parse_arrow_body
-    spectra = parse(
+    parsed = parse(
         body,
         n_channels=model.coef.shape[0],
         axis=model.axis,
         prefix=record.spectral_prefix,
         max_rows=get_settings().max_predict_spectra,
     )
-    if purpose is not None and spectra.purpose is not None:
+    if purpose is not None and parsed.purpose is not None:
         raise InvalidInput("give purpose once: in the JSON body or as a query parameter")
-    purpose = check_purpose(purpose) if purpose is not None else spectra.purpose
+    purpose = check_purpose(purpose) if purpose is not None else parsed.purpose
 
-    y, t2, q = model.evaluate(spectra.spectra)
+    y, t2, q = model.evaluate(parsed.spectra)
     flags = {
         "outside_operating_range": (y < record.operating_range_min)
         | (y > record.operating_range_max),
