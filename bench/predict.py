@@ -140,7 +140,9 @@ def server(
     loop: str,
     synchronous: str,
     cpus: set[int] | None,
+    root: Path = ROOT,
 ) -> Iterator[str]:
+    """uvicorn serving the ``app`` package found in ``root`` (default: this checkout)."""
     port = free_port()
     env = dict(
         os.environ,
@@ -169,7 +171,7 @@ def server(
         "warning",
     ]
     pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, preexec_fn=pin)
     with until_stopped(proc, f"http://127.0.0.1:{port}", "uvicorn") as base:
         yield base
 
