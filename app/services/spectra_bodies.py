@@ -15,8 +15,8 @@ Arrow IPC stream, channel columns
 Arrow IPC stream, list column
     One row per spectrum, one column ``spectra`` of type ``FixedSizeList<float64>`` whose size
     is the channel count; the schema metadata carry the axis under ``axis`` (a JSON list of
-    numbers) and optionally the spectral prefix under ``prefix``. The schema then stays small
-    however many channels there are.
+    numbers) and optionally the spectral prefix under ``prefix``. The schema then has one
+    field however many channels there are.
 """
 
 from __future__ import annotations

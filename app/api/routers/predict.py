@@ -154,8 +154,8 @@ async def predict(
       ``FixedSizeList<float64>`` whose list size is the model's channel count, one list per
       spectrum, no nulls; the schema metadata hold the axis under ``axis`` (a JSON list of
       numbers, equal to the model's) and optionally the spectral prefix under ``prefix``. The
-      schema stays a few hundred bytes however many channels: for single spectra, the
-      smallest body.
+      schema has one field however many channels, so a single spectrum of 701 channels is a
+      message of about 11 KB instead of 73 KB.
 
     A refusal names the row, channel or column at fault (counted from 0).
     """
