@@ -19,6 +19,10 @@ fsync per commit); ``--sqlite-synchronous NORMAL`` prints a run labelled as not 
      ``httpx.Client`` (1000 requests); each round's p50 is printed, since this machine's
      latency drifts with the load of its neighbours (1.3 to 2.9 ms for the same code within
      ten minutes, seen here);
+   - beside it, with no target: single-spectrum Arrow latency in the list layout (one
+     ``FixedSizeList<float64>`` column ``spectra``, the axis in the schema metadata), one
+     round of 1000 requests after 100 warm-ups on the same keep-alive connection, with its
+     body size next to a one-column-per-channel Arrow message's;
    - batch throughput, 1000-spectrum JSON bodies, median of 20 requests (>= 8,000 spectra/s);
    - batch throughput, 1000-spectrum Arrow IPC bodies, median of 20 (>= 50,000 spectra/s);
    - with no target: 4 keep-alive clients x 250 single-spectrum calls at once, beside a fifth
@@ -136,7 +140,9 @@ def server(
     loop: str,
     synchronous: str,
     cpus: set[int] | None,
+    root: Path = ROOT,
 ) -> Iterator[str]:
+    """uvicorn serving the ``app`` package found in ``root`` (default: this checkout)."""
     port = free_port()
     env = dict(
         os.environ,
@@ -165,7 +171,7 @@ def server(
         "warning",
     ]
     pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin)
+    proc = subprocess.Popen(cmd, cwd=root, env=env, preexec_fn=pin)
     with until_stopped(proc, f"http://127.0.0.1:{port}", "uvicorn") as base:
         yield base
 
@@ -176,6 +182,23 @@ def arrow_body(X: np.ndarray, axis: np.ndarray) -> bytes:
     table = pa.table({name: X[:, j] for j, name in enumerate(spectral_columns(axis))})
     sink = io.BytesIO()
     with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def arrow_list_body(X: np.ndarray, axis: np.ndarray) -> bytes:
+    """The list layout: one FixedSizeList<float64> column, the axis in the schema metadata."""
+    kind = pa.list_(pa.float64(), X.shape[1])
+    schema = pa.schema(
+        [pa.field("spectra", kind)],
+        metadata={b"axis": orjson.dumps(axis, option=orjson.OPT_SERIALIZE_NUMPY)},
+    )
+    values = pa.array(np.ascontiguousarray(X, dtype=np.float64).ravel())
+    table = pa.table(
+        {"spectra": pa.FixedSizeListArray.from_arrays(values, X.shape[1])}, schema=schema
+    )
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
 
@@ -241,6 +264,8 @@ def verdict(ok: bool) -> str:
 def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
     rows = np.vstack([X] * (BATCH_ROWS // X.shape[0] + 1))[:BATCH_ROWS]
     singles = [json_body(X[i : i + 1]) for i in range(X.shape[0])]
+    singles_arrow = [arrow_list_body(X[i : i + 1], axis) for i in range(X.shape[0])]
+    columns_single_size = len(arrow_body(X[:1], axis))
     big_json, big_arrow = json_body(rows), arrow_body(rows, axis)
     path = f"{base}/api/v1/models/{MODEL}/versions/1/predict"
     with httpx.Client(timeout=60) as client:
@@ -256,6 +281,8 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
         pj = client.post(path, content=big_json, headers=h_json).json()["predictions"]
         pa_ = client.post(path, content=big_arrow, headers=h_arrow).json()["predictions"]
         assert np.array_equal(pj, pa_), "JSON and Arrow bodies disagree"
+        pl = client.post(path, content=arrow_list_body(rows, axis), headers=h_arrow)
+        assert np.array_equal(pj, pl.json()["predictions"]), "the Arrow list layout disagrees"
 
         floor_httpx = timed(lambda: client.get(f"{base}/healthz"), SINGLE_WARMUP, SINGLE_N)
         it = iter(range(10**9))
@@ -285,6 +312,11 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
         for _ in range(SINGLE_ROUNDS)
     ]
     single_lean = [t for r in rounds for t in r]
+    single_arrow = timed_lean(
+        lambda: lean.post(upath, singles_arrow[next(it) % len(singles_arrow)], h_arrow),
+        SINGLE_WARMUP,
+        SINGLE_N,
+    )
     lean.conn.close()
     mixed = concurrent_calls(base, upath, singles, big_json, h_json)
 
@@ -315,6 +347,12 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
         f"    p50 of each round of {SINGLE_N} (http.client): "
         + ", ".join(f"{statistics.median(r) * 1e3:.3f}" for r in rounds)
         + " ms"
+    )
+    p50, p95, p99 = percentiles_ms(single_arrow)
+    print(
+        f"  single spectrum, Arrow list layout, http.client ({len(single_arrow)} requests)  "
+        f"p50 {p50:6.3f} ms  p95 {p95:6.3f} ms  p99 {p99:6.3f} ms   ({len(singles_arrow[0]):,} "
+        f"B body; {columns_single_size:,} B with one column per channel; no target)"
     )
     json_rate = BATCH_ROWS / statistics.median(t_json)
     arrow_rate = BATCH_ROWS / statistics.median(t_arrow)

@@ -1,10 +1,11 @@
 """Annotated dependencies: the request's session, the current user, role checks, the store.
 
-Each synchronous dependency costs a trip through the thread pool (0.25 to 0.5 ms of latency
-here), so the ones that do no I/O are ``async def``, and a role check resolves the credential
-itself, in one trip, rather than depending on :func:`current_user`. The prediction route goes
-further: everything in one step on a Core connection, in one trip or on the event loop
-(:data:`TransactionsDep`, :func:`authorize_caller`).
+Each synchronous dependency costs a trip through the thread pool (a hand-off to a worker
+thread and back, which adds latency to every request), so the ones that do no I/O are
+``async def``, and a role check resolves the credential itself, in one trip, rather than
+depending on :func:`current_user`. The prediction route goes further: everything in one step
+on a Core connection, in one trip or on the event loop (:data:`TransactionsDep`,
+:func:`authorize_caller`).
 """
 
 from __future__ import annotations

@@ -73,6 +73,40 @@ class ServingModel:
             return self.source.diagnose(self.transfer.transform(X))
         return self.source.diagnose(X)
 
+    def evaluate(
+        self, spectra: ArrayLike, *, block_rows: int = 256
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Predictions, Hotelling T² and Q of each spectrum: :meth:`predict` and
+        :meth:`diagnose` applied ``block_rows`` spectra at a time.
+
+        The diagnostics make temporaries the size of a block; blocks of a few hundred rows
+        keep them in cache and let the allocator reuse them, where one pass over a large
+        batch maps and faults fresh pages for each. The numbers do not depend on the block
+        size. Blocking, CPU-bound: call it from a worker thread for large batches.
+
+        Parameters
+        ----------
+        spectra : array-like of shape (n_spectra, n_channels)
+            Spectra of the serving domain, on the model's axis.
+        block_rows : int, default=256
+
+        Returns
+        -------
+        predictions, t2, q : ndarrays of shape (n_spectra,)
+            In the analyte's units; T² and Q in the source model's latent space.
+        """
+        # predict and diagnose check each block (2-D, finite, channel count)
+        X = np.ascontiguousarray(np.asarray(spectra, dtype=np.float64))
+        n = X.shape[0] if X.ndim else 0
+        if n <= block_rows:
+            return self.predict(X), *self.diagnose(X)
+        y, t2, q = np.empty(n), np.empty(n), np.empty(n)
+        for start in range(0, n, block_rows):
+            block = slice(start, start + block_rows)
+            y[block] = self.predict(X[block])
+            t2[block], q[block] = self.diagnose(X[block])
+        return y, t2, q
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for an ``.npz`` (no pickle). A trained model's are the PLS arrays."""
         if self.transfer is None:

@@ -38,12 +38,11 @@ def _sqlite_begin_immediate(engine: Engine, synchronous: str, busy_timeout_ms: i
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         # Write-ahead log: readers never block the writer, and a commit appends to the log
-        # instead of rewriting pages through a rollback journal (2 ms per commit here).
-        # synchronous=FULL (default) fsyncs the log at every COMMIT (a one-row commit: 0.28 ms
-        # here, 2026-11-27): an acknowledged record or audit event survives a power cut, as
-        # ALCOA+ "enduring" asks. NORMAL (0.013 ms) can lose the last commits on power loss or
-        # an OS crash - whole, so the hash chain stays consistent - and is an explicit opt-in
-        # for test benches only.
+        # instead of rewriting pages through a rollback journal.
+        # synchronous=FULL (default) fsyncs the log at every COMMIT: an acknowledged record or
+        # audit event survives a power cut, as ALCOA+ "enduring" asks. NORMAL skips that fsync
+        # and can lose the last commits on power loss or an OS crash - whole, so the hash
+        # chain stays consistent - and is an explicit opt-in for test benches only.
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()

@@ -1,9 +1,11 @@
 """Contract of ``POST /models/{name}/versions/{v}/predict``.
 
 The request comes as JSON (:class:`PredictRequest`) or as an Arrow IPC stream (one row per
-spectrum, one float column ``<prefix><position>`` per channel, e.g. ``wn_400``; the column
-names are the axis). The router parses both bodies itself, straight into one float64 array
-(validating a 1000 × 701 nested list with pydantic would cost more than the prediction);
+spectrum: one float column ``<prefix><position>`` per channel, e.g. ``wn_400``, the column
+names being the axis; or one ``FixedSizeList<float64>`` column ``spectra`` with the axis in
+the schema metadata, see :mod:`app.services.spectra_bodies`). The service parses both bodies
+itself, straight into one float64 array (validating a 1000 × 701 nested list with pydantic
+would cost more than the prediction);
 :class:`PredictRequest` documents the JSON form and the service applies the same rules.
 
 The response is columnar: element ``i`` of ``predictions``, ``t2``, ``q`` and of each list in

@@ -55,47 +55,54 @@ _REQUEST_BODY: dict[str, Any] = {
             "schema": {
                 "type": "string",
                 "format": "binary",
-                "description": "Arrow IPC stream: one row per spectrum, one float column "
-                "<prefix><position> per channel (e.g. wn_400 ... wn_1800, the prefix of the "
-                "version's dataset); the column names are the axis. Other columns are ignored.",
+                "description": "Arrow IPC stream, one row per spectrum, in either layout: one "
+                "float column <prefix><position> per channel (e.g. wn_400 ... wn_1800, the "
+                "prefix of the version's dataset; the column names are the axis; other columns "
+                "are ignored), or one column 'spectra' of type FixedSizeList<float64> (list "
+                "size = channel count) with the axis in the schema metadata under 'axis' (a "
+                "JSON list of numbers) and optionally the prefix under 'prefix'.",
             }
         },
     },
 }
 
 
-def _payload(result: predict_service.Prediction) -> dict[str, Any]:
-    t = result.target.meta
+def _payload(logged: predict_service.Prediction) -> dict[str, Any]:
+    result = logged.evaluation
+    record = result.version.record
     transfer = (
         None
-        if t.transfer_id is None
+        if record.transfer_id is None
         else {
-            "id": t.transfer_id,
-            "number": t.transfer_number,
-            "status": result.target.transfer_status,
+            "id": record.transfer_id,
+            "number": record.transfer_number,
+            "status": result.version.transfer_status,
         }
     )
     return {
-        "model": t.model,
-        "version": t.version,
-        "status": result.target.status,
+        "model": record.model,
+        "version": record.version,
+        "status": result.version.status,
         "qualified": result.qualified,
-        "artifact_sha256": t.artifact_sha256,
-        "units": t.units,
+        "artifact_sha256": record.artifact_sha256,
+        "units": record.units,
         "transfer_record": transfer,
-        "prediction_log_id": result.log_id,
-        "occurred_at": result.occurred_at,
+        "prediction_log_id": logged.log_id,
+        "occurred_at": logged.occurred_at,
         "input_sha256": result.input_sha256,
         "input_format": result.input_format,
-        "n_spectra": int(result.predictions.shape[0]),
+        "n_spectra": result.n_spectra,
         "limits": {
             "flag_confidence": FLAG_CONFIDENCE,
-            "t2_limit_95": t.t2_limit_95,
-            "t2_limit_99": t.t2_limit_99,
-            "q_limit_95": t.q_limit_95,
-            "q_limit_99": t.q_limit_99,
-            "operating_range": {"min": t.operating_range_min, "max": t.operating_range_max},
-            "operating_range_source": t.operating_range_source,
+            "t2_limit_95": record.t2_limit_95,
+            "t2_limit_99": record.t2_limit_99,
+            "q_limit_95": record.q_limit_95,
+            "q_limit_99": record.q_limit_99,
+            "operating_range": {
+                "min": record.operating_range_min,
+                "max": record.operating_range_max,
+            },
+            "operating_range_source": record.operating_range_source,
         },
         "predictions": result.predictions,
         "t2": result.t2,
@@ -134,6 +141,23 @@ async def predict(
     (columnar: one list per quantity), and for the call the version, its status, artifact and
     transfer record, ``qualified`` (true only for an approved version) and the id of the
     prediction-log row written with it. Roles: plant, developer.
+
+    Bodies (``Content-Type``):
+
+    - ``application/json``: ``{"spectra": [[...], ...], "axis": [...], "purpose": "..."}``,
+      ``axis`` and ``purpose`` optional; each row has the model's channel count.
+    - ``application/vnd.apache.arrow.stream``, channel columns: one numeric column
+      ``<prefix><position>`` per channel (e.g. ``wn_400`` ... ``wn_1800``, the prefix of the
+      version's dataset); the column names are the axis and must equal the model's. Other
+      columns (e.g. ``sample_id``) are ignored.
+    - ``application/vnd.apache.arrow.stream``, list column: one column ``spectra`` of type
+      ``FixedSizeList<float64>`` whose list size is the model's channel count, one list per
+      spectrum, no nulls; the schema metadata hold the axis under ``axis`` (a JSON list of
+      numbers, equal to the model's) and optionally the spectral prefix under ``prefix``. The
+      schema has one field however many channels, so a single spectrum of 701 channels is a
+      message of about 11 KB instead of 73 KB.
+
+    A refusal names the row, channel or column at fault (counted from 0).
     """
     body = await request.body()
     call = partial(
@@ -150,8 +174,9 @@ async def predict(
     # Everything after the body - authentication and role, the version, parsing, the model,
     # the log row and its COMMIT - is one unit of work. A small call on the embedded SQLite
     # runs it right here on the event loop when nothing there would wait (write lock free,
-    # model loaded): waking a worker thread and back costs 0.3 to 0.7 ms here, more than the
-    # work, and SQLite serializes every write anyway. Otherwise it takes one thread-pool trip.
+    # model loaded): a thread-pool round trip costs more than such a call's work, and SQLite
+    # serializes every write anyway. Anything else (PostgreSQL, a large body, a model to
+    # load, a held write lock: WouldBlock, nothing written) takes one thread-pool trip.
     if len(body) <= ON_LOOP_MAX_BODY:
         try:
             return _json_response(call(on_event_loop=True))
@@ -160,7 +185,8 @@ async def predict(
     return _json_response(await anyio.to_thread.run_sync(call))
 
 
-# About 5 spectra of 701 channels as JSON: parsing and predicting them takes ~0.1 ms.
+# A few spectra of ~700 channels as JSON: small enough that parsing and predicting them
+# delay the other requests on the loop less than a thread-pool trip would delay this one.
 ON_LOOP_MAX_BODY = 64 * 1024
 
 
@@ -180,7 +206,10 @@ def _predict_and_commit(
     purpose: str | None,
     on_event_loop: bool = False,
 ) -> bytes:
-    """401/403, then 415, then the prediction and its log row; returns the response body.
+    """authorize -> evaluate -> record; returns the response body.
+
+    401/403, then 415, then the prediction (:func:`~app.services.predict.evaluate`) and its
+    log row (:func:`~app.services.predict.record`).
 
     Reads first (on SQLite without the write lock), then parsing and the prediction, then the
     log row (the write lock, on SQLite, only for that). On the event loop, raises
@@ -190,7 +219,7 @@ def _predict_and_commit(
     with transactions.open(on_event_loop=on_event_loop) as unit:
         connection = unit.connection
         caller = authorize_caller(connection, credentials, PREDICTOR_ROLES)
-        result = predict_service.predict(
+        evaluation = predict_service.evaluate(
             connection,
             store,
             model_name=name,
@@ -198,11 +227,11 @@ def _predict_and_commit(
             body=body,
             input_format=_input_format(request),
             purpose=purpose,
-            actor=caller,
             may_load=not on_event_loop,
-            start_write=unit.write,
         )
+        unit.write()  # on SQLite the write lock, taken only now
+        logged = predict_service.record(connection, evaluation, actor=caller)
         # orjson writes the numpy arrays directly; validating thousands of floats through the
         # response model would cost more than the prediction (the model still documents it).
         # UTC as "Z", as pydantic writes it on every other route.
-        return orjson.dumps(_payload(result), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z)
+        return orjson.dumps(_payload(logged), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z)
