@@ -17,7 +17,7 @@ from app.db.models import (
     ModelVersion,
     PredictionLog,
     SoftSensorModel,
-    Transfer,
+    TransferRecord,
     User,
 )
 from app.store import LocalStore
@@ -52,7 +52,7 @@ RECORD_TABLES = (
     Dataset,
     SoftSensorModel,
     ModelVersion,
-    Transfer,
+    TransferRecord,
     PredictionLog,
     AuditEvent,
 )

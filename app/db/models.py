@@ -180,7 +180,7 @@ class ModelVersion(Base):
     dataset: Mapped[Dataset] = relationship(lazy="raise", foreign_keys=[dataset_id])
 
 
-class Transfer(Base):
+class TransferRecord(Base):
     """A calibration-transfer record: opened with its plan, completed once by the service
     when the target probe's standards arrive, immutable from then on (database trigger)."""
 

@@ -41,9 +41,9 @@ from app.db.models import (
     Domain,
     ModelVersion,
     SoftSensorModel,
+    TransferRecord,
     User,
 )
-from app.db.models import Transfer as TransferRow
 from app.db.repositories import transfers as transfers_repo
 from app.db.repositories import users as users_repo
 from app.enums import TransferMethod, TransferStatus, VersionStatus
@@ -101,7 +101,7 @@ class StandardsFiles:
 # --------------------------------------------------------------------------------------------
 
 
-def get_transfer(session: Session, ref: str, *, for_update: bool = False) -> TransferRow:
+def get_transfer(session: Session, ref: str, *, for_update: bool = False) -> TransferRecord:
     """A transfer by its number (``7``) or its UUID."""
     text = ref.strip()
     if text.isdigit():
@@ -128,7 +128,7 @@ def list_transfers(
     change_control: str | None = None,
     after: int | None = None,
     limit: int | None = None,
-) -> list[TransferRow]:
+) -> list[TransferRecord]:
     """Transfers in number order; ``domain`` matches the source or the target domain.
 
     ``after`` (a transfer number) and ``limit`` page through them: numbers never change, so
@@ -175,7 +175,7 @@ def _lock_transfer_numbering(session: Session) -> None:
     audit.lock_chain(session)
 
 
-def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> TransferRow:
+def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> TransferRecord:
     """Record the plan of a transfer (status ``awaiting_standards``), audited.
 
     Raises
@@ -217,7 +217,7 @@ def open_transfer(session: Session, *, data: TransferCreate, actor: User) -> Tra
         )
 
     _lock_transfer_numbering(session)
-    transfer = TransferRow(
+    transfer = TransferRecord(
         number=transfers_repo.next_number(session),
         status=TransferStatus.awaiting_standards,
         source_version_id=source.id,
@@ -414,7 +414,7 @@ def _evaluate(
     session: Session,
     store: ArtifactStore,
     *,
-    transfer: TransferRow,
+    transfer: TransferRecord,
     source: ModelVersion,
     model: SoftSensorModel,
     files: StandardsFiles,
@@ -516,7 +516,7 @@ def _register(
     store: ArtifactStore,
     parsed: ParsedUpload,
     *,
-    transfer: TransferRow,
+    transfer: TransferRecord,
     domain: Domain,
     prepared: PreparedStandards,
     units: str,
@@ -555,7 +555,7 @@ def upload_standards(
     files: StandardsFiles,
     form: StandardsForm,
     actor: User,
-) -> TransferRow:
+) -> TransferRecord:
     """Run the transfer on the uploaded standards and complete its record, in one transaction.
 
     Raises
@@ -601,7 +601,7 @@ def _add_target_version(
     *,
     model: SoftSensorModel,
     source: ModelVersion,
-    transfer: TransferRow,
+    transfer: TransferRecord,
     target_domain: Domain,
     artifact_sha256: str,
     metrics: dict[str, Any],
@@ -657,13 +657,13 @@ def _record_completed(
     session: Session,
     store: ArtifactStore,
     *,
-    transfer: TransferRow,
+    transfer: TransferRecord,
     source: ModelVersion,
     model: SoftSensorModel,
     evaluated: EvaluatedTransfer,
     reason: str,
     actor: User,
-) -> TransferRow:
+) -> TransferRecord:
     """Record an evaluated standards step: datasets, artifact, target version, completed record.
 
     Writes under the locks, in the order every writer takes them: the model row, the transfer
@@ -819,7 +819,7 @@ class RecordRows:
     usernames: dict[uuid.UUID, str]
 
     @classmethod
-    def load(cls, session: Session, transfers: Sequence[TransferRow]) -> RecordRows:
+    def load(cls, session: Session, transfers: Sequence[TransferRecord]) -> RecordRows:
         """Six statements whatever the number of transfers (none for an empty page)."""
         versions = transfers_repo.versions_by_id(session, (t.source_version_id for t in transfers))
         domain_ids = {t.target_domain_id for t in transfers} | {
@@ -847,18 +847,18 @@ class RecordRows:
         )
 
 
-def describe_transfer(session: Session, transfer: TransferRow) -> TransferRead:
+def describe_transfer(session: Session, transfer: TransferRecord) -> TransferRead:
     """The transfer record: source, target, transfer and governance blocks."""
     return describe_transfers(session, [transfer])[0]
 
 
-def describe_transfers(session: Session, transfers: Sequence[TransferRow]) -> list[TransferRead]:
+def describe_transfers(session: Session, transfers: Sequence[TransferRecord]) -> list[TransferRead]:
     """The records of a page of transfers, with a number of statements independent of its size."""
     rows = RecordRows.load(session, transfers)
     return [TransferRead.model_validate(_record(t, rows)) for t in transfers]
 
 
-def _record(transfer: TransferRow, rows: RecordRows) -> dict[str, Any]:
+def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
     source = rows.versions[transfer.source_version_id]  # foreign keys, here and below
     model = rows.models[source.model_id]
     src_domain = rows.domains[source.domain_id]

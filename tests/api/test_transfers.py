@@ -18,7 +18,7 @@ from app.core.kennard_stone import kennard_stone
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.transfer import fit_transfer
-from app.db.models import AuditEvent, Transfer
+from app.db.models import AuditEvent, TransferRecord
 from app.enums import Role
 from app.services import transfers as transfers_service
 from app.services.transfer_evaluation import CV_BASIS, VALIDATION_BASIS
@@ -536,7 +536,9 @@ def test_a_completed_transfer_is_immutable(
     # Behind the service's back, the database refuses too.
     with pytest.raises(DBAPIError), session.begin_nested():
         session.execute(
-            update(Transfer).where(Transfer.number == opened["number"]).values(verdict="pass")
+            update(TransferRecord)
+            .where(TransferRecord.number == opened["number"])
+            .values(verdict="pass")
         )
 
 

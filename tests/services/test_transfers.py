@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion, SoftSensorModel, Transfer
+from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
 from app.enums import IntendedUse, TransferMethod, TransferStatus, VersionStatus
 from app.errors import Conflict
 from app.schemas.models import OperatingRange
@@ -110,7 +110,7 @@ def test_concurrent_completions_and_trainings_number_versions_without_deadlock(
     assert sorted(versions) == list(range(2, 2 + 6))
     assert len(conflicts) == 1
     with Session(pg_engine) as s:
-        rows = list(s.scalars(select(Transfer).order_by(Transfer.number)))
+        rows = list(s.scalars(select(TransferRecord).order_by(TransferRecord.number)))
         assert [t.status for t in rows] == [TransferStatus.completed] * 3
         assert audit.verify_chain(s).valid
 

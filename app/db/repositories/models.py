@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion, SoftSensorModel, Transfer
+from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
 
 
 def model_by_name(
@@ -94,12 +94,15 @@ def next_version_number(session: Session, model_id: uuid.UUID) -> int:
 
 def transfers_by_ids(
     session: Session, ids: Iterable[uuid.UUID | None]
-) -> dict[uuid.UUID, Transfer]:
+) -> dict[uuid.UUID, TransferRecord]:
     """Transfer records by id (one query; none for an empty set)."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return {t.id: t for t in session.scalars(select(Transfer).where(Transfer.id.in_(wanted)))}
+    return {
+        t.id: t
+        for t in session.scalars(select(TransferRecord).where(TransferRecord.id.in_(wanted)))
+    }
 
 
 def referenced_digests(session: Session) -> set[str]:
@@ -107,7 +110,9 @@ def referenced_digests(session: Session) -> set[str]:
     digests = set(session.scalars(select(ModelVersion.artifact_sha256)))
     digests |= set(
         session.scalars(
-            select(Transfer.artifact_sha256).where(Transfer.artifact_sha256.is_not(None))
+            select(TransferRecord.artifact_sha256).where(
+                TransferRecord.artifact_sha256.is_not(None)
+            )
         )
     )
     return digests

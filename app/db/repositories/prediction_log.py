@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion, PredictionLog, SoftSensorModel, Transfer
+from app.db.models import ModelVersion, PredictionLog, SoftSensorModel, TransferRecord
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def page(
 ) -> list[LogRow]:
     """Up to ``limit`` rows matching ``where`` in (occurred_at, id) order, after the keyset
     ``after``; one statement, joined with the model, the version and the transfer."""
-    log, mv, m, tr = PredictionLog, ModelVersion, SoftSensorModel, Transfer
+    log, mv, m, tr = PredictionLog, ModelVersion, SoftSensorModel, TransferRecord
     stmt = (
         select(log, m.name, mv.version, tr.number)
         .join(mv, mv.id == log.model_version_id)

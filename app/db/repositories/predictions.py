@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select
 
-from app.db.models import Dataset, ModelVersion, PredictionLog, SoftSensorModel, Transfer
+from app.db.models import Dataset, ModelVersion, PredictionLog, SoftSensorModel, TransferRecord
 from app.enums import TransferStatus, VersionStatus
 
 
@@ -52,7 +52,7 @@ _mv, _model, _ds, _tr = (
     ModelVersion.__table__,
     SoftSensorModel.__table__,
     Dataset.__table__,
-    Transfer.__table__,
+    TransferRecord.__table__,
 )
 _STATUS = (
     select(_mv.c.id, _mv.c.status, _tr.c.status)

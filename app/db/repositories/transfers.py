@@ -13,28 +13,30 @@ from collections.abc import Iterable
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, Transfer
+from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, TransferRecord
 from app.enums import TransferStatus
 
 
-def _locked(stmt: Select[Transfer], for_update: bool) -> Select[Transfer]:
+def _locked(stmt: Select[TransferRecord], for_update: bool) -> Select[TransferRecord]:
     if for_update:
         # populate_existing: the locked read must refresh a row already in the session.
         return stmt.with_for_update().execution_options(populate_existing=True)
     return stmt
 
 
-def get_by_number(session: Session, number: int, *, for_update: bool = False) -> Transfer | None:
+def get_by_number(
+    session: Session, number: int, *, for_update: bool = False
+) -> TransferRecord | None:
     """The transfer with this number, or None."""
-    stmt = _locked(select(Transfer).where(Transfer.number == number), for_update)
+    stmt = _locked(select(TransferRecord).where(TransferRecord.number == number), for_update)
     return session.scalars(stmt).one_or_none()
 
 
 def get_by_id(
     session: Session, transfer_id: uuid.UUID, *, for_update: bool = False
-) -> Transfer | None:
+) -> TransferRecord | None:
     """The transfer with this UUID, or None."""
-    stmt = _locked(select(Transfer).where(Transfer.id == transfer_id), for_update)
+    stmt = _locked(select(TransferRecord).where(TransferRecord.id == transfer_id), for_update)
     return session.scalars(stmt).one_or_none()
 
 
@@ -47,7 +49,7 @@ def list_page(
     change_control: str | None = None,
     after: int | None = None,
     limit: int | None = None,
-) -> list[Transfer]:
+) -> list[TransferRecord]:
     """Transfers in number order, filtered; keyset paging by number (``after``, ``limit``).
 
     ``model_id`` is the source version's model; ``domain_id`` matches the source version's
@@ -55,22 +57,22 @@ def list_page(
     """
     source = aliased(ModelVersion)
     stmt = (
-        select(Transfer)
-        .join(source, source.id == Transfer.source_version_id)
-        .order_by(Transfer.number)
+        select(TransferRecord)
+        .join(source, source.id == TransferRecord.source_version_id)
+        .order_by(TransferRecord.number)
     )
     if status is not None:
-        stmt = stmt.where(Transfer.status == status)
+        stmt = stmt.where(TransferRecord.status == status)
     if change_control is not None:
-        stmt = stmt.where(Transfer.change_control == change_control)
+        stmt = stmt.where(TransferRecord.change_control == change_control)
     if model_id is not None:
         stmt = stmt.where(source.model_id == model_id)
     if domain_id is not None:
         stmt = stmt.where(
-            or_(Transfer.target_domain_id == domain_id, source.domain_id == domain_id)
+            or_(TransferRecord.target_domain_id == domain_id, source.domain_id == domain_id)
         )
     if after is not None:
-        stmt = stmt.where(Transfer.number > after)
+        stmt = stmt.where(TransferRecord.number > after)
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
@@ -78,7 +80,9 @@ def list_page(
 
 def next_number(session: Session) -> int:
     """The next global transfer number (max + 1). Race-free only under the numbering lock."""
-    number = session.scalar(select(Transfer.number).order_by(Transfer.number.desc()).limit(1))
+    number = session.scalar(
+        select(TransferRecord.number).order_by(TransferRecord.number.desc()).limit(1)
+    )
     return int(number or 0) + 1
 
 
