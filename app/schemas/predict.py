@@ -65,6 +65,9 @@ class TransferRecordRef(Schema):
     id: uuid.UUID
     number: int
     status: TransferStatus
+    verdict: Literal["pass", "fail"] | None = Field(
+        description="the transfer's acceptance verdict: predictions of a failed transfer say so"
+    )
 
 
 class PredictionLimits(Schema):

@@ -21,7 +21,7 @@ import platform
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import sklearn
@@ -81,6 +81,9 @@ _SPECTRAL = frozenset({"pds", "ds"})
 _MAX_IDS_SHOWN = 10
 
 
+Verdict = Literal["pass", "fail"]
+
+
 @dataclass(frozen=True)
 class Upload:
     """One uploaded file: its exact bytes and the client's file name."""
@@ -126,6 +129,7 @@ def list_transfers(
     model: str | None = None,
     domain: str | None = None,
     change_control: str | None = None,
+    verdict: Verdict | None = None,
     after: int | None = None,
     limit: int | None = None,
 ) -> list[TransferRecord]:
@@ -139,6 +143,7 @@ def list_transfers(
         model_id=models.get_model(session, model).id if model is not None else None,
         domain_id=domains.get_domain(session, domain).id if domain is not None else None,
         change_control=change_control,
+        verdict=verdict,
         after=after,
         limit=limit,
     )

@@ -466,6 +466,7 @@ def test_a_transferred_version_predicts_as_core_transform_then_predict(
         "id": record.json()["id"],
         "number": record.json()["number"],
         "status": "completed",
+        "verdict": record.json()["transfer"]["acceptance"]["verdict"],
     }
     assert out["status"] == "pending_requalification"
     assert out["qualified"] is False

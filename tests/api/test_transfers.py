@@ -584,6 +584,18 @@ def test_a_failed_verdict_shows_on_the_version_card_and_the_version_list(
     assert card["transfer_verdict"] == "fail"
     listed = client.get("/api/v1/models/titer_pls/versions", headers=dev).json()
     assert [v.get("transfer_verdict") for v in listed] == [None, "fail"]
+    predicted = client.post(
+        f"/api/v1/models/titer_pls/versions/{version}/predict",
+        json={"spectra": transfer_data().validation_x[:1].tolist()},
+        headers=dev,
+    )
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["transfer_record"]["verdict"] == "fail"
+    failed = client.get("/api/v1/transfers", params={"verdict": "fail"}, headers=dev).json()
+    assert [t["number"] for t in failed] == [opened["number"]]
+    passed = client.get("/api/v1/transfers", params={"verdict": "pass"}, headers=dev).json()
+    assert opened["number"] not in [t["number"] for t in passed]
+    assert_error(client.get("/api/v1/transfers?verdict=maybe", headers=dev), 422, "verdict")
 
 
 def test_the_log_and_the_audit_trail_filter_by_transfer_number_or_uuid(

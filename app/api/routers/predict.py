@@ -77,6 +77,7 @@ def _payload(logged: predict_service.Prediction) -> dict[str, Any]:
             "id": record.transfer_id,
             "number": record.transfer_number,
             "status": result.version.transfer_status,
+            "verdict": record.transfer_verdict,
         }
     )
     return {

@@ -115,6 +115,10 @@ def list_transfers(
     model: Annotated[str | None, Query(description="name of the source model")] = None,
     domain: Annotated[str | None, Query(description="source or target domain name")] = None,
     change_control: Annotated[str | None, Query(max_length=100)] = None,
+    verdict: Annotated[
+        transfers_service.Verdict | None,
+        Query(description="completed transfers whose acceptance verdict is this"),
+    ] = None,
     after: Annotated[int | None, Query(ge=0, description="list transfers numbered above")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TransferRead]:
@@ -126,6 +130,7 @@ def list_transfers(
         model=model,
         domain=domain,
         change_control=change_control,
+        verdict=verdict,
         after=after,
         limit=limit + 1,
     )

@@ -36,6 +36,7 @@ class VersionRecord:
     q_limit_99: float
     transfer_id: uuid.UUID | None
     transfer_number: int | None
+    transfer_verdict: str | None  # fixed once the transfer completed, as the version is
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ _RECORD = (
         _mv.c.q_limit_99,
         _mv.c.transfer_id,
         _tr.c.number.label("transfer_number"),
+        _tr.c.verdict.label("transfer_verdict"),
     )
     .select_from(
         _mv.join(_model, _model.c.id == _mv.c.model_id)

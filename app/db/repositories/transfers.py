@@ -47,6 +47,7 @@ def list_page(
     model_id: uuid.UUID | None = None,
     domain_id: uuid.UUID | None = None,
     change_control: str | None = None,
+    verdict: str | None = None,
     after: int | None = None,
     limit: int | None = None,
 ) -> list[TransferRecord]:
@@ -65,6 +66,8 @@ def list_page(
         stmt = stmt.where(TransferRecord.status == status)
     if change_control is not None:
         stmt = stmt.where(TransferRecord.change_control == change_control)
+    if verdict is not None:
+        stmt = stmt.where(TransferRecord.verdict == verdict)
     if model_id is not None:
         stmt = stmt.where(source.model_id == model_id)
     if domain_id is not None:
