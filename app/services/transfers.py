@@ -44,6 +44,8 @@ from app.db.models import (
     TransferRecord,
     User,
 )
+from app.db.repositories import domains as domain_rows
+from app.db.repositories import models as model_rows
 from app.db.repositories import transfers as transfers_repo
 from app.db.repositories import users as users_repo
 from app.enums import TransferMethod, TransferStatus, VersionStatus
@@ -150,7 +152,7 @@ def list_transfers(
 
 
 def _source_version(session: Session, model: SoftSensorModel, version: int) -> ModelVersion:
-    row = transfers_repo.source_version(session, model.id, version)
+    row = model_rows.version(session, model.id, version)
     if row is None:
         raise NotFound(f"model {model.name!r} has no version {version}")
     return row
@@ -826,7 +828,7 @@ class RecordRows:
     @classmethod
     def load(cls, session: Session, transfers: Sequence[TransferRecord]) -> RecordRows:
         """Six statements whatever the number of transfers (none for an empty page)."""
-        versions = transfers_repo.versions_by_id(session, (t.source_version_id for t in transfers))
+        versions = model_rows.versions_by_ids(session, (t.source_version_id for t in transfers))
         domain_ids = {t.target_domain_id for t in transfers} | {
             v.domain_id for v in versions.values()
         }
@@ -842,8 +844,8 @@ class RecordRows:
         }
         return cls(
             versions=versions,
-            models=transfers_repo.models_by_id(session, (v.model_id for v in versions.values())),
-            domains=transfers_repo.domains_by_id(session, domain_ids),
+            models=model_rows.models_by_ids(session, (v.model_id for v in versions.values())),
+            domains=domain_rows.by_ids(session, domain_ids),
             dataset_shas=transfers_repo.dataset_shas(session, dataset_ids),
             target_versions=transfers_repo.target_versions(session, (t.id for t in transfers)),
             usernames=users_repo.usernames(

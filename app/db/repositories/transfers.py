@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from app.db.models import Dataset, Domain, ModelVersion, SoftSensorModel, TransferRecord
+from app.db.models import Dataset, ModelVersion, TransferRecord
 from app.enums import TransferStatus
 
 
@@ -89,15 +89,6 @@ def next_number(session: Session) -> int:
     return int(number or 0) + 1
 
 
-def source_version(session: Session, model_id: uuid.UUID, version: int) -> ModelVersion | None:
-    """Version ``version`` of the model, or None."""
-    return session.scalars(
-        select(ModelVersion).where(
-            ModelVersion.model_id == model_id, ModelVersion.version == version
-        )
-    ).one_or_none()
-
-
 def dataset_shas(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
     """sha256 by dataset id (``None`` ignored), in one statement."""
     wanted = {i for i in ids if i is not None}
@@ -105,33 +96,6 @@ def dataset_shas(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid
         return {}
     rows = session.execute(select(Dataset.id, Dataset.sha256).where(Dataset.id.in_(wanted)))
     return {row.id: row.sha256 for row in rows}
-
-
-def versions_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ModelVersion]:
-    """Model versions by id, in one statement."""
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    return {
-        v.id: v for v in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(wanted)))
-    }
-
-
-def models_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, SoftSensorModel]:
-    """Soft-sensor models by id, in one statement."""
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    stmt = select(SoftSensorModel).where(SoftSensorModel.id.in_(wanted))
-    return {m.id: m for m in session.scalars(stmt)}
-
-
-def domains_by_id(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Domain]:
-    """Domains by id, in one statement."""
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    return {d.id: d for d in session.scalars(select(Domain).where(Domain.id.in_(wanted)))}
 
 
 def target_versions(
