@@ -10,6 +10,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.models import Dataset
+from app.db.repositories._by_id import rows_by_id
 
 
 def by_sha256(session: Session, digest: str, *, with_domain: bool = False) -> Dataset | None:
@@ -25,10 +26,7 @@ def by_id(session: Session, dataset_id: uuid.UUID) -> Dataset | None:
 
 def by_ids(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, Dataset]:
     """Datasets by id for every id given (one query; none for an empty set)."""
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {d.id: d for d in session.scalars(select(Dataset).where(Dataset.id.in_(wanted)))}
+    return rows_by_id(session, Dataset, ids)
 
 
 def in_registration_order(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Domain
+from app.db.repositories._by_id import rows_by_id
 
 
 def by_name(session: Session, name: str) -> Domain | None:
@@ -25,7 +26,4 @@ def all_by_name(session: Session) -> list[Domain]:
 
 def by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Domain]:
     """Domains by id for every id given (one query; none for an empty set)."""
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    return {d.id: d for d in session.scalars(select(Domain).where(Domain.id.in_(wanted)))}
+    return rows_by_id(session, Domain, ids)

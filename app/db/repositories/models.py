@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
+from app.db.repositories._by_id import rows_by_id
 
 
 def model_by_name(
@@ -27,11 +28,7 @@ def model_by_id(session: Session, model_id: uuid.UUID) -> SoftSensorModel | None
 
 
 def models_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, SoftSensorModel]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    stmt = select(SoftSensorModel).where(SoftSensorModel.id.in_(wanted))
-    return {m.id: m for m in session.scalars(stmt)}
+    return rows_by_id(session, SoftSensorModel, ids)
 
 
 def all_models(session: Session) -> list[SoftSensorModel]:
@@ -67,11 +64,7 @@ def version_by_id(session: Session, version_id: uuid.UUID) -> ModelVersion | Non
 def versions_by_ids(
     session: Session, ids: Iterable[uuid.UUID | None]
 ) -> dict[uuid.UUID, ModelVersion]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    stmt = select(ModelVersion).where(ModelVersion.id.in_(wanted))
-    return {v.id: v for v in session.scalars(stmt)}
+    return rows_by_id(session, ModelVersion, ids)
 
 
 def versions_of(session: Session, model_id: uuid.UUID) -> list[ModelVersion]:
@@ -96,13 +89,7 @@ def transfers_by_ids(
     session: Session, ids: Iterable[uuid.UUID | None]
 ) -> dict[uuid.UUID, TransferRecord]:
     """Transfer records by id (one query; none for an empty set)."""
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {
-        t.id: t
-        for t in session.scalars(select(TransferRecord).where(TransferRecord.id.in_(wanted)))
-    }
+    return rows_by_id(session, TransferRecord, ids)
 
 
 def referenced_digests(session: Session) -> set[str]:

@@ -14,6 +14,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Dataset, ModelVersion, TransferRecord
+from app.db.repositories._by_id import known
 from app.enums import TransferStatus
 
 
@@ -91,7 +92,7 @@ def next_number(session: Session) -> int:
 
 def dataset_shas(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
     """sha256 by dataset id (``None`` ignored), in one statement."""
-    wanted = {i for i in ids if i is not None}
+    wanted = known(ids)
     if not wanted:
         return {}
     rows = session.execute(select(Dataset.id, Dataset.sha256).where(Dataset.id.in_(wanted)))
