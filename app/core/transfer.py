@@ -420,11 +420,60 @@ class CalibrationTransfer(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SourceModel:
+    """What :meth:`SBC.fit` needs beside the standards: the source model ``y = X @ coef +
+    intercept`` and, optionally, the standards' reference values ``y_ref``."""
+
+    coef: ArrayLike | None
+    intercept: float | None
+    y_ref: ArrayLike | None
+
+
 class _Persisted:
-    """The artifact header every transfer writes before its own arrays."""
+    """One ``fit`` for every transfer, and the artifact header each writes before its arrays."""
 
     method: ClassVar[str]
     n_standards_: int
+    n_features_in_: int
+
+    def fit(
+        self,
+        X_tgt: ArrayLike,
+        X_src: ArrayLike,
+        *,
+        coef: ArrayLike | None = None,
+        intercept: float | None = None,
+        y_ref: ArrayLike | None = None,
+    ) -> Self:
+        """Fit the transfer on paired transfer standards.
+
+        Parameters
+        ----------
+        X_tgt, X_src : array-like of shape (n_standards, n_channels)
+            The same standards measured on the target and on the source probe, rows paired
+            (target first, like ``fit(X, y)``: ``transform`` takes target spectra); >= 2.
+        coef : array-like of shape (n_channels,), optional
+            Regression vector of the source model: required by :class:`SBC`, ignored by the
+            spectral transfers.
+        intercept : float, optional
+            Intercept of the source model (as ``coef``).
+        y_ref : array-like of shape (n_standards,), optional
+            Reference values of the standards, in the units of ``y`` (:class:`SBC`; without
+            them it fits to the source model's predictions on ``X_src``).
+
+        Returns
+        -------
+        self
+        """
+        Xs, Xt = _check_pair(X_src, X_tgt)
+        self._fit(Xt, Xs, SourceModel(coef, intercept, y_ref))
+        self.n_standards_, self.n_features_in_ = Xs.shape
+        return self
+
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
+        """Learn the method's attributes from checked, paired standards."""
+        raise NotImplementedError
 
     def params(self) -> dict[str, float | int | str]:
         return {}
@@ -468,39 +517,6 @@ class SpectralTransfer(_Persisted, TransformerMixin, BaseEstimator):  # type: ig
         """Number of channels the transfer was fitted on (``n_features_in_``)."""
         check_is_fitted(self)
         return self.n_features_in_
-
-    def fit(
-        self,
-        X_tgt: ArrayLike,
-        X_src: ArrayLike,
-        *,
-        coef: ArrayLike | None = None,
-        intercept: float | None = None,
-        y_ref: ArrayLike | None = None,
-    ) -> Self:
-        """Fit ``F`` and ``b`` on paired transfer standards.
-
-        Parameters
-        ----------
-        X_tgt, X_src : array-like of shape (n_standards, n_channels)
-            The same standards measured on the target and on the source probe, rows paired
-            (target first, like ``fit(X, y)``: ``transform`` takes target spectra); >= 2.
-        coef, intercept, y_ref
-            Ignored; accepted so that every transfer, :class:`SBC` included, shares one
-            ``fit`` signature.
-
-        Returns
-        -------
-        self
-        """
-        Xs, Xt = _check_pair(X_src, X_tgt)
-        self._fit(Xt, Xs)
-        self.n_standards_, self.n_features_in_ = Xs.shape
-        return self
-
-    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
-        """Learn the method's attributes from checked, paired standards."""
-        raise NotImplementedError
 
     def _map_rows(self, X: FloatArray) -> FloatArray:  # X @ F
         raise NotImplementedError
@@ -618,7 +634,7 @@ class PDS(SpectralTransfer):
     def params(self) -> dict[str, float | int | str]:
         return {"window": int(self.window), "rcond": float(self.rcond)}
 
-    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
         w = _check_window(self.window, X_src.shape[1])
         rcond = _check_rcond(self.rcond)
         s_mean, t_mean = X_src.mean(axis=0), X_tgt.mean(axis=0)
@@ -719,7 +735,7 @@ class DS(SpectralTransfer):
     def params(self) -> dict[str, float | int | str]:
         return {"rcond": float(self.rcond), "anchor": str(self.anchor)}
 
-    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
         n, p = X_src.shape
         rcond = _check_rcond(self.rcond)
         anchor = _check_anchor(self.anchor)
@@ -817,48 +833,15 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
     def __init__(self) -> None:
         pass
 
-    def fit(
-        self,
-        X_tgt: ArrayLike,
-        X_src: ArrayLike,
-        *,
-        coef: ArrayLike | None = None,
-        intercept: float | None = None,
-        y_ref: ArrayLike | None = None,
-    ) -> Self:
-        """Fit slope and offset of the predictions on the transfer standards.
-
-        Parameters
-        ----------
-        X_tgt, X_src : array-like of shape (n_standards, n_channels)
-            The standards on the target and the source probe, rows paired; >= 2. ``X_src`` is
-            only used when ``y_ref`` is None.
-        coef : array-like of shape (n_channels,)
-            Regression vector of the source model. Required.
-        intercept : float
-            Intercept of the source model. Required.
-        y_ref : array-like of shape (n_standards,), optional
-            Reference values of the standards, in the units of ``y``.
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        ValueError
-            If the model is missing or its predictions on the target standards are constant
-            (the slope is then undefined).
-        """
-        Xs, Xt = _check_pair(X_src, X_tgt)
-        n, p = Xs.shape
-        c, b = _as_model(coef, intercept, p)
-        y = Xs @ c + b if y_ref is None else as_target(y_ref, n, "y_ref")
-        slope, offset = _slope_offset(Xt @ c + b, y)
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
+        # Raises ValueError if the model is missing or its predictions on the target
+        # standards are constant (the slope is then undefined).
+        n, p = X_src.shape
+        c, b = _as_model(source.coef, source.intercept, p)
+        y = X_src @ c + b if source.y_ref is None else as_target(source.y_ref, n, "y_ref")
+        slope, offset = _slope_offset(X_tgt @ c + b, y)
         self.slope_, self.offset_ = float(slope), float(offset)
         self.model_coef_, self.model_intercept_ = c, b
-        self.n_features_in_, self.n_standards_ = p, n
-        return self
 
     def correct(self, y_pred: ArrayLike) -> FloatArray:
         """Corrected predictions ``slope * y_pred + offset``, shape (n_samples,)."""
@@ -921,7 +904,7 @@ class NaiveTransfer(SpectralTransfer):
     def __init__(self) -> None:
         pass
 
-    def _fit(self, X_tgt: FloatArray, X_src: FloatArray) -> None:
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
         self.bias_ = np.zeros(X_src.shape[1])
 
     def _map_rows(self, X: FloatArray) -> FloatArray:

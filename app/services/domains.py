@@ -32,15 +32,7 @@ def create_domain(session: Session, *, data: DomainCreate, actor: User) -> Domai
     """Register a domain and its audit event in the caller's transaction."""
     if domain_rows.name_taken(session, data.name):
         raise Conflict(f"domain {data.name!r} already exists")
-    domain = Domain(
-        name=data.name,
-        instrument=data.instrument,
-        probe_serial=data.probe_serial,
-        scale=data.scale,
-        site=data.site,
-        description=data.description,
-        created_by_id=actor.id,
-    )
+    domain = Domain(**data.model_dump(exclude={"reason"}), created_by_id=actor.id)
     try:
         # A concurrent request may insert the same name between the check and the flush.
         with session.begin_nested():

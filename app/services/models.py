@@ -73,13 +73,7 @@ def small_data_warnings(n_train: int, n_holdout: int, n_components: int) -> list
 def create_model(session: Session, *, data: SoftSensorModelCreate, actor: User) -> SoftSensorModel:
     if model_rows.model_by_name(session, data.name) is not None:
         raise Conflict(f"model {data.name!r} already exists")
-    model = SoftSensorModel(
-        name=data.name,
-        analyte=data.analyte,
-        units=data.units,
-        description=data.description,
-        created_by_id=actor.id,
-    )
+    model = SoftSensorModel(**data.model_dump(exclude={"reason"}), created_by_id=actor.id)
     return audit.record_created(
         session,
         model,

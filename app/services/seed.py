@@ -131,21 +131,25 @@ def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
     return result
 
 
+def _simulated_domain(session: Session, dev: User, **fields: str) -> None:
+    domains.create_domain(
+        session,
+        data=DomainCreate(instrument="Raman analyser (simulated)", reason="demo seed", **fields),
+        actor=dev,
+    )
+
+
 def seed_source_version(session: Session, store: ArtifactStore, dev: User) -> ModelVersion:
     """The development side: its domain, the simulated BATCH-2026-001 dataset, ``titer_pls``
     and v1 trained on it (never commits). Also what bench/predict.py serves."""
-    domains.create_domain(
+    _simulated_domain(
         session,
-        data=DomainCreate(
-            name=DEV_DOMAIN,
-            instrument="Raman analyser (simulated)",
-            probe_serial="DEV-PROBE-0001",
-            scale="250 mL (Ambr 250)",
-            site="Process development lab",
-            description="simulated development probe",
-            reason="demo seed",
-        ),
-        actor=dev,
+        dev,
+        name=DEV_DOMAIN,
+        probe_serial="DEV-PROBE-0001",
+        scale="250 mL (Ambr 250)",
+        site="Process development lab",
+        description="simulated development probe",
     )
     ds, _ = datasets.register_dataset(
         session,
@@ -189,18 +193,14 @@ def seed_source_version(session: Session, store: ArtifactStore, dev: User) -> Mo
 
 def _seed_transfer(session: Session, store: ArtifactStore, source: ModelVersion, dev: User) -> str:
     """Transfer #1: titer_pls v1 to the plant probe; returns the note with its figures."""
-    domains.create_domain(
+    _simulated_domain(
         session,
-        data=DomainCreate(
-            name=PLANT_DOMAIN,
-            instrument="Raman analyser (simulated)",
-            probe_serial="PLANT-PROBE-0001",
-            scale="2000 L",
-            site="Manufacturing plant",
-            description=f"simulated plant probe ({ProbeShift().describe()})",
-            reason="demo seed",
-        ),
-        actor=dev,
+        dev,
+        name=PLANT_DOMAIN,
+        probe_serial="PLANT-PROBE-0001",
+        scale="2000 L",
+        site="Manufacturing plant",
+        description=f"simulated plant probe ({ProbeShift().describe()})",
     )
     opened = transfers.open_transfer(
         session,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.db.base import Base
 
@@ -30,3 +30,17 @@ def rows_by_id(
     (key,) = inspect(model).primary_key
     rows = session.scalars(select(model).where(key.in_(wanted)))
     return {getattr(row, key.name): row for row in rows}
+
+
+def values_by_id(
+    session: Session,
+    key: InstrumentedAttribute[uuid.UUID],
+    value: InstrumentedAttribute[Any],
+    ids: Iterable[uuid.UUID | None],
+) -> dict[uuid.UUID, Any]:
+    """``value`` of the rows whose ``key`` is one of ``ids``, by key (no statement for none)."""
+    wanted = known(ids)
+    if not wanted:
+        return {}
+    rows = session.execute(select(key, value).where(key.in_(wanted)))
+    return dict(rows.all())

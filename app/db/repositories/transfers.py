@@ -14,7 +14,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Dataset, ModelVersion, TransferRecord
-from app.db.repositories._by_id import known
+from app.db.repositories._by_id import values_by_id
 from app.enums import TransferStatus
 
 
@@ -92,11 +92,7 @@ def next_number(session: Session) -> int:
 
 def dataset_shas(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
     """sha256 by dataset id (``None`` ignored), in one statement."""
-    wanted = known(ids)
-    if not wanted:
-        return {}
-    rows = session.execute(select(Dataset.id, Dataset.sha256).where(Dataset.id.in_(wanted)))
-    return {row.id: row.sha256 for row in rows}
+    return values_by_id(session, Dataset.id, Dataset.sha256, ids)
 
 
 def target_versions(

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db.models import AccessToken, User
-from app.db.repositories._by_id import known
+from app.db.repositories._by_id import values_by_id
 from app.enums import Role
 
 
@@ -71,11 +71,7 @@ def caller_by_digest(connection: Connection, digest: str, *, api_key: bool) -> C
 
 def usernames(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
     """User names by id for every id given (one query; none for an empty set)."""
-    wanted = known(ids)
-    if not wanted:
-        return {}
-    rows = session.execute(select(User.id, User.username).where(User.id.in_(wanted)))
-    return {row.id: row.username for row in rows}
+    return values_by_id(session, User.id, User.username, ids)
 
 
 def add_token(session: Session, token: AccessToken) -> None:
