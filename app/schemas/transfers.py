@@ -190,8 +190,11 @@ class SkippedCandidateRead(Schema):
 
 
 class CriterionResult(Schema):
-    criterion: Literal["max_rmse", "max_rmse_ratio"]
-    limit: float
+    """One acceptance criterion: ``not_worse_than_naive`` is evaluated for every transfer
+    (limit: the naive RMSE on the same rows), the others when the plan asked for them."""
+
+    criterion: Literal["not_worse_than_naive", "max_rmse", "max_rmse_ratio"]
+    limit: float | None
     observed: float | None
     passed: bool
 

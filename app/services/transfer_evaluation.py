@@ -173,11 +173,26 @@ class TransferOutcome:
 
 
 def evaluate_acceptance(
-    criteria: Mapping[str, Any], post: Mapping[str, Any], source: Mapping[str, Any] | None
+    criteria: Mapping[str, Any],
+    post: Mapping[str, Any],
+    source: Mapping[str, Any] | None,
+    naive: Mapping[str, Any],
 ) -> AcceptanceResult:
-    """Evaluate ``max_rmse`` and ``max_rmse_ratio`` (against the source's in-domain RMSE)."""
-    rmse = post.get("rmse")
-    results: list[dict[str, Any]] = []
+    """Evaluate the criteria every transfer must meet, then the requested ones.
+
+    Always: ``not_worse_than_naive`` — the post-transfer RMSE at most the naive RMSE on the same
+    rows (a requested ``max_rmse`` alone let a transfer 3x worse than no correction pass).
+    Requested: ``max_rmse`` and ``max_rmse_ratio`` (against the source's in-domain RMSE).
+    """
+    rmse, naive_rmse = post.get("rmse"), naive.get("rmse")
+    results: list[dict[str, Any]] = [
+        {
+            "criterion": "not_worse_than_naive",
+            "limit": naive_rmse,
+            "observed": rmse,
+            "passed": rmse is not None and naive_rmse is not None and rmse <= naive_rmse,
+        }
+    ]
     if criteria.get("max_rmse") is not None:
         limit = float(criteria["max_rmse"])
         results.append(
@@ -272,6 +287,6 @@ def evaluate_transfer(
         naive_metrics=naive,
         post_transfer_metrics=post,
         metrics_basis=basis,
-        acceptance=evaluate_acceptance(plan.acceptance, post, source_metrics),
+        acceptance=evaluate_acceptance(plan.acceptance, post, source_metrics, naive),
         reference_agreement_max_abs=float(np.max(np.abs(y - y_src))),
     )

@@ -174,9 +174,28 @@ def test_a_transfer_that_cannot_be_fitted_is_refused(campaign: dict[str, Any]) -
 
 def test_acceptance_passes_only_if_every_criterion_passes() -> None:
     both = {"max_rmse": 1.0, "max_rmse_ratio": 2.0}
-    ok = evaluate_acceptance(both, {"rmse": 0.5}, {"rmse": 0.4})
+    naive = {"rmse": 5.0}
+    ok = evaluate_acceptance(both, {"rmse": 0.5}, {"rmse": 0.4}, naive)
     assert ok.verdict == "pass"
-    assert [r["passed"] for r in ok.results] == [True, True]
-    bad = evaluate_acceptance(both, {"rmse": 0.9}, {"rmse": 0.4})
+    assert [r["criterion"] for r in ok.results] == [
+        "not_worse_than_naive",
+        "max_rmse",
+        "max_rmse_ratio",
+    ]
+    assert [r["passed"] for r in ok.results] == [True, True, True]
+    bad = evaluate_acceptance(both, {"rmse": 0.9}, {"rmse": 0.4}, naive)
     assert bad.verdict == "fail"
-    assert bad.results[1]["observed"] == pytest.approx(2.25)
+    assert bad.results[2]["observed"] == pytest.approx(2.25)
+
+
+def test_a_transfer_worse_than_naive_fails_whatever_was_requested() -> None:
+    """The kept-out pair's case: max_rmse alone passed a transfer 3.2x worse than naive."""
+    outcome = evaluate_acceptance({"max_rmse": 10.0}, {"rmse": 3.2}, None, {"rmse": 1.0})
+    assert outcome.verdict == "fail"
+    assert outcome.results[0] == {
+        "criterion": "not_worse_than_naive",
+        "limit": 1.0,
+        "observed": 3.2,
+        "passed": False,
+    }
+    assert outcome.results[1]["passed"] is True
