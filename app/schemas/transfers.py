@@ -254,6 +254,10 @@ class TransferBlock(Schema):
     metrics_basis: str | None
     acceptance: AcceptanceRead
     diagnostics: str | None
+    conclusion: str | None = Field(
+        description="what the record means, in words: the verdict and the criteria that "
+        "failed, and when auto found that no correction beats naive"
+    )
 
 
 class VersionRef(Schema):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import platform
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -865,6 +865,40 @@ def describe_transfers(session: Session, transfers: Sequence[TransferRecord]) ->
     return [TransferRead.model_validate(_record(t, rows)) for t in transfers]
 
 
+def _conclusion(transfer: TransferRecord, result: Mapping[str, Any]) -> str | None:
+    """What the record means, in words, for a reviewer (None before completion)."""
+    if transfer.status != TransferStatus.completed:
+        return None
+    parts = []
+    if transfer.method_chosen == "naive":
+        parts.append(
+            "no correction beat the source model applied untouched (naive) in "
+            f"cross-validation over the {transfer.n_standards} standards: the target version "
+            "carries no correction"
+        )
+    results = result.get("acceptance_results") or []
+    failed = [r for r in results if not r["passed"]]
+    if failed:
+        parts.append(
+            "the transfer FAILED acceptance: "
+            + "; ".join(
+                f"{r['criterion']} observed {_figure(r['observed'])}, limit {_figure(r['limit'])}"
+                for r in failed
+            )
+        )
+    else:
+        parts.append(
+            "the transfer passed every acceptance criterion ("
+            + ", ".join(r["criterion"] for r in results)
+            + ")"
+        )
+    return "; ".join(parts)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
     source = rows.versions[transfer.source_version_id]  # foreign keys, here and below
     model = rows.models[source.model_id]
@@ -927,6 +961,7 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
                 "verdict": transfer.verdict,
             },
             "diagnostics": r.get("diagnostics"),
+            "conclusion": _conclusion(transfer, r),
         },
         "governance": {
             "requalification_status": target_version.status if target_version else None,

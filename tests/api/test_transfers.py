@@ -634,3 +634,34 @@ def test_the_log_and_the_audit_trail_filter_by_transfer_number_or_uuid(
     assert_error(
         client.get("/api/v1/prediction-log", params={"transfer": 999}, headers=qa), 404, "999"
     )
+
+
+def test_the_record_says_in_words_when_no_correction_beats_naive(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    """Target standards measured on the source probe itself: nothing to correct."""
+    data = transfer_data()
+    opened = _open(client, dev, source)
+    r = _standards(
+        client,
+        dev,
+        opened["number"],
+        target=data.source_standards_bytes(),
+        validation=data.validation_bytes(),
+    )
+    assert r.status_code == 201, r.text
+    tr = r.json()["transfer"]
+    assert tr["method_chosen"] == "naive"
+    assert "no correction beat the source model applied untouched" in tr["conclusion"]
+    assert opened["transfer"]["conclusion"] is None
+
+
+def test_a_failed_record_names_the_failed_criteria(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    opened = _open(client, dev, source, acceptance={"max_rmse": 1e-9})
+    r = _standards(client, dev, opened["number"], validation=transfer_data().validation_bytes())
+    assert r.status_code == 201, r.text
+    conclusion = r.json()["transfer"]["conclusion"]
+    assert "FAILED acceptance: max_rmse observed" in conclusion
+    assert "limit 1e-09" in conclusion
