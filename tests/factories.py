@@ -275,3 +275,30 @@ def transfer_data(seed: int = 3, n_candidates: int = 30) -> TransferData:
         validation_y=other.titer_g_L[val_rows],
         validation_ids=[other_ids[i] for i in val_rows],
     )
+
+
+TRANSFER_MODEL = {
+    "name": "titer_pls",
+    "analyte": "titer",
+    "units": "g/L",
+    "reason": "new soft sensor",
+}
+
+
+def train_transfer_source(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
+    """titer_pls v1 (5 components) on :func:`transfer_data`'s development-probe spectra, with
+    the development and the plant domains: ``{"dataset": ..., "version": ...}`` as JSON."""
+    create_domain(client, headers)
+    create_domain(client, headers, PLANT_DOMAIN, scale="2000 L", probe_serial="plant-probe")
+    ds = upload_dataset(client, headers, transfer_data().source_bytes(), name="BATCH-2026-001")
+    assert ds.status_code == 201, ds.text
+    assert client.post("/api/v1/models", json=TRANSFER_MODEL, headers=headers).status_code == 201
+    body = {
+        "dataset_sha256": ds.json()["sha256"],
+        "n_components": 5,
+        "intended_use": "monitoring titer in Ambr 250 runs",
+        "reason": "first calibration",
+    }
+    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return {"dataset": ds.json(), "version": r.json()}

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event
 
 from app.enums import Role
 from app.services import datasets
-from tests.factories import PLANT_DOMAIN, create_domain, transfer_data, upload_dataset
+from tests.factories import PLANT_DOMAIN, train_transfer_source, transfer_data
 from tests.helpers import Actor
 
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
@@ -40,20 +40,7 @@ def counter(engine: Engine) -> Iterator[StatementCounter]:
 
 
 def _source(client: TestClient, dev: dict[str, str]) -> dict[str, Any]:
-    create_domain(client, dev)
-    create_domain(client, dev, PLANT_DOMAIN, scale="2000 L", probe_serial="plant-probe")
-    ds = upload_dataset(client, dev, transfer_data().source_bytes(), name="BATCH-2026-001")
-    assert ds.status_code == 201, ds.text
-    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
-    body = {
-        "dataset_sha256": ds.json()["sha256"],
-        "n_components": 5,
-        "intended_use": "monitoring titer in Ambr 250 runs",
-        "reason": "first calibration",
-    }
-    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
+    return dict(train_transfer_source(client, dev)["version"])
 
 
 def _open(client: TestClient, dev: dict[str, str], version: dict[str, Any]) -> int:

@@ -31,6 +31,7 @@ from tests.factories import (
     make_spectral_table,
     spectral_table,
     table_bytes,
+    train_transfer_source,
     transfer_data,
     upload_dataset,
 )
@@ -48,20 +49,7 @@ def dev(actors: dict[Role, Actor]) -> dict[str, str]:
 @pytest.fixture
 def source(client: TestClient, dev: dict[str, str]) -> dict[str, Any]:
     """titer_pls v1 trained on simulated development-probe spectra; a plant domain."""
-    create_domain(client, dev)
-    create_domain(client, dev, PLANT_DOMAIN, scale="2000 L", probe_serial="plant-probe")
-    ds = upload_dataset(client, dev, transfer_data().source_bytes(), name="BATCH-2026-001")
-    assert ds.status_code == 201, ds.text
-    assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
-    body = {
-        "dataset_sha256": ds.json()["sha256"],
-        "n_components": 5,
-        "intended_use": "monitoring titer in Ambr 250 runs",
-        "reason": "first calibration",
-    }
-    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
-    assert r.status_code == 201, r.text
-    return {"dataset": ds.json(), "version": r.json()}
+    return train_transfer_source(client, dev)
 
 
 def _plan(source: dict[str, Any], **overrides: Any) -> dict[str, Any]:
