@@ -9,7 +9,9 @@ from fastapi.routing import APIRoute
 
 from app.errors import InvalidInput
 
-_ACCEPTED: dict[int, frozenset[str]] = {}
+# By id(route), with the route kept beside its names: an id is only reused once its object is
+# gone, and a kept route is never gone (routes are not hashable, so they cannot be the key).
+_ACCEPTED: dict[int, tuple[APIRoute, frozenset[str]]] = {}
 
 
 def _query_names(dependant: Dependant) -> set[str]:
@@ -21,10 +23,10 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 def accepted_query_parameters(route: APIRoute) -> frozenset[str]:
     """The query parameters ``route`` declares, its dependencies' included (computed once)."""
-    accepted = _ACCEPTED.get(id(route))
-    if accepted is None:
-        accepted = _ACCEPTED[id(route)] = frozenset(_query_names(route.dependant))
-    return accepted
+    entry = _ACCEPTED.get(id(route))
+    if entry is None:
+        entry = _ACCEPTED[id(route)] = (route, frozenset(_query_names(route.dependant)))
+    return entry[1]
 
 
 async def reject_unknown_query_parameters(request: Request) -> None:

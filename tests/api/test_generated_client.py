@@ -84,7 +84,7 @@ def served(backend: str, tmp_path: Path, worker_id_safe: str) -> Iterator[dict[s
                 _drop_pg_database(pg_name)
 
 
-def _generate(base: str, where: Path) -> ModuleType:
+def _generate(base: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """Generate the client from the served document and import it."""
     where.mkdir(parents=True, exist_ok=True)
     spec = where / "openapi.json"
@@ -110,9 +110,9 @@ def _generate(base: str, where: Path) -> ModuleType:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    sys.path.insert(0, str(where))
+    monkeypatch.syspath_prepend(str(where))
     for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
-        del sys.modules[name]  # a generation from another backend's run
+        monkeypatch.delitem(sys.modules, name)  # a generation from another backend's run
     return importlib.import_module(PACKAGE)
 
 
@@ -131,8 +131,10 @@ def _csv(parquet: bytes) -> bytes:
     return out.getvalue()
 
 
-def test_a_generated_client_runs_the_whole_arc(served: dict[str, str], tmp_path: Path) -> None:
-    client_pkg = _generate(served["base"], tmp_path / "generated")
+def test_a_generated_client_runs_the_whole_arc(
+    served: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_pkg = _generate(served["base"], tmp_path / "generated", monkeypatch)
     api = importlib.import_module(f"{PACKAGE}.api")
     models = importlib.import_module(f"{PACKAGE}.models")
     types = importlib.import_module(f"{PACKAGE}.types")
@@ -279,15 +281,12 @@ def test_a_generated_client_runs_the_whole_arc(served: dict[str, str], tmp_path:
     assert card.transfer_number == opened.number
 
     plant = client_pkg.AuthenticatedClient(base_url=base, token=served["api_key"])
-    body_model = next(
-        getattr(models, name) for name in dir(models) if name.endswith("PredictRequest")
-    )
     prediction = _parsed(
         ops["predict"].sync_detailed(
             "titer_pls",
             target.version,
             client=plant,
-            body=body_model(spectra=data.validation_x[:3].tolist()),
+            body=models.PredictJsonPredictRequest(spectra=data.validation_x[:3].tolist()),
         ),
         models.PredictionRead,
     )
