@@ -87,6 +87,7 @@ __all__ = [
     "METHODS",
     "PDS",
     "SBC",
+    "BiasCorrection",
     "CVRow",
     "CalibrationTransfer",
     "Candidate",
@@ -101,7 +102,7 @@ __all__ = [
     "transfer_from_arrays",
 ]
 
-METHODS: tuple[str, ...] = ("naive", "sbc", "pds", "ds")
+METHODS: tuple[str, ...] = ("naive", "bias", "sbc", "pds", "ds")
 """Method names (see :func:`select_transfer` for the order in which candidates count as simpler)."""
 
 Anchor: TypeAlias = Literal["identity", "zero"]
@@ -361,6 +362,21 @@ def _ds_collapsed(Xt_c: FloatArray, z: FloatArray, rconds: Sequence[float]) -> l
             a = np.divide(u, s, out=np.zeros_like(u), where=keep)
             out.append(np.matmul(V, a[..., None])[..., 0])
     return out
+
+
+def _check_same_model(
+    c: FloatArray, b: float, fitted_coef: FloatArray, fitted_intercept: float, what: str
+) -> None:
+    """A prediction correction collapses only with the model it was fitted for."""
+    scale = float(np.max(np.abs(fitted_coef)))
+    same = np.allclose(c, fitted_coef, rtol=1e-9, atol=1e-12 * scale) and math.isclose(
+        b, fitted_intercept, rel_tol=1e-9, abs_tol=1e-12
+    )
+    if not same:
+        raise ValueError(
+            f"{what} applies to the predictions of the model it was fitted for; this "
+            "coef/intercept is a different model"
+        )
 
 
 # --------------------------------------------------------------------------- persistence
@@ -858,15 +874,7 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
         """
         check_is_fitted(self)
         c, b = _as_model(coef, intercept, self.n_features_in_)
-        scale = float(np.max(np.abs(self.model_coef_)))
-        same = np.allclose(c, self.model_coef_, rtol=1e-9, atol=1e-12 * scale) and math.isclose(
-            b, self.model_intercept_, rel_tol=1e-9, abs_tol=1e-12
-        )
-        if not same:
-            raise ValueError(
-                "slope/bias correction applies to the predictions of the model it was fitted "
-                "for; this coef/intercept is a different model"
-            )
+        _check_same_model(c, b, self.model_coef_, self.model_intercept_, "slope/bias correction")
         return self.slope_ * c, self.slope_ * b + self.offset_
 
     def _arrays(self) -> dict[str, NDArray[Any]]:
@@ -891,6 +899,85 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
         sbc.model_coef_, sbc.model_intercept_ = model_coef, icpt
         sbc.n_features_in_, sbc.n_standards_ = model_coef.shape[0], int(_scalar(d, "n_standards"))
         return sbc
+
+
+class BiasCorrection(_Persisted, BaseEstimator):  # type: ignore[misc]
+    """Bias-only correction of one model's predictions: ``y = yhat_tgt + offset``.
+
+    ``offset = mean(y - yhat_tgt)`` over the standards, where ``yhat_tgt = X_tgt @ coef +
+    intercept`` are the source model's predictions on the target spectra and ``y`` the
+    standards' reference values ``y_ref`` (or, without them, the source model's predictions on
+    the paired source spectra). It is slope/bias correction with the slope fixed at 1: one
+    number instead of two, so with few standards its error is smaller whenever the probe
+    difference mostly shifts the predictions. Like :class:`SBC` it corrects predictions, not
+    spectra, and collapses only with the model it was fitted for: ``(coef, intercept +
+    offset)``.
+
+    Attributes
+    ----------
+    offset_ : float
+        The correction, in the units of ``y``.
+    model_coef_ : ndarray of shape (n_channels,)
+    model_intercept_ : float
+        The source model the correction was fitted for.
+    n_features_in_, n_standards_ : int
+    """
+
+    method: ClassVar[str] = "bias"
+
+    n_features_in_: int
+    n_standards_: int
+    offset_: float
+    model_coef_: FloatArray
+    model_intercept_: float
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
+        n, p = X_src.shape
+        c, b = _as_model(source.coef, source.intercept, p)
+        y = X_src @ c + b if source.y_ref is None else as_target(source.y_ref, n, "y_ref")
+        self.offset_ = float(np.mean(y - (X_tgt @ c + b)))
+        self.model_coef_, self.model_intercept_ = c, b
+
+    def correct(self, y_pred: ArrayLike) -> FloatArray:
+        """Corrected predictions ``y_pred + offset``, shape (n_samples,)."""
+        check_is_fitted(self)
+        return as_target(y_pred, name="y_pred") + self.offset_
+
+    def collapse(self, coef: ArrayLike, intercept: float) -> tuple[FloatArray, float]:
+        """Target-domain model ``(coef, intercept + offset)``.
+
+        Raises
+        ------
+        ValueError
+            If ``coef``/``intercept`` are not the model the correction was fitted for.
+        """
+        check_is_fitted(self)
+        c, b = _as_model(coef, intercept, self.n_features_in_)
+        _check_same_model(c, b, self.model_coef_, self.model_intercept_, "bias correction")
+        return c.copy(), b + self.offset_
+
+    def _arrays(self) -> dict[str, NDArray[Any]]:
+        return {
+            "offset": np.array(self.offset_),
+            "model_coef": self.model_coef_,
+            "model_intercept": np.array(self.model_intercept_),
+        }
+
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
+        """Rebuild a fitted bias correction from :meth:`to_arrays` output."""
+        model_coef = _matrix(d, "model_coef", (None,))
+        offset = float(_scalar(d, "offset"))
+        icpt = float(_scalar(d, "model_intercept"))
+        if not all(math.isfinite(x) for x in (offset, icpt)):
+            raise ValueError("bias offset and model_intercept must be finite")
+        bias = cls()
+        bias.offset_, bias.model_coef_, bias.model_intercept_ = offset, model_coef, icpt
+        bias.n_features_in_, bias.n_standards_ = model_coef.shape[0], int(_scalar(d, "n_standards"))
+        return bias
 
 
 class NaiveTransfer(SpectralTransfer):
@@ -926,10 +1013,127 @@ class NaiveTransfer(SpectralTransfer):
         return naive
 
 
-_CLASSES: dict[str, type[PDS] | type[DS] | type[SBC] | type[NaiveTransfer]] = {
-    cls.method: cls for cls in (PDS, DS, SBC, NaiveTransfer)
-}
-"""The transfer classes by method name: :func:`fit_transfer` and :func:`transfer_from_arrays`."""
+class WeightedTransfer(SpectralTransfer):
+    """A CV-weighted combination of fitted transfers: still one linear model.
+
+    ``collapse`` returns ``sum_k w_k * collapse_k(coef, intercept)`` with non-negative weights
+    summing to 1, so a prediction is the weighted mean of the members' predictions and costs
+    one dot product. For T²/Q the spectra are mapped by ``F = sum_k w_k F_k``, ``b = sum_k
+    w_k b_k``, where a prediction correction (SBC, bias) or no correction counts as the
+    identity: it leaves the spectra as they are. Built by :func:`select_transfer` with
+    ``rule="weighted"`` or :meth:`of`; it is not fitted by ``fit``.
+
+    Attributes
+    ----------
+    members_ : list of PDS | DS | SBC | BiasCorrection | NaiveTransfer
+        The fitted members, in the order of ``weights_``.
+    weights_ : ndarray of shape (n_members,)
+        Their weights, non-negative, summing to 1.
+    band_ : ndarray of shape (n_channels, window)
+        The PDS members' bands and every identity part merged into one band.
+    bias_ : ndarray of shape (n_channels,)
+    """
+
+    method: ClassVar[str] = "weighted"
+
+    members_: list[CalibrationTransfer]
+    weights_: FloatArray
+    band_: FloatArray
+    _low_rank: list[tuple[FloatArray, FloatArray]]
+
+    def __init__(self) -> None:
+        pass
+
+    @classmethod
+    def of(cls, members: Sequence[CalibrationTransfer], weights: ArrayLike) -> Self:
+        """Combine fitted transfers of the same standards and channels with ``weights``."""
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(members),) or not members:
+            raise ValueError(f"need one weight per member, got {w.shape} for {len(members)}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not math.isclose(w.sum(), 1.0):
+            raise ValueError("weights must be finite, non-negative and sum to 1")
+        shapes = {(m.n_features_in_, m.n_standards_) for m in members}
+        if len(shapes) != 1 or any(isinstance(m, WeightedTransfer) for m in members):
+            raise ValueError("members must be plain transfers fitted on the same standards")
+        p, n = shapes.pop()
+        width = max((int(m.window) for m in members if isinstance(m, PDS)), default=1)
+        half = width // 2
+        band = np.zeros((p, width))
+        bias = np.zeros(p)
+        low_rank: list[tuple[FloatArray, FloatArray]] = []
+        for m, wk in zip(members, w, strict=True):
+            if isinstance(m, PDS):
+                off = half - int(m.window) // 2
+                band[:, off : off + int(m.window)] += wk * m.coef_
+            else:
+                if isinstance(m, DS):
+                    low_rank.append((wk * m.factor_left_, m.factor_right_))
+                if not isinstance(m, DS) or m.anchor == "identity":
+                    band[:, half] += wk
+            if isinstance(m, SpectralTransfer):
+                bias += wk * m.bias_
+        out = cls()
+        out.members_, out.weights_, out.band_, out.bias_ = list(members), w, band, bias
+        out._low_rank = low_rank
+        out.n_features_in_, out.n_standards_ = p, n
+        return out
+
+    def fit(self, *args: Any, **kwargs: Any) -> Self:
+        raise TypeError("a WeightedTransfer is built from fitted members: WeightedTransfer.of")
+
+    def params(self) -> dict[str, float | int | str]:
+        return {"n_members": len(self.members_)}
+
+    def _map_rows(self, X: FloatArray) -> FloatArray:
+        out = _band_matmul_rows(X, self.band_)
+        for left, right in self._low_rank:
+            out += (X @ left) @ right
+        return out
+
+    def _map_vector(self, v: FloatArray) -> FloatArray:
+        out = _band_matvec(self.band_, v)
+        for left, right in self._low_rank:
+            out += left @ (right @ v)
+        return out
+
+    def collapse(self, coef: ArrayLike, intercept: float) -> tuple[FloatArray, float]:
+        """``sum_k w_k * collapse_k(coef, intercept)``: the weighted mean of the members."""
+        check_is_fitted(self)
+        c, b = _as_model(coef, intercept, self.n_features_in_)
+        coef_t, intercept_t = np.zeros_like(c), 0.0
+        for m, wk in zip(self.members_, self.weights_, strict=True):
+            mc, mb = m.collapse(c, b)
+            coef_t += wk * mc
+            intercept_t += float(wk) * mb
+        return coef_t, intercept_t
+
+    def _arrays(self) -> dict[str, NDArray[Any]]:
+        arrays: dict[str, NDArray[Any]] = {"weights": self.weights_}
+        for i, m in enumerate(self.members_):
+            arrays |= {f"member{i}__{k}": v for k, v in m.to_arrays().items()}
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
+        """Rebuild from :meth:`to_arrays` output: each member through its own class."""
+        weights = _matrix(d, "weights", (None,))
+        members: list[CalibrationTransfer] = []
+        for i in range(weights.shape[0]):
+            prefix = f"member{i}__"
+            part = {k.removeprefix(prefix): v for k, v in d.items() if k.startswith(prefix)}
+            if np.asarray(part.get("method", "")).item() == cls.method:
+                raise ValueError("a weighted transfer cannot hold another weighted transfer")
+            members.append(transfer_from_arrays(part))
+        return cls.of(members, weights)
+
+
+_CLASSES: dict[
+    str,
+    type[PDS] | type[DS] | type[SBC] | type[BiasCorrection] | type[NaiveTransfer],
+] = {cls.method: cls for cls in (PDS, DS, SBC, BiasCorrection, NaiveTransfer)}
+"""The fitted-by-``fit`` transfer classes by method name (:func:`fit_transfer`)."""
+
+_READERS: dict[str, Any] = {**_CLASSES, WeightedTransfer.method: WeightedTransfer}
 
 
 def _slope_offset(yhat: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -974,14 +1178,16 @@ def transfer_from_arrays(d: Mapping[str, ArrayLike]) -> CalibrationTransfer:
     if m.shape != () or m.dtype.kind != "U":
         raise ValueError(f"'method' must be a 0-d unicode array, got {m.dtype} {m.shape}")
     method = str(m.item())
-    if method not in _CLASSES:
-        raise ValueError(f"unknown transfer method {method!r}; expected one of {METHODS}")
+    if method not in _READERS:
+        raise ValueError(f"unknown transfer method {method!r}; expected one of {sorted(_READERS)}")
     version = int(_scalar(d, "format_version"))
     if version not in _READABLE_FORMATS:
         raise ValueError(
             f"transfer format_version {version} is not supported ({_READABLE_FORMATS})"
         )
-    return _CLASSES[method].from_arrays(d, format_version=version)
+    reader: Any = _READERS[method]
+    transfer: CalibrationTransfer = reader.from_arrays(d, format_version=version)
+    return transfer
 
 
 # --------------------------------------------------------------------------- fixed method
@@ -1037,7 +1243,12 @@ def fit_transfer(
 # --------------------------------------------------------------------------- selection by CV
 
 Candidate: TypeAlias = tuple[str, Mapping[str, float | int | str]]
-SelectionRule: TypeAlias = Literal["one_se", "min"]
+SelectionRule: TypeAlias = Literal["weighted", "one_se", "min"]
+
+WEIGHT_TEMPERING = 8.0
+"""``weighted`` rule: candidate ``k`` weighs ``(MSE_k / MSE_min) ** (-n / WEIGHT_TEMPERING)``."""
+MIN_WEIGHT = 0.01
+"""``weighted`` rule: members below this share are dropped and the rest renormalized."""
 
 
 class CVRow(TypedDict):
@@ -1048,6 +1259,15 @@ class CVRow(TypedDict):
     rmsecv: float
     se: float
     n_folds: int
+    weight: float
+
+
+class WeightRow(TypedDict):
+    """One member of a weighted transfer and its weight."""
+
+    method: str
+    params: dict[str, float | int | str]
+    weight: float
 
 
 class SkippedCandidate(TypedDict):
@@ -1084,8 +1304,11 @@ class TransferSelection:
         Human-readable CV scheme, e.g. ``"leave-one-out over 24 standards"``.
     skipped : list of SkippedCandidate
         Candidates that could not be fitted (window wider than the spectrum, undefined slope).
-    rule : {"one_se", "min"}
-        How the winner was picked from the CV table (see :func:`select_transfer`).
+    rule : {"weighted", "one_se", "min"}
+        How the transfer was made from the CV table (see :func:`select_transfer`).
+    weights : list of WeightRow
+        The members and their weights (one member with weight 1 unless ``method`` is
+        ``"weighted"``).
     """
 
     method: str
@@ -1097,14 +1320,31 @@ class TransferSelection:
     reference: Literal["y_ref", "source_model"]
     scheme: str
     skipped: list[SkippedCandidate] = field(default_factory=list)
-    rule: SelectionRule = "one_se"
+    rule: SelectionRule = "weighted"
+    weights: list[WeightRow] = field(default_factory=list)
+
+    @property
+    def rmsecv(self) -> float:
+        """RMSE of ``cv_predictions`` against ``cv_reference``, in the units of ``y``."""
+        return math.sqrt(float(np.mean((self.cv_predictions - self.cv_reference) ** 2)))
+
+
+def _cv_weights(mse: FloatArray, n: int) -> FloatArray:
+    """Weights of the ``weighted`` rule from each candidate's cross-validated MSE (last axis)."""
+    best = mse.min(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(best > 0.0, mse / best, np.where(mse > 0.0, np.inf, 1.0))
+    w = ratio ** (-n / WEIGHT_TEMPERING)
+    w /= w.sum(axis=-1, keepdims=True)
+    w = np.where(w >= MIN_WEIGHT, w, 0.0)
+    return np.asarray(w / w.sum(axis=-1, keepdims=True))
 
 
 def default_candidates() -> list[Candidate]:
-    """The default grid of :func:`select_transfer` (22 candidates).
+    """The default grid of :func:`select_transfer` (23 candidates).
 
-    naive; SBC; DS anchored at the identity at rcond 0.1, 0.03, 0.01, 0.003, 0.001; PDS at
-    windows 3, 5, 7, 9, 11 x rcond 0.1, 0.03, 0.01.
+    naive; bias-only; SBC; DS anchored at the identity at rcond 0.1, 0.03, 0.01, 0.003,
+    0.001; PDS at windows 3, 5, 7, 9, 11 x rcond 0.1, 0.03, 0.01.
 
     Textbook DS (``anchor="zero"``) is not in the default grid. On the tablet shoot-out it won
     the leave-one-out CV over Kennard-Stone standards with 8, 12 and 20 standards (rcond
@@ -1113,7 +1353,7 @@ def default_candidates() -> list[Candidate]:
     a handful of extreme standards does not expose. It can still be requested as a fixed
     method or passed in ``candidates``.
     """
-    grid: list[Candidate] = [("naive", {}), ("sbc", {})]
+    grid: list[Candidate] = [("naive", {}), ("bias", {}), ("sbc", {})]
     grid += [("ds", {"rcond": r, "anchor": "identity"}) for r in (0.1, 0.03, 0.01, 0.003, 0.001)]
     grid += [
         ("pds", {"window": w, "rcond": r}) for w in (3, 5, 7, 9, 11) for r in (0.1, 0.03, 0.01)
@@ -1134,7 +1374,7 @@ def _complexity(method: str, params: Mapping[str, float | int | str]) -> tuple[f
         return (rank, -float(params["rcond"]))
     if method == "pds":
         return (3.0, float(params["window"]), -float(params["rcond"]))
-    return (0.0,) if method == "naive" else (1.0,)
+    return {"naive": (0.0,), "bias": (0.5,)}.get(method, (1.0,))
 
 
 def _normalize_candidates(
@@ -1142,7 +1382,13 @@ def _normalize_candidates(
 ) -> tuple[list[tuple[str, dict[str, float | int | str]]], list[SkippedCandidate]]:
     out: list[tuple[str, dict[str, float | int | str]]] = []
     skipped: list[SkippedCandidate] = []
-    expected = {"naive": set(), "sbc": set(), "ds": {"rcond"}, "pds": {"window", "rcond"}}
+    expected = {
+        "naive": set(),
+        "bias": set(),
+        "sbc": set(),
+        "ds": {"rcond"},
+        "pds": {"window", "rcond"},
+    }
     optional = {"ds": {"anchor"}}
     for method, raw in candidates:
         if method not in expected:
@@ -1212,7 +1458,7 @@ def _cv_collapsed_models(
     ``x @ coef_t[f] + intercept_t[f]`` (= transfer, then the source model), and the reason
     SBC could not be fitted (None if it could). Folds with equal training size are batched.
     """
-    p = Xs.shape[1]
+    n, p = Xs.shape
     collapsed: dict[int, tuple[FloatArray, FloatArray]] = {}
     train_sets = [np.flatnonzero(fold_of != f) for f in range(n_folds)]
     by_size: dict[int, list[int]] = {}
@@ -1228,6 +1474,12 @@ def _cv_collapsed_models(
             ds_groups.setdefault(str(params["anchor"]), []).append(idx)
         elif method == "naive":
             collapsed[idx] = (np.broadcast_to(c, (n_folds, p)), np.full(n_folds, b))
+        elif method == "bias":
+            # Closed form: each fold's offset is the mean residual of its training standards.
+            resid = y - (Xt @ c + b)
+            train_sum = resid.sum() - np.bincount(fold_of, weights=resid, minlength=n_folds)
+            train_n = n - np.bincount(fold_of, minlength=n_folds)
+            collapsed[idx] = (np.broadcast_to(c, (n_folds, p)), b + train_sum / train_n)
     sbc_idx = [i for i, (m, _) in enumerate(cands) if m == "sbc"]
 
     results: dict[int, list[tuple[list[int], FloatArray, FloatArray]]] = {}
@@ -1296,7 +1548,7 @@ def select_transfer(
     y_ref: ArrayLike | None = None,
     candidates: Sequence[Candidate] | None = None,
     cv: int | Literal["loo"] = "loo",
-    rule: SelectionRule = "one_se",
+    rule: SelectionRule = "weighted",
 ) -> TransferSelection:
     """Choose the transfer method and its parameters by cross-validation over the standards.
 
@@ -1389,12 +1641,14 @@ def select_transfer(
             if m == "sbc"
         ]
 
-    table: list[CVRow] = []
+    if rule not in ("weighted", "one_se", "min"):
+        raise ValueError(f"rule must be 'weighted', 'one_se' or 'min', got {rule!r}")
+    evaluated: list[int] = []
     preds: dict[int, FloatArray] = {}
     scores: dict[int, float] = {}
     ses: dict[int, float] = {}
     counts = np.bincount(fold_of, minlength=n_folds)
-    for i, (method, params) in enumerate(cands):
+    for i in range(len(cands)):
         if i not in collapsed:
             continue
         ct, it = collapsed[i]
@@ -1404,31 +1658,65 @@ def select_transfer(
         fold_mse = np.bincount(fold_of, weights=err2, minlength=n_folds) / counts
         se_mse = float(np.std(fold_mse, ddof=1)) / math.sqrt(n_folds)
         se = se_mse / (2.0 * rmsecv) if rmsecv > 0.0 else 0.0
+        evaluated.append(i)
         preds[i], scores[i], ses[i] = pred, rmsecv, se
-        table.append(CVRow(method=method, params=params, rmsecv=rmsecv, se=se, n_folds=n_folds))
     if not scores:
         raise ValueError("no transfer candidate could be fitted on these standards")
 
-    if rule not in ("one_se", "min"):
-        raise ValueError(f"rule must be 'one_se' or 'min', got {rule!r}")
-    best_i = min(scores, key=lambda i: (scores[i], _complexity(*cands[i]), i))
-    best = scores[best_i]
-    tol = 1e-9 * best + 1e-12 * float(np.max(np.abs(y)))
-    if rule == "one_se":
-        tol += ses[best_i]
-    eligible = [i for i, s in scores.items() if s <= best + tol]
-    chosen = min(eligible, key=lambda i: (_complexity(*cands[i]), i))
-    method, params = cands[chosen]
-    transfer = fit_transfer(method, Xs, Xt, coef=c, intercept=b, y_ref=y_ref, **params)
+    weight: dict[int, float]
+    if rule == "weighted":
+        P = np.stack([preds[i] for i in evaluated])  # (K, n)
+        E2 = (P - y) ** 2
+        w = _cv_weights(E2.mean(axis=1), n)
+        weight = {i: float(wk) for i, wk in zip(evaluated, w, strict=True)}
+        # Each standard's prediction with weights that did not see its own errors.
+        mse_without = (E2.sum(axis=1)[None, :] - E2.T) / max(n - 1, 1)  # (n, K)
+        cv_pred = np.einsum("ik,ki->i", _cv_weights(mse_without, n - 1), P)
+    else:
+        best_i = min(scores, key=lambda i: (scores[i], _complexity(*cands[i]), i))
+        best = scores[best_i]
+        tol = 1e-9 * best + 1e-12 * float(np.max(np.abs(y)))
+        if rule == "one_se":
+            tol += ses[best_i]
+        eligible = [i for i, s in scores.items() if s <= best + tol]
+        chosen = min(eligible, key=lambda i: (_complexity(*cands[i]), i))
+        weight = {i: float(i == chosen) for i in evaluated}
+        cv_pred = preds[chosen]
+    table = [
+        CVRow(
+            method=cands[i][0],
+            params=cands[i][1],
+            rmsecv=scores[i],
+            se=ses[i],
+            n_folds=n_folds,
+            weight=weight[i],
+        )
+        for i in evaluated
+    ]
+    kept = [i for i in evaluated if weight[i] > 0.0]
+    members = [
+        fit_transfer(cands[i][0], Xs, Xt, coef=c, intercept=b, y_ref=y_ref, **cands[i][1])
+        for i in kept
+    ]
+    transfer: CalibrationTransfer = (
+        members[0] if len(members) == 1 else WeightedTransfer.of(members, [weight[i] for i in kept])
+    )
+    if len(members) == 1:
+        method, params = cands[kept[0]][0], dict(cands[kept[0]][1])
+    else:
+        method, params = WeightedTransfer.method, transfer.params()
     return TransferSelection(
         method=method,
-        params=dict(params),
+        params=params,
         transfer=transfer,
         cv_table=table,
-        cv_predictions=preds[chosen],
+        cv_predictions=cv_pred,
         cv_reference=y,
         reference=reference,
         scheme=scheme,
         skipped=skipped,
         rule=rule,
+        weights=[
+            WeightRow(method=cands[i][0], params=dict(cands[i][1]), weight=weight[i]) for i in kept
+        ],
     )

@@ -79,7 +79,7 @@ from app.store import ArtifactStore
 SELECTION_METHOD = "Kennard–Stone on target spectra"
 SOURCE_FROM_TRAINING = "source training dataset"
 SOURCE_UPLOADED = "uploaded"
-_SPECTRAL = frozenset({"pds", "ds"})
+_SPECTRAL = frozenset({"pds", "ds", "weighted"})
 _MAX_IDS_SHOWN = 10
 
 
@@ -400,7 +400,7 @@ def _diagnostics_note(method: str) -> str:
             f"{method.upper()} transfer maps target-probe spectra to the source basis; the limits "
             "are the source version's, not re-estimated on target-probe data"
         )
-    what = "slope/bias correction" if method == "sbc" else "no correction"
+    what = {"sbc": "slope/bias correction", "bias": "bias correction"}.get(method, "no correction")
     return (
         f"{what} leaves the spectra unmapped: Hotelling T² and Q compare raw target-probe "
         "spectra with the source version's limits, so they also reflect the probe difference"
@@ -496,6 +496,8 @@ def _evaluate(
             "reference_agreement_max_abs": outcome.reference_agreement_max_abs,
             "n_validation": len(val.sample_ids) if val is not None else None,
             "cv_table": selection.cv_table if selection is not None else None,
+            "selection_rule": selection.rule if selection is not None else None,
+            "members": selection.weights if selection is not None else None,
             "cv_skipped": selection.skipped if selection is not None else None,
             "scheme": selection.scheme if selection is not None else None,
             "cv_reference": selection.reference if selection is not None else None,
@@ -870,7 +872,19 @@ def _conclusion(transfer: TransferRecord, result: Mapping[str, Any]) -> str | No
     if transfer.status != TransferStatus.completed:
         return None
     parts = []
-    if transfer.method_chosen == "naive":
+    cv_table = result.get("cv_table") or []
+    naive_best = any(
+        row["method"] == "naive" and row["rmsecv"] <= min(r["rmsecv"] for r in cv_table)
+        for row in cv_table
+    )
+    if transfer.method_chosen == "weighted":
+        members = result.get("members") or []
+        top = sorted(members, key=lambda m: -m["weight"])[:3]
+        parts.append(
+            f"a cross-validation-weighted combination of {len(members)} candidates, largest "
+            "weights " + ", ".join(f"{_candidate(m)} {m['weight']:.2f}" for m in top)
+        )
+    if transfer.method_chosen == "naive" or naive_best:
         parts.append(
             "no correction beat the source model applied untouched (naive) in "
             f"cross-validation over the {transfer.n_standards} standards: the target version "
@@ -893,6 +907,11 @@ def _conclusion(transfer: TransferRecord, result: Mapping[str, Any]) -> str | No
             + ")"
         )
     return "; ".join(parts)
+
+
+def _candidate(row: Mapping[str, Any]) -> str:
+    params = " ".join(f"{k}={v}" for k, v in row["params"].items() if k != "anchor")
+    return f"{row['method']} {params}".strip()
 
 
 def _figure(value: float | None) -> str:
@@ -951,6 +970,8 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
             "source_standards_origin": r.get("source_standards_origin"),
             "validation_dataset_sha256": sha(transfer.validation_dataset_id),
             "cv_table": r.get("cv_table"),
+            "selection_rule": r.get("selection_rule"),
+            "members": r.get("members"),
             "cv_skipped": r.get("cv_skipped"),
             "scheme": r.get("scheme"),
             "post_transfer_metrics": r.get("post_transfer_metrics"),
