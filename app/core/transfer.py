@@ -651,12 +651,28 @@ class PDS(SpectralTransfer):
         return {"window": int(self.window), "rcond": float(self.rcond)}
 
     def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
-        w = _check_window(self.window, X_src.shape[1])
-        rcond = _check_rcond(self.rcond)
+        (fitted,) = PDS.fit_many(X_tgt, X_src, self.window, [self.rcond])
+        self.coef_, self.bias_ = fitted.coef_, fitted.bias_
+
+    @classmethod
+    def fit_many(
+        cls, X_tgt: FloatArray, X_src: FloatArray, window: int, rconds: Sequence[float]
+    ) -> list[PDS]:
+        """One fitted PDS per ``rcond`` at one window, from one decomposition per channel;
+        each equals ``PDS(window, rcond).fit(X_tgt, X_src)``."""
+        w = _check_window(window, X_src.shape[1])
+        checked = [_check_rcond(r) for r in rconds]
         s_mean, t_mean = X_src.mean(axis=0), X_tgt.mean(axis=0)
-        (coef_,) = _pds_coefs(X_tgt - t_mean, X_src - s_mean, w, [rcond])
-        self.coef_ = coef_
-        self.bias_ = s_mean - _band_matmul_rows(t_mean[None, :], coef_)[0]
+        out = []
+        for rcond, coef in zip(
+            checked, _pds_coefs(X_tgt - t_mean, X_src - s_mean, w, checked), strict=True
+        ):
+            pds = cls(window=w, rcond=rcond)
+            pds.coef_ = coef
+            pds.bias_ = s_mean - _band_matmul_rows(t_mean[None, :], coef)[0]
+            pds.n_standards_, pds.n_features_in_ = X_src.shape
+            out.append(pds)
+        return out
 
     def _map_rows(self, X: FloatArray) -> FloatArray:
         return _band_matmul_rows(X, self.coef_)
@@ -752,19 +768,34 @@ class DS(SpectralTransfer):
         return {"rcond": float(self.rcond), "anchor": str(self.anchor)}
 
     def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
+        (fitted,) = DS.fit_many(X_tgt, X_src, [(self.rcond, self.anchor)])
+        self.factor_left_, self.factor_right_ = fitted.factor_left_, fitted.factor_right_
+        self.bias_ = fitted.bias_
+
+    @classmethod
+    def fit_many(
+        cls, X_tgt: FloatArray, X_src: FloatArray, settings: Sequence[tuple[float, Anchor]]
+    ) -> list[DS]:
+        """One fitted DS per ``(rcond, anchor)``, from one SVD of the target standards; each
+        equals ``DS(rcond, anchor).fit(X_tgt, X_src)``."""
         n, p = X_src.shape
-        rcond = _check_rcond(self.rcond)
-        anchor = _check_anchor(self.anchor)
+        checked = [(_check_rcond(r), _check_anchor(a)) for r, a in settings]
         s_mean, t_mean = X_src.mean(axis=0), X_tgt.mean(axis=0)
         Xs_c, Xt_c = X_src - s_mean, X_tgt - t_mean
         # SVD of the tall transpose, Xt_c.T = V diag(s) U.T: cheaper than that of the wide.
         V, s, Ut = np.linalg.svd(Xt_c.T, full_matrices=False)
-        cut = max(rcond, _EPS * max(n, p))  # floor: centring leaves a ~eps * s_max value
-        rank = int(np.count_nonzero((s > 0.0) & (s > cut * s[0])))
-        self.factor_left_ = np.ascontiguousarray(V[:, :rank] / s[:rank])
-        rhs = Xs_c - Xt_c if anchor == "identity" else Xs_c
-        self.factor_right_ = np.ascontiguousarray(Ut[:rank] @ rhs)
-        self.bias_ = s_mean - self._map_rows(t_mean[None, :])[0]
+        out = []
+        for rcond, anchor in checked:
+            cut = max(rcond, _EPS * max(n, p))  # floor: centring leaves a ~eps * s_max value
+            rank = int(np.count_nonzero((s > 0.0) & (s > cut * s[0])))
+            ds = cls(rcond=rcond, anchor=anchor)
+            ds.factor_left_ = np.ascontiguousarray(V[:, :rank] / s[:rank])
+            rhs = Xs_c - Xt_c if anchor == "identity" else Xs_c
+            ds.factor_right_ = np.ascontiguousarray(Ut[:rank] @ rhs)
+            ds.bias_ = s_mean - ds._map_rows(t_mean[None, :])[0]
+            ds.n_standards_, ds.n_features_in_ = n, p
+            out.append(ds)
+        return out
 
     @property
     def rank_(self) -> int:
@@ -1539,6 +1570,37 @@ def _cv_collapsed_models(
     return collapsed, sbc_error
 
 
+def _fit_candidates(
+    cands: Sequence[tuple[str, Mapping[str, float | int | str]]],
+    Xs: FloatArray,
+    Xt: FloatArray,
+    c: FloatArray,
+    b: float,
+    y_ref: ArrayLike | None,
+) -> list[CalibrationTransfer]:
+    """:func:`fit_transfer` for each candidate, PDS batched per window and DS per SVD."""
+    fitted: dict[int, CalibrationTransfer] = {}
+    windows: dict[int, list[int]] = {}
+    ds_idx: list[int] = []
+    for i, (method, params) in enumerate(cands):
+        if method == "pds":
+            windows.setdefault(int(params["window"]), []).append(i)
+        elif method == "ds":
+            ds_idx.append(i)
+        else:
+            fitted[i] = fit_transfer(method, Xs, Xt, coef=c, intercept=b, y_ref=y_ref, **params)
+    for w, idxs in windows.items():
+        rconds = [float(cands[i][1]["rcond"]) for i in idxs]
+        fitted |= dict(zip(idxs, PDS.fit_many(Xt, Xs, w, rconds), strict=True))
+    if ds_idx:
+        settings = [
+            (float(cands[i][1]["rcond"]), _check_anchor(cands[i][1].get("anchor", "identity")))
+            for i in ds_idx
+        ]
+        fitted |= dict(zip(ds_idx, DS.fit_many(Xt, Xs, settings), strict=True))
+    return [fitted[i] for i in range(len(cands))]
+
+
 def select_transfer(
     X_src: ArrayLike,
     X_tgt: ArrayLike,
@@ -1694,10 +1756,7 @@ def select_transfer(
         for i in evaluated
     ]
     kept = [i for i in evaluated if weight[i] > 0.0]
-    members = [
-        fit_transfer(cands[i][0], Xs, Xt, coef=c, intercept=b, y_ref=y_ref, **cands[i][1])
-        for i in kept
-    ]
+    members = _fit_candidates([cands[i] for i in kept], Xs, Xt, c, b, y_ref)
     transfer: CalibrationTransfer = (
         members[0] if len(members) == 1 else WeightedTransfer.of(members, [weight[i] for i in kept])
     )
