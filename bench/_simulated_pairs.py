@@ -86,8 +86,12 @@ def random_shift(rng: np.random.Generator) -> ProbeShift:
 
 
 def run_cases(
-    seeds: Sequence[int], shifts_per_seed: int, standards: Sequence[int]
+    seeds: Sequence[int],
+    shifts_per_seed: int,
+    standards: Sequence[int],
+    max_folds: int | None = None,
 ) -> Iterator[Case]:
+    """Every case; ``max_folds`` caps the CV folds of auto (None: leave-one-out)."""
     for seed in seeds:
         batches = simulate_campaign(seed=seed, n_batches=5)
         pool_batch, test_batch, training = batches[0], batches[1], batches[2:]
@@ -119,7 +123,8 @@ def run_cases(
                         tr = fit_transfer(method, Xs, Xt, coef=c, intercept=b, y_ref=y, **params)
                         fixed[label] = _rmse(y_test, X_test, *tr.collapse(c, b))
                     t0 = time.perf_counter()
-                    sel = select_transfer(Xs, Xt, coef=c, intercept=b, y_ref=y)
+                    cv = "loo" if max_folds is None else min(n, max_folds)
+                    sel = select_transfer(Xs, Xt, coef=c, intercept=b, y_ref=y, cv=cv)
                     ms = 1e3 * (time.perf_counter() - t0)
                     yield Case(
                         seed=seed,

@@ -536,7 +536,9 @@ def run_simulated(args: argparse.Namespace) -> int:
     standards = sorted(args.standards) if args.standards != list(STANDARDS) else list(SIM_STANDARDS)
     t0 = time.perf_counter()
     cases = []
-    for case in simulated_pairs.run_cases(args.seeds, args.shifts_per_seed, standards):
+    for case in simulated_pairs.run_cases(
+        args.seeds, args.shifts_per_seed, standards, args.max_folds
+    ):
         cases.append(case)
         if len(cases) % 24 == 0:
             print(f"  {len(cases)} cases, {time.perf_counter() - t0:.0f} s", flush=True)
@@ -544,6 +546,7 @@ def run_simulated(args: argparse.Namespace) -> int:
     command = (
         f"python bench/transfer_accuracy.py --simulated --seeds {seeds} "
         f"--shifts-per-seed {args.shifts_per_seed} --standards {' '.join(map(str, standards))}"
+        + (f" --max-folds {args.max_folds}" if args.max_folds else "")
     )
     share = float(np.mean([c.ratio <= AUTO_WITHIN for c in cases]))
     worse = sum(c.worse_than_naive for c in cases)
@@ -574,7 +577,9 @@ def run_simulated(args: argparse.Namespace) -> int:
     print()
     for name, ok, detail in checks:
         print(f"{'PASS' if ok else 'MISS'}  {name}: {detail}")
-    out = args.out.with_name("transfer_accuracy_simulated.md")
+    out = args.out.with_name(
+        "transfer_accuracy_simulated" + (f"_{args.max_folds}fold" if args.max_folds else "") + ".md"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     verdicts = "\n".join(f"- {'PASS' if ok else 'MISS'} {name}: {d}" for name, ok, d in checks)
     out.write_text(markdown + "\n\n" + verdicts + "\n")
@@ -609,6 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SIM_SEEDS))
     parser.add_argument("--shifts-per-seed", type=int, default=SIM_SHIFTS)
+    parser.add_argument(
+        "--max-folds", type=int, default=None, help="cap auto's CV folds (default: LOO)"
+    )
     args = parser.parse_args(argv)
     if args.simulated:
         return run_simulated(args)

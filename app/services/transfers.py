@@ -384,15 +384,6 @@ def _load_source_model(store: ArtifactStore, version: ModelVersion) -> LinearSof
     return serving.source
 
 
-def _source_in_domain(version: ModelVersion) -> tuple[dict[str, Any] | None, str | None]:
-    """The source version's own figures: held-out rows if it had any, else cross-validation."""
-    if version.metrics.get("holdout"):
-        return version.metrics["holdout"], "held-out rows of the source training dataset"
-    if version.metrics.get("cv"):
-        return version.metrics["cv"], "cross-validation over the source training dataset"
-    return None, None
-
-
 def _diagnostics_note(method: str) -> str:
     if method in _SPECTRAL:
         return (
@@ -463,7 +454,7 @@ def _evaluate(
         n_channels=int(linear.axis.shape[0]),
         max_candidates=MAX_CANDIDATES,
     )
-    source_metrics, source_basis = _source_in_domain(source)
+    source_metrics, source_basis = models.in_domain_figures(source)
     outcome = evaluate_transfer(
         CandidateStandards(
             sample_ids=tgt.sample_ids,
@@ -928,7 +919,7 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
     users = rows.usernames
     r: dict[str, Any] = transfer.result or {}
     if transfer.result is None:
-        in_domain, in_domain_basis = _source_in_domain(source)
+        in_domain, in_domain_basis = models.in_domain_figures(source)
     else:
         in_domain, in_domain_basis = r.get("source_metrics"), r.get("source_metrics_basis")
 

@@ -222,6 +222,8 @@ def test_transfer_end_to_end_record_and_target_version(
     assert card["source_training_dataset_sha256"] == source["dataset"]["sha256"]
     assert card["source_component_selection"] == source["version"]["component_selection"]
     assert card["source_split"] == source["version"]["split"]
+    assert card["source_in_domain_metrics"] == source["version"]["metrics"]["holdout"]
+    assert card["source_in_domain_basis"] == "held-out rows of the source training dataset"
     assert card["target_standards_dataset_sha256"] == tr["target_standards_dataset_sha256"]
     assert card["validation_dataset_sha256"] == tr["validation_dataset_sha256"]
     assert card["source_standards_dataset_sha256"] is None
