@@ -78,6 +78,7 @@ HTTP_RTOL = 1e-9
 
 # (row label, method, fixed parameters); "auto" is added separately.
 FIXED: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("bias-only", "bias", {}),
     ("SBC", "sbc", {}),
     ("DS (anchored, rcond 0.01)", "ds", {}),
     ("DS textbook (anchor zero)", "ds", {"anchor": "zero"}),

@@ -30,7 +30,6 @@ from app.services.models import metrics_record
 
 CV_BASIS = "cross-validated over the standards (no validation set)"
 VALIDATION_BASIS = "validation set: target-probe samples that are not among the standards"
-CV_FOLDS: Literal["loo"] = "loo"  # leave-one-out over the standards, as in app.core.demo
 _MAX_IDS_SHOWN = 10
 
 
@@ -253,7 +252,6 @@ def evaluate_transfer(
                 intercept=linear.intercept,
                 y_ref=y,
                 candidates=candidates,
-                cv=CV_FOLDS,
             )
             fitted: CalibrationTransfer = selection.transfer
         else:
