@@ -17,7 +17,7 @@ Protocol (issue 5)
 - Validation: instrument 2's ``test`` rows (212); in-domain: instrument 1's ``test`` rows.
 - Rows: in-domain, naive, SBC, DS (default: anchored at the identity, rcond 0.01), textbook
   DS (anchor zero, rcond 0.01, for comparison), PDS at windows 3/5/7/11 (default rcond 0.01),
-  and auto (``select_transfer`` with its defaults: LOO over the standards only, one-SE rule).
+  and auto (``select_transfer`` with its defaults: CV over the standards only, weighted rule).
   Columns: 8, 12, 20 and 30 standards. Figures: RMSEP in mg.
 
 Targets: auto is never worse than naive, and within 10 % of the best fixed method for every
@@ -204,13 +204,18 @@ def run_in_process(t: Tablets, n_components: int, standards: Sequence[int]) -> R
         res.select_ms[n] = 1e3 * (time.perf_counter() - t0)
         coef_t, icpt_t = sel.transfer.collapse(c, b)
         res.auto[n] = rmse(y_val, X_val @ coef_t + icpt_t)
-        res.auto_choice[n] = describe(sel.method, sel.params)
-        res.auto_params[n] = (sel.method, dict(sel.params))
-        res.auto_rmsecv[n] = next(
-            r["rmsecv"]
-            for r in sel.cv_table
-            if r["method"] == sel.method and r["params"] == sel.params
+        res.auto_choice[n] = (
+            describe(sel.method, sel.params)
+            if sel.method != "weighted"
+            else f"{len(sel.weights)} weighted; largest: "
+            + ", ".join(
+                f"{describe(m['method'], {k: v for k, v in m['params'].items() if k != 'anchor'})}"
+                f" {m['weight']:.2f}"
+                for m in sorted(sel.weights, key=lambda m: -m["weight"])[:2]
+            )
         )
+        res.auto_params[n] = (sel.method, dict(sel.params))
+        res.auto_rmsecv[n] = sel.rmsecv
     return res
 
 
@@ -239,7 +244,7 @@ def markdown_table(res: Results, standards: Sequence[int]) -> str:
             bold = best_fixed(res, n)[0] == label
             cells.append(f"**{value:.2f}**" if bold else f"{value:.2f}")
         row(label, cells)
-    row("**auto** (LOO over the standards, one-SE rule)", [f"{res.auto[n]:.2f}" for n in standards])
+    row("**auto** (CV over the standards, weighted)", [f"{res.auto[n]:.2f}" for n in standards])
     row("auto chose", [res.auto_choice[n] for n in standards])
     row("auto: RMSECV over the standards", [f"{res.auto_rmsecv[n]:.2f}" for n in standards])
     return "\n".join(lines)
