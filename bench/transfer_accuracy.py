@@ -543,7 +543,7 @@ def run_simulated(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cases = []
     for case in simulated_pairs.run_cases(
-        args.seeds, args.shifts_per_seed, standards, args.max_folds
+        args.seeds, args.shifts_per_seed, standards, args.max_folds, args.compare_rules
     ):
         cases.append(case)
         if len(cases) % 24 == 0:
@@ -553,6 +553,7 @@ def run_simulated(args: argparse.Namespace) -> int:
         f"python bench/transfer_accuracy.py --simulated --seeds {seeds} "
         f"--shifts-per-seed {args.shifts_per_seed} --standards {' '.join(map(str, standards))}"
         + (f" --max-folds {args.max_folds}" if args.max_folds else "")
+        + (f" --compare-rules {' '.join(args.compare_rules)}" if args.compare_rules else "")
     )
     share = float(np.mean([c.ratio <= AUTO_WITHIN for c in cases]))
     worse = sum(c.worse_than_naive for c in cases)
@@ -621,7 +622,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SIM_SEEDS))
     parser.add_argument("--shifts-per-seed", type=int, default=SIM_SHIFTS)
     parser.add_argument(
-        "--max-folds", type=int, default=None, help="cap auto's CV folds (default: LOO)"
+        "--max-folds", type=int, default=None, help="cap auto's CV folds (default: the service's)"
+    )
+    parser.add_argument(
+        "--compare-rules",
+        nargs="*",
+        default=[],
+        choices=["one_se", "min"],
+        help="also run select_transfer with these rules on every case",
     )
     args = parser.parse_args(argv)
     if args.simulated:
