@@ -41,6 +41,7 @@ class TransferMethod(StrEnum):
     pds = "pds"
     ds = "ds"
     sbc = "sbc"
+    bias = "bias"
 
 
 class IntendedUse(StrEnum):

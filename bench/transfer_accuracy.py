@@ -57,7 +57,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _serving import free_port, until_stopped  # noqa: E402  (bench/ is the script's folder)
+import _simulated_pairs as simulated_pairs  # noqa: E402  (bench/ is the script's folder)
+from _serving import free_port, until_stopped  # noqa: E402
 
 from app.core.kennard_stone import kennard_stone  # noqa: E402
 from app.core.metrics import regression_metrics  # noqa: E402
@@ -523,6 +524,69 @@ def compare_http(res: Results, standards: Sequence[int]) -> list[tuple[str, bool
     return out
 
 
+# --------------------------------------------------------------------------- simulated pairs
+
+SIM_SEEDS = tuple(range(11, 19))  # not the seeds the weighted rule was tuned on (1-8)
+SIM_SHIFTS = 4
+SIM_STANDARDS = (8, 12, 16, 20, 24, 30)
+SIM_TARGET_SHARE = 0.95
+
+
+def run_simulated(args: argparse.Namespace) -> int:
+    standards = sorted(args.standards) if args.standards != list(STANDARDS) else list(SIM_STANDARDS)
+    t0 = time.perf_counter()
+    cases = []
+    for case in simulated_pairs.run_cases(
+        args.seeds, args.shifts_per_seed, standards, args.max_folds
+    ):
+        cases.append(case)
+        if len(cases) % 24 == 0:
+            print(f"  {len(cases)} cases, {time.perf_counter() - t0:.0f} s", flush=True)
+    seeds = " ".join(str(s) for s in args.seeds)
+    command = (
+        f"python bench/transfer_accuracy.py --simulated --seeds {seeds} "
+        f"--shifts-per-seed {args.shifts_per_seed} --standards {' '.join(map(str, standards))}"
+        + (f" --max-folds {args.max_folds}" if args.max_folds else "")
+    )
+    share = float(np.mean([c.ratio <= AUTO_WITHIN for c in cases]))
+    worse = sum(c.worse_than_naive for c in cases)
+    checks = [
+        (
+            f"auto within {AUTO_WITHIN:g} x the best fixed method in >= "
+            f"{100 * SIM_TARGET_SHARE:g} % of cases",
+            share >= SIM_TARGET_SHARE,
+            f"{100 * share:.1f} % of {len(cases)}",
+        ),
+        ("auto never worse than naive on test", worse == 0, f"{worse} cases worse"),
+    ]
+    markdown = "\n".join(
+        [
+            "## Transfer accuracy: simulated instrument pairs",
+            "",
+            f"`{command}` — {len(cases)} cases ({len(args.seeds)} campaigns x "
+            f"{args.shifts_per_seed} random probe shifts x {len(simulated_pairs.SIZES)} model "
+            f"sizes x {len(standards)} numbers of standards), {time.perf_counter() - t0:.0f} s. "
+            "Ratio: auto's test RMSE / the best fixed method's (in hindsight), on a batch "
+            "neither the transfer nor the selection saw.",
+            "",
+            *simulated_pairs.summarize(cases, AUTO_WITHIN),
+        ]
+    )
+    print()
+    print(markdown)
+    print()
+    for name, ok, detail in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {name}: {detail}")
+    out = args.out.with_name(
+        "transfer_accuracy_simulated" + (f"_{args.max_folds}fold" if args.max_folds else "") + ".md"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    verdicts = "\n".join(f"- {'PASS' if ok else 'MISS'} {name}: {d}" for name, ok, d in checks)
+    out.write_text(markdown + "\n\n" + verdicts + "\n")
+    print(f"\nwritten to {out}")
+    return 0 if all(ok for _, ok, _ in checks) else 1
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -543,7 +607,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--http", action="store_true", help="also run through a real server and compare"
     )
+    parser.add_argument(
+        "--simulated",
+        action="store_true",
+        help="simulated instrument pairs instead of the tablets (see bench/_simulated_pairs.py)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SIM_SEEDS))
+    parser.add_argument("--shifts-per-seed", type=int, default=SIM_SHIFTS)
+    parser.add_argument(
+        "--max-folds", type=int, default=None, help="cap auto's CV folds (default: LOO)"
+    )
     args = parser.parse_args(argv)
+    if args.simulated:
+        return run_simulated(args)
     standards = sorted(args.standards)
 
     t = load_tablets(args.data_dir.resolve())

@@ -31,7 +31,7 @@ from app.core.metrics import Metrics, regression_metrics
 from app.core.pls import PLSSoftSensor
 from app.core.simulate import ProbeShift, remeasure, simulate_campaign
 from app.core.spectra import IntArray
-from app.core.transfer import select_transfer
+from app.core.transfer import WeightRow, select_transfer
 
 __all__ = ["DemoResult", "format_report", "main", "run_demo"]
 
@@ -71,6 +71,9 @@ class DemoResult:
         How the choice was cross-validated, e.g. ``"leave-one-out over 24 standards"``.
     rmsecv : float
         Cross-validated RMSE of the chosen transfer over the standards, g/L.
+    weights : list of WeightRow
+        The candidates the transfer is made of, with their weights (see
+        :func:`select_transfer`).
     standards : ndarray of shape (n_standards,)
         Row indices (hours) of the standards in Kennard–Stone order.
     shift : ProbeShift
@@ -91,6 +94,7 @@ class DemoResult:
     params: dict[str, float | int | str]
     scheme: str
     rmsecv: float
+    weights: list[WeightRow]
     standards: IntArray = field(repr=False)
     shift: ProbeShift
 
@@ -149,11 +153,6 @@ def run_demo(seed: int = 2026, n_standards: int = 24) -> DemoResult:
     )
     coef_t, intercept_t = selection.transfer.collapse(model.coef, model.intercept)
     corrected_metrics = regression_metrics(y[test], target.X[test] @ coef_t + intercept_t)
-    chosen = next(
-        row
-        for row in selection.cv_table
-        if row["method"] == selection.method and row["params"] == selection.params
-    )
     return DemoResult(
         seed=seed,
         n_spectra=n,
@@ -168,7 +167,8 @@ def run_demo(seed: int = 2026, n_standards: int = 24) -> DemoResult:
         method=selection.method,
         params=dict(selection.params),
         scheme=selection.scheme,
-        rmsecv=float(chosen["rmsecv"]),
+        rmsecv=selection.rmsecv,
+        weights=selection.weights,
         standards=standards,
         shift=shift,
     )

@@ -62,6 +62,7 @@ import pyarrow.parquet as pq
 from numpy.typing import ArrayLike
 from scipy.integrate import solve_ivp
 from scipy.interpolate import CubicSpline
+from scipy.ndimage import gaussian_filter1d
 
 from app.core.spectra import FloatArray, as_axis, as_spectra
 
@@ -577,7 +578,7 @@ class ProbeShift:
 
     With ``u`` the position on the axis mapped linearly onto [-1, 1], the target reads::
 
-        x_tgt(ν) = g(u) · x_src(ν + axis_drift) + b(u) + noise,
+        x_tgt(ν) = g(u) · (x_src ∗ G_broadening)(ν + axis_drift) + b(u) + noise,
         g(u) = gain · (1 + gain_slope · u + gain_curvature · u²),
         b(u) = offset + offset_slope · u.
 
@@ -607,6 +608,10 @@ class ProbeShift:
         end value).
     noise_sd : float, default=3.0
         Standard deviation of the extra (white) noise, in counts.
+    broadening : float, default=0.0
+        Extra band width of the target probe (a wider slit or another spectrograph): FWHM in
+        cm⁻¹ of a Gaussian the spectrum is convolved with (0: none; the axis must then be
+        evenly spaced). Applied first, to the spectrum as the source probe reads it.
     """
 
     gain: float = 0.6
@@ -616,6 +621,7 @@ class ProbeShift:
     offset_slope: float = 200.0
     axis_drift: float = 1.0
     noise_sd: float = 3.0
+    broadening: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -636,10 +642,16 @@ class ProbeShift:
             )
         if self.noise_sd < 0:
             raise ValueError(f"ProbeShift.noise_sd must be >= 0, got {self.noise_sd}")
+        if self.broadening < 0:
+            raise ValueError(f"ProbeShift.broadening must be >= 0, got {self.broadening}")
 
     def describe(self) -> str:
-        """One line with every parameter, for metadata and reports."""
-        return ", ".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
+        """One line with every parameter, for metadata and reports (broadening when set)."""
+        return ", ".join(
+            f"{f.name}={getattr(self, f.name):g}"
+            for f in fields(self)
+            if f.name != "broadening" or self.broadening
+        )
 
 
 NO_SHIFT: Final = ProbeShift(
@@ -676,6 +688,12 @@ def apply_probe_shift(
     Xa = as_spectra(X, "X")
     ax = as_axis(axis, Xa.shape[1])
     out = Xa.copy()
+    if shift.broadening > 0.0:
+        steps = np.diff(ax)
+        if ax.shape[0] < 2 or not np.allclose(steps, steps[0], rtol=1e-6):
+            raise ValueError("band broadening needs an evenly spaced axis")
+        sigma = shift.broadening / (2.0 * math.sqrt(2.0 * math.log(2.0))) / float(steps[0])
+        out = np.ascontiguousarray(gaussian_filter1d(out, sigma, axis=1, mode="nearest"))
     if shift.axis_drift != 0.0:
         if ax.shape[0] < 2:
             raise ValueError("an axis drift needs at least 2 channels")

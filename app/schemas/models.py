@@ -84,6 +84,9 @@ class TrainedMetricsRead(Schema):
     cv: RegressionMetricsRead | None = None
     holdout: RegressionMetricsRead | None = None
     calibration: RegressionMetricsRead
+    cv_basis: str | None = Field(description="what ``cv`` was computed on, in words")
+    holdout_basis: str | None = Field(description="what ``holdout`` was computed on")
+    calibration_basis: str = Field(description="what ``calibration`` was computed on")
 
 
 class TransferredMetricsRead(Schema):
@@ -173,6 +176,12 @@ class TransferredVersionRead(_VersionCard):
     source_training_dataset_sha256: str
     source_component_selection: ComponentSelectionRead
     source_split: SplitRead
+    source_in_domain_metrics: RegressionMetricsRead | None = Field(
+        description="the source version's own figures on source-probe data"
+    )
+    source_in_domain_basis: str | None = Field(
+        description="whether those are on held-out rows or cross-validated"
+    )
     target_standards_dataset_sha256: str | None
     source_standards_dataset_sha256: str | None = Field(
         description="uploaded source-probe spectra of the standards; null when they were "

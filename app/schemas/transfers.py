@@ -129,7 +129,7 @@ class TransferCreate(Schema):
     def _consistent(self) -> TransferCreate:
         method = self.method
         if self.params is not None:
-            if method in (TransferMethod.auto, TransferMethod.sbc):
+            if method in (TransferMethod.auto, TransferMethod.sbc, TransferMethod.bias):
                 raise ValueError(
                     f"method {method.value!r} takes no fixed parameters (window/rcond apply to "
                     "pds, rcond to ds)"
@@ -188,6 +188,19 @@ class CvRowRead(Schema):
     rmsecv: float | None
     se: float | None
     n_folds: int
+    weight: float | None = Field(
+        default=None,
+        description="share of this candidate in the transfer (weighted rule; 1 for the one "
+        "chosen by the older one-SE rule, 0 otherwise); null on records written before weights",
+    )
+
+
+class MemberRead(Schema):
+    """One candidate of a weighted transfer, refitted on all standards, and its weight."""
+
+    method: str
+    params: dict[str, Param]
+    weight: float
 
 
 class SkippedCandidateRead(Schema):
@@ -317,6 +330,16 @@ class TransferBlock(Schema):
     source_standards_origin: Literal["uploaded", "source training dataset"] | None
     validation_dataset_sha256: str | None
     cv_table: list[CvRowRead] | None
+    selection_rule: Literal["weighted", "one_se", "min"] | None = Field(
+        default=None,
+        description="weighted: every candidate weighs (MSE_k / MSE_min)^(-n/8) of its "
+        "leave-one-out MSE over the n standards, shares below 1 % dropped, the rest "
+        "renormalized: the transfer is their weighted mean (one linear model); one_se: the "
+        "simplest candidate within one standard error of the best (records before weights)",
+    )
+    members: list[MemberRead] | None = Field(
+        default=None, description="what the transfer is made of, with weights summing to 1"
+    )
     cv_skipped: list[SkippedCandidateRead] | None
     scheme: str | None
     post_transfer_metrics: MetricsRead | None

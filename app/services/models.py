@@ -336,6 +336,38 @@ SOURCE_LIMITS_BASIS = (
 )
 
 
+def in_domain_figures(version: ModelVersion) -> tuple[dict[str, Any] | None, str | None]:
+    """A trained version's own figures: held-out rows if it had any, else cross-validation."""
+    if version.metrics.get("holdout"):
+        return version.metrics["holdout"], "held-out rows of the source training dataset"
+    if version.metrics.get("cv"):
+        return version.metrics["cv"], "cross-validation over the source training dataset"
+    return None, None
+
+
+def metric_bases(version: ModelVersion) -> dict[str, str | None]:
+    """What each of a trained version's figures was computed on, in words."""
+    split, selection = version.split, version.component_selection
+    n_train, n_holdout = int(split["n_train"]), int(split["n_holdout"])
+    folds, scheme = selection.get("cv_folds"), selection.get("cv_scheme")
+    return {
+        "cv_basis": (
+            f"cross-validated: {folds}-fold ({scheme}) out-of-fold predictions over the "
+            f"{n_train} training rows"
+            if version.metrics.get("cv")
+            else None
+        ),
+        "holdout_basis": (
+            f"held out: {n_holdout} rows of the training dataset the fit never saw"
+            if version.metrics.get("holdout")
+            else None
+        ),
+        "calibration_basis": (
+            f"in-sample: the {n_train} training rows the fit saw (optimistic, not a test)"
+        ),
+    }
+
+
 def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> list[VersionCard]:
     """Cards of ``versions``; the related rows are read once for all of them."""
     models = model_rows.models_by_ids(session, (v.model_id for v in versions))
@@ -378,11 +410,19 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
         }
         if v.transfer_id is None or v.source_version_id is None:
             cards.append(
-                read_from(TrainedVersionRead, v, kind="trained", dataset_sha256=ds.sha256, **common)
+                read_from(
+                    TrainedVersionRead,
+                    v,
+                    kind="trained",
+                    dataset_sha256=ds.sha256,
+                    metrics={**v.metrics, **metric_bases(v)},
+                    **common,
+                )
             )
             continue
         transfer = transfers[v.transfer_id]
         applicability = (transfer.result or {}).get("applicability")
+        source_figures, source_basis = in_domain_figures(sources[v.source_version_id])
         cards.append(
             read_from(
                 TransferredVersionRead,
@@ -394,6 +434,8 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
                 source_training_dataset_sha256=ds.sha256,
                 source_component_selection=v.component_selection,
                 source_split=v.split,
+                source_in_domain_metrics=source_figures,
+                source_in_domain_basis=source_basis,
                 target_standards_dataset_sha256=sha(transfer.target_standards_dataset_id),
                 source_standards_dataset_sha256=sha(transfer.source_standards_dataset_id),
                 validation_dataset_sha256=sha(transfer.validation_dataset_id),

@@ -81,7 +81,7 @@ from app.store import ArtifactStore
 SELECTION_METHOD = "Kennard–Stone on target spectra"
 SOURCE_FROM_TRAINING = "source training dataset"
 SOURCE_UPLOADED = "uploaded"
-_SPECTRAL = frozenset({"pds", "ds"})
+_SPECTRAL = frozenset({"pds", "ds", "weighted"})
 _MAX_IDS_SHOWN = 10
 
 
@@ -386,15 +386,6 @@ def _load_source_model(store: ArtifactStore, version: ModelVersion) -> LinearSof
     return serving.source
 
 
-def _source_in_domain(version: ModelVersion) -> tuple[dict[str, Any] | None, str | None]:
-    """The source version's own figures: held-out rows if it had any, else cross-validation."""
-    if version.metrics.get("holdout"):
-        return version.metrics["holdout"], "held-out rows of the source training dataset"
-    if version.metrics.get("cv"):
-        return version.metrics["cv"], "cross-validation over the source training dataset"
-    return None, None
-
-
 def _diagnostics_note(method: str) -> str:
     limits = "their limits are calibrated on target-probe data (see applicability)"
     if method in _SPECTRAL:
@@ -402,7 +393,7 @@ def _diagnostics_note(method: str) -> str:
             "Hotelling T² and Q are computed in the source model's latent space after the "
             f"{method.upper()} transfer maps target-probe spectra to the source basis; {limits}"
         )
-    what = "slope/bias correction" if method == "sbc" else "no correction"
+    what = {"sbc": "slope/bias correction", "bias": "bias correction"}.get(method, "no correction")
     return (
         f"{what} leaves the spectra unmapped: Hotelling T² and Q of raw target-probe spectra "
         f"in the source model's latent space, so they also reflect the probe difference; "
@@ -467,7 +458,7 @@ def _evaluate(
         n_channels=int(linear.axis.shape[0]),
         max_candidates=MAX_CANDIDATES,
     )
-    source_metrics, source_basis = _source_in_domain(source)
+    source_metrics, source_basis = models.in_domain_figures(source)
     outcome = evaluate_transfer(
         CandidateStandards(
             sample_ids=tgt.sample_ids,
@@ -500,6 +491,8 @@ def _evaluate(
             "reference_agreement_max_abs": outcome.reference_agreement_max_abs,
             "n_validation": len(val.sample_ids) if val is not None else None,
             "cv_table": selection.cv_table if selection is not None else None,
+            "selection_rule": selection.rule if selection is not None else None,
+            "members": selection.weights if selection is not None else None,
             "cv_skipped": selection.skipped if selection is not None else None,
             "scheme": selection.scheme if selection is not None else None,
             "cv_reference": selection.reference if selection is not None else None,
@@ -880,7 +873,19 @@ def _conclusion(transfer: TransferRecord, result: Mapping[str, Any]) -> str | No
     if transfer.status != TransferStatus.completed:
         return None
     parts = []
-    if transfer.method_chosen == "naive":
+    cv_table = result.get("cv_table") or []
+    naive_best = any(
+        row["method"] == "naive" and row["rmsecv"] <= min(r["rmsecv"] for r in cv_table)
+        for row in cv_table
+    )
+    if transfer.method_chosen == "weighted":
+        members = result.get("members") or []
+        top = sorted(members, key=lambda m: -m["weight"])[:3]
+        parts.append(
+            f"a cross-validation-weighted combination of {len(members)} candidates, largest "
+            "weights " + ", ".join(f"{_candidate(m)} {m['weight']:.2f}" for m in top)
+        )
+    if transfer.method_chosen == "naive" or naive_best:
         parts.append(
             "no correction beat the source model applied untouched (naive) in "
             f"cross-validation over the {transfer.n_standards} standards: the target version "
@@ -905,6 +910,11 @@ def _conclusion(transfer: TransferRecord, result: Mapping[str, Any]) -> str | No
     return "; ".join(parts)
 
 
+def _candidate(row: Mapping[str, Any]) -> str:
+    params = " ".join(f"{k}={v}" for k, v in row["params"].items() if k != "anchor")
+    return f"{row['method']} {params}".strip()
+
+
 def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -919,7 +929,7 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
     users = rows.usernames
     r: dict[str, Any] = transfer.result or {}
     if transfer.result is None:
-        in_domain, in_domain_basis = _source_in_domain(source)
+        in_domain, in_domain_basis = models.in_domain_figures(source)
     else:
         in_domain, in_domain_basis = r.get("source_metrics"), r.get("source_metrics_basis")
 
@@ -961,6 +971,8 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
             "source_standards_origin": r.get("source_standards_origin"),
             "validation_dataset_sha256": sha(transfer.validation_dataset_id),
             "cv_table": r.get("cv_table"),
+            "selection_rule": r.get("selection_rule"),
+            "members": r.get("members"),
             "cv_skipped": r.get("cv_skipped"),
             "scheme": r.get("scheme"),
             "post_transfer_metrics": r.get("post_transfer_metrics"),

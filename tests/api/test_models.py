@@ -55,6 +55,11 @@ def test_version_card_carries_computed_metrics_and_pins(trained: dict[str, Any])
     assert card["metrics"]["holdout"]["n"] == 12
     assert card["metrics"]["holdout"]["r2"] > 0.95
     assert card["metrics"]["cv"]["n"] == 48
+    # each figure says what it was computed on
+    assert card["metrics"]["holdout_basis"].startswith("held out: 12 rows")
+    assert card["metrics"]["cv_basis"].startswith("cross-validated: 5-fold")
+    assert "48 training rows" in card["metrics"]["cv_basis"]
+    assert card["metrics"]["calibration_basis"].startswith("in-sample")
     assert card["component_selection"]["cv_table"]
     assert card["operating_range_source"] == "training_reference"
     assert 0 < card["t2_limit_95"] < card["t2_limit_99"]

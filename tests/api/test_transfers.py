@@ -149,8 +149,16 @@ def test_transfer_end_to_end_record_and_target_version(
     assert tr["metrics_basis"] == tgt["naive_basis"] == VALIDATION_BASIS
 
     assert tr["method_requested"] == "auto"
-    assert tr["method_chosen"] in {"pds", "ds", "sbc", "naive"}
+    assert tr["method_chosen"] in {"pds", "ds", "sbc", "bias", "naive", "weighted"}
     assert tr["parameters"] is not None
+    assert tr["selection_rule"] == "weighted"
+    assert sum(m["weight"] for m in tr["members"]) == pytest.approx(1.0)
+    weights = {(r["method"], str(r["params"])): r["weight"] for r in tr["cv_table"]}
+    for m in tr["members"]:
+        assert weights[(m["method"], str(m["params"]))] == pytest.approx(m["weight"])
+    if tr["method_chosen"] == "weighted":
+        assert tr["parameters"] == {"n_members": len(tr["members"])}
+        assert "cross-validation-weighted combination" in tr["conclusion"]
     assert tr["n_standards"] == N_STANDARDS
     assert tr["n_candidates"] == data.candidates.size
     assert len(tr["standard_sample_ids"]) == N_STANDARDS
@@ -221,6 +229,8 @@ def test_transfer_end_to_end_record_and_target_version(
     assert card["source_training_dataset_sha256"] == source["dataset"]["sha256"]
     assert card["source_component_selection"] == source["version"]["component_selection"]
     assert card["source_split"] == source["version"]["split"]
+    assert card["source_in_domain_metrics"] == source["version"]["metrics"]["holdout"]
+    assert card["source_in_domain_basis"] == "held-out rows of the source training dataset"
     assert card["target_standards_dataset_sha256"] == tr["target_standards_dataset_sha256"]
     assert card["validation_dataset_sha256"] == tr["validation_dataset_sha256"]
     assert card["source_standards_dataset_sha256"] is None
@@ -650,7 +660,8 @@ def test_the_record_says_in_words_when_no_correction_beats_naive(
     )
     assert r.status_code == 201, r.text
     tr = r.json()["transfer"]
-    assert tr["method_chosen"] == "naive"
+    naive = next(row for row in tr["cv_table"] if row["method"] == "naive")
+    assert naive["rmsecv"] == min(row["rmsecv"] for row in tr["cv_table"])
     assert "no correction beat the source model applied untouched" in tr["conclusion"]
     assert opened["transfer"]["conclusion"] is None
 

@@ -22,10 +22,12 @@ from app.core.transfer import (
     PDS,
     SBC,
     Anchor,
+    BiasCorrection,
     CalibrationTransfer,
     NaiveTransfer,
     NotFittedError,
     SpectralTransfer,
+    WeightedTransfer,
     default_candidates,
     fit_transfer,
     select_transfer,
@@ -111,7 +113,7 @@ def campaign() -> dict[str, Any]:
     return {"X_src": X_src, "X_tgt": X_tgt, "y_ref": y_ref, "coef": coef, "intercept": intercept}
 
 
-METHODS_ALL = ["pds", "ds", "sbc", "naive"]
+METHODS_ALL = ["pds", "ds", "sbc", "bias", "naive"]
 SPECTRAL = ["pds", "ds", "naive"]
 
 # --------------------------------------------------------------------------- PDS
@@ -311,6 +313,60 @@ def test_sbc_collapse_refuses_another_model(campaign: dict[str, Any]) -> None:
         sbc.collapse(2.0 * c["coef"], c["intercept"])
 
 
+def test_bias_correction_is_the_mean_residual_by_hand() -> None:
+    # Three standards, two channels, y = x1 + 2 x2 + 1: residuals 0.5, -0.25, 1.0 by hand.
+    X_tgt = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    coef, intercept = np.array([1.0, 2.0]), 1.0  # predictions 2, 3, 4
+    y_ref = np.array([2.5, 2.75, 5.0])
+    bias = BiasCorrection().fit(X_tgt, X_tgt, coef=coef, intercept=intercept, y_ref=y_ref)
+    assert bias.offset_ == pytest.approx((0.5 - 0.25 + 1.0) / 3)
+    coef_t, intercept_t = bias.collapse(coef, intercept)
+    np.testing.assert_array_equal(coef_t, coef)
+    assert intercept_t == pytest.approx(1.0 + 1.25 / 3)
+    np.testing.assert_allclose(bias.correct([2.0, 3.0]), [2.0 + 1.25 / 3, 3.0 + 1.25 / 3])
+
+
+def test_bias_correction_without_references_restores_the_source_predictions(
+    campaign: dict[str, Any],
+) -> None:
+    c = campaign
+    bias = BiasCorrection().fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
+    yhat_t = c["X_tgt"] @ c["coef"] + c["intercept"]
+    yhat_s = c["X_src"] @ c["coef"] + c["intercept"]
+    assert bias.offset_ == pytest.approx(float(np.mean(yhat_s - yhat_t)), rel=1e-12)
+    with pytest.raises(ValueError, match="different model"):
+        bias.collapse(2.0 * c["coef"], c["intercept"])
+    assert not hasattr(bias, "transform")
+
+
+def test_bias_correction_leave_one_out_equals_refitting_without_each_standard(
+    campaign: dict[str, Any],
+) -> None:
+    c = campaign
+    sel = select_transfer(
+        c["X_src"],
+        c["X_tgt"],
+        coef=c["coef"],
+        intercept=c["intercept"],
+        y_ref=c["y_ref"],
+        candidates=[("bias", {})],
+    )
+    n = c["X_src"].shape[0]
+    by_refit = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        fold = BiasCorrection().fit(
+            c["X_tgt"][keep],
+            c["X_src"][keep],
+            coef=c["coef"],
+            intercept=c["intercept"],
+            y_ref=c["y_ref"][keep],
+        )
+        coef_t, intercept_t = fold.collapse(c["coef"], c["intercept"])
+        by_refit[i] = c["X_tgt"][i] @ coef_t + intercept_t
+    np.testing.assert_allclose(sel.cv_predictions, by_refit, rtol=0, atol=1e-12)
+
+
 # --------------------------------------------------------------------------- collapse
 
 
@@ -412,7 +468,7 @@ def test_params_are_plain_json_types() -> None:
 # --------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
+@pytest.mark.parametrize("cls", [PDS, DS, SBC, BiasCorrection, NaiveTransfer])
 def test_transform_before_fit_raises_not_fitted(cls: type[CalibrationTransfer]) -> None:
     if issubclass(cls, SpectralTransfer):
         with pytest.raises(NotFittedError, match="not fitted"):
@@ -421,13 +477,13 @@ def test_transform_before_fit_raises_not_fitted(cls: type[CalibrationTransfer]) 
         cls().collapse(np.ones(5), 0.0)
 
 
-@pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
+@pytest.mark.parametrize("cls", [PDS, DS, SBC, BiasCorrection, NaiveTransfer])
 def test_fit_rejects_unpaired_shapes_naming_both(cls: type[Any]) -> None:
     with pytest.raises(ValueError, match=r"\(5, 10\).*\(4, 10\)"):
         cls().fit(np.ones((4, 10)), np.ones((5, 10)), coef=np.ones(10), intercept=0.0)
 
 
-@pytest.mark.parametrize("cls", [PDS, DS, SBC, NaiveTransfer])
+@pytest.mark.parametrize("cls", [PDS, DS, SBC, BiasCorrection, NaiveTransfer])
 def test_fit_needs_two_standards(cls: type[Any]) -> None:
     with pytest.raises(ValueError, match="at least 2 standards"):
         cls().fit(np.ones((1, 10)), np.ones((1, 10)), coef=np.ones(10), intercept=0.0)
@@ -523,8 +579,18 @@ def test_select_transfer_scores_equal_refitting_each_fold(
         assert row["rmsecv"] == pytest.approx(rmse, rel=1e-7, abs=1e-12), row
         assert row["n_folds"] == len(np.unique(fold_of))
         assert row["se"] >= 0.0
-    _, pred = manual_cv(sel.method, sel.params, c, fold_of, y)
-    np.testing.assert_allclose(sel.cv_predictions, pred, rtol=1e-7, atol=1e-10)
+    # The weighted transfer's CV predictions, by hand: standard i gets the candidates' own
+    # out-of-fold predictions, weighted from the MSEs of the other n - 1 standards.
+    P = np.stack([manual_cv(r["method"], r["params"], c, fold_of, y)[1] for r in sel.cv_table])
+    E2 = (P - y) ** 2
+    expected = np.empty(n)
+    for i in range(n):
+        mse = np.delete(E2, i, axis=1).mean(axis=1)
+        w = (mse / mse.min()) ** (-(n - 1) / 8.0)
+        w /= w.sum()
+        w = np.where(w >= 0.01, w, 0.0)
+        expected[i] = (w / w.sum()) @ P[:, i]
+    np.testing.assert_allclose(sel.cv_predictions, expected, rtol=1e-7, atol=1e-10)
 
 
 def test_select_transfer_min_rule_chooses_the_minimum_and_beats_naive(
@@ -548,7 +614,12 @@ def test_select_transfer_one_se_rule_chooses_the_simplest_within_one_standard_er
 ) -> None:
     c = campaign
     sel = select_transfer(
-        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
+        c["X_src"],
+        c["X_tgt"],
+        coef=c["coef"],
+        intercept=c["intercept"],
+        y_ref=c["y_ref"],
+        rule="one_se",
     )
     assert sel.rule == "one_se"
     best = min(sel.cv_table, key=lambda r: r["rmsecv"])
@@ -557,7 +628,7 @@ def test_select_transfer_one_se_rule_chooses_the_simplest_within_one_standard_er
     chosen = next(r for r in sel.cv_table if (r["method"], r["params"]) == (sel.method, sel.params))
     assert chosen in eligible
     # every eligible candidate earlier in the simplicity order would have been chosen instead
-    order = ["naive", "sbc", "ds-identity", "pds", "ds-zero"]
+    order = ["naive", "bias", "sbc", "ds-identity", "pds", "ds-zero"]
 
     def family(r: Any) -> int:
         return order.index(
@@ -576,7 +647,7 @@ def test_select_transfer_one_se_rule_prefers_a_simpler_candidate_that_is_almost_
     coef = rng.normal(size=30)
     grid: list[Any] = [("ds", {"rcond": 1e-6, "anchor": "zero"}), ("sbc", {})]
     by_min = select_transfer(X, Xt, coef=coef, intercept=0.0, candidates=grid, rule="min")
-    by_se = select_transfer(X, Xt, coef=coef, intercept=0.0, candidates=grid)
+    by_se = select_transfer(X, Xt, coef=coef, intercept=0.0, candidates=grid, rule="one_se")
     ds, sbc = by_se.cv_table
     # DS has the smaller RMSECV, SBC is within one standard error of it and simpler
     assert ds["rmsecv"] < sbc["rmsecv"] <= ds["rmsecv"] + ds["se"]
@@ -588,7 +659,7 @@ def test_default_grid_has_anchored_ds_only() -> None:
     ds = [dict(p) for m, p in default_candidates() if m == "ds"]
     assert len(ds) == 5
     assert all(p["anchor"] == "identity" for p in ds)
-    assert len(default_candidates()) == 22
+    assert len(default_candidates()) == 23
 
 
 def test_select_transfer_rejects_an_unknown_rule() -> None:
@@ -597,33 +668,125 @@ def test_select_transfer_rejects_an_unknown_rule() -> None:
         select_transfer(X, X, coef=np.ones(10), intercept=0.0, rule="best")  # type: ignore[arg-type]
 
 
-def test_select_transfer_refits_the_choice_on_all_standards(campaign: dict[str, Any]) -> None:
+def test_select_transfer_refits_the_members_on_all_standards(campaign: dict[str, Any]) -> None:
     c = campaign
     sel = select_transfer(
         c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
     )
-    again = fit_transfer(
-        sel.method,
-        c["X_src"],
-        c["X_tgt"],
-        coef=c["coef"],
-        intercept=c["intercept"],
-        y_ref=c["y_ref"],
-        **sel.params,
-    )
-    assert sel.transfer.method == sel.method
+    assert sel.method == "weighted"
+    assert isinstance(sel.transfer, WeightedTransfer)
     assert sel.transfer.n_standards_ == 20
-    np.testing.assert_array_equal(
-        sel.transfer.collapse(c["coef"], c["intercept"])[0],
-        again.collapse(c["coef"], c["intercept"])[0],
-    )
+    coef_t = np.zeros_like(c["coef"])
+    intercept_t = 0.0
+    for member in sel.weights:
+        again = fit_transfer(
+            member["method"],
+            c["X_src"],
+            c["X_tgt"],
+            coef=c["coef"],
+            intercept=c["intercept"],
+            y_ref=c["y_ref"],
+            **member["params"],
+        )
+        mc, mb = again.collapse(c["coef"], c["intercept"])
+        coef_t += member["weight"] * mc
+        intercept_t += member["weight"] * mb
+    got_coef, got_intercept = sel.transfer.collapse(c["coef"], c["intercept"])
+    np.testing.assert_allclose(got_coef, coef_t, rtol=1e-12, atol=1e-15)
+    assert got_intercept == pytest.approx(intercept_t, rel=1e-12)
+    assert sum(m["weight"] for m in sel.weights) == pytest.approx(1.0)
     assert sel.reference == "y_ref"
+
+
+def test_weighted_rule_weights_follow_the_cv_mse_by_hand(campaign: dict[str, Any]) -> None:
+    c = campaign
+    sel = select_transfer(
+        c["X_src"], c["X_tgt"], coef=c["coef"], intercept=c["intercept"], y_ref=c["y_ref"]
+    )
+    mse = np.array([r["rmsecv"] ** 2 for r in sel.cv_table])
+    w = (mse / mse.min()) ** (-20 / 8.0)
+    w /= w.sum()
+    w = np.where(w >= 0.01, w, 0.0)
+    w /= w.sum()
+    np.testing.assert_allclose([r["weight"] for r in sel.cv_table], w, rtol=1e-12)
+    kept = [(r["method"], r["params"]) for r in sel.cv_table if r["weight"] > 0]
+    assert [(m["method"], m["params"]) for m in sel.weights] == kept
+    assert len(kept) < len(sel.cv_table)  # the poor candidates (naive, ...) are dropped
+    assert ("naive", {}) not in kept
+
+
+def test_weighted_rule_is_deterministic(campaign: dict[str, Any]) -> None:
+    c = campaign
+    runs = [
+        select_transfer(
+            np.asfortranarray(c["X_src"].copy()),
+            c["X_tgt"].copy(),
+            coef=c["coef"],
+            intercept=c["intercept"],
+            y_ref=c["y_ref"],
+        )
+        for _ in range(2)
+    ]
+    assert runs[0].cv_table == runs[1].cv_table
+    assert runs[0].weights == runs[1].weights
+    np.testing.assert_array_equal(runs[0].cv_predictions, runs[1].cv_predictions)
+    np.testing.assert_array_equal(
+        runs[0].transfer.collapse(c["coef"], c["intercept"])[0],
+        runs[1].transfer.collapse(c["coef"], c["intercept"])[0],
+    )
+
+
+def test_weighted_transfer_maps_spectra_by_the_weighted_members(campaign: dict[str, Any]) -> None:
+    c = campaign
+    members = [
+        fitted(m, c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+        for m in ("pds", "ds", "sbc", "naive")
+    ]
+    members.append(
+        fit_transfer("pds", c["X_src"], c["X_tgt"], coef=c["coef"], intercept=0.0, window=3)
+    )
+    weights = np.array([0.4, 0.3, 0.1, 0.05, 0.15])
+    wt = WeightedTransfer.of(members, weights)
+    X_new = target_probe(
+        smooth_spectra(np.random.default_rng(21), 30, 120), np.random.default_rng(2)
+    )
+    mapped = sum(
+        w * (m.transform(X_new) if isinstance(m, SpectralTransfer) else X_new)
+        for m, w in zip(members, weights, strict=True)
+    )
+    np.testing.assert_allclose(wt.transform(X_new), mapped, rtol=0, atol=1e-10)
+    predicted = sum(
+        w * (X_new @ mc + mb)
+        for m, w in zip(members, weights, strict=True)
+        for mc, mb in [m.collapse(c["coef"], c["intercept"])]
+    )
+    coef_t, intercept_t = wt.collapse(c["coef"], c["intercept"])
+    np.testing.assert_allclose(X_new @ coef_t + intercept_t, predicted, rtol=0, atol=1e-10)
+    buf = io.BytesIO()
+    np.savez(buf, **wt.to_arrays())
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as d:
+        again = transfer_from_arrays(dict(d))
+    assert isinstance(again, WeightedTransfer)
+    np.testing.assert_array_equal(again.transform(X_new), wt.transform(X_new))
+    np.testing.assert_array_equal(again.collapse(c["coef"], c["intercept"])[0], coef_t)
+
+
+def test_weighted_transfer_refuses_bad_weights(campaign: dict[str, Any]) -> None:
+    c = campaign
+    a = fitted("pds", c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    b = fitted("ds", c["X_src"], c["X_tgt"], c["coef"], c["intercept"])
+    for weights in ([0.5, 0.6], [1.5, -0.5], [1.0]):
+        with pytest.raises(ValueError, match="weight"):
+            WeightedTransfer.of([a, b], weights)
+    with pytest.raises(TypeError, match="fitted members"):
+        WeightedTransfer().fit(c["X_tgt"], c["X_src"])
 
 
 def test_select_transfer_prefers_naive_on_identical_probes() -> None:
     rng = np.random.default_rng(8)
     X = smooth_spectra(rng, 12, 40)
-    sel = select_transfer(X, X.copy(), coef=rng.normal(size=40), intercept=0.5)
+    sel = select_transfer(X, X.copy(), coef=rng.normal(size=40), intercept=0.5, rule="one_se")
     # every candidate reproduces the source exactly (up to rounding): the tie goes to naive
     assert sel.method == "naive"
     assert isinstance(sel.transfer, NaiveTransfer)
@@ -654,6 +817,7 @@ def test_select_transfer_tie_break_prefers_the_more_regularized_candidate() -> N
         coef=rng.normal(size=40),
         intercept=0.5,
         candidates=[("pds", {"window": 1, "rcond": 0.01}), ("pds", {"window": 1, "rcond": 0.1})],
+        rule="one_se",
     )
     assert sel.cv_table[0]["rmsecv"] == sel.cv_table[1]["rmsecv"]
     assert sel.params == {"window": 1, "rcond": 0.1}
@@ -786,7 +950,13 @@ def test_set_params_changes_the_fit(campaign: dict[str, Any]) -> None:
 @pytest.mark.parametrize("method", METHODS_ALL)
 def test_fit_returns_self_and_sets_n_features_in(method: str, campaign: dict[str, Any]) -> None:
     c = campaign
-    estimator: Any = {"pds": PDS(), "ds": DS(), "sbc": SBC(), "naive": NaiveTransfer()}[method]
+    estimator: Any = {
+        "pds": PDS(),
+        "ds": DS(),
+        "sbc": SBC(),
+        "bias": BiasCorrection(),
+        "naive": NaiveTransfer(),
+    }[method]
     with pytest.raises(NotFittedError):
         check_is_fitted(estimator)
     out = estimator.fit(c["X_tgt"], c["X_src"], coef=c["coef"], intercept=c["intercept"])
