@@ -58,11 +58,19 @@ from sklearn.base import clone
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray, as_spectra
-from app.core.transfer import SpectralTransfer
+from app.core.transfer import (
+    DS,
+    PDS,
+    CalibrationTransfer,
+    NaiveTransfer,
+    SpectralTransfer,
+    WeightedTransfer,
+)
 
 __all__ = [
     "HELD_OUT_FOLDS",
     "MIN_CALIBRATION_VALUES",
+    "WEIGHTED_HELD_OUT_FOLDS",
     "ControlLimits",
     "FlagRates",
     "TargetLimits",
@@ -76,10 +84,13 @@ HELD_OUT_FOLDS = 6
 
 Leave-one-out up to 6 standards; above, 6 venetian folds (standard i in fold i mod 6, so each
 fold holds out a spread of Kennard–Stone picks). A refit costs one fit, so the folds bound the
-cost: the whole calibration of the seeded transfer (24 standards, 36 other candidates, 336
-validation spectra, 701 channels) took 16 ms with its DS, 38 ms with PDS w5 and 77 ms with
-PDS w11 on a loaded 2-core host (best of 15); leave-one-out refits would cost 4x that.
+cost: the whole calibration of the seeded transfer's data (24 standards, 36 other candidates,
+336 validation spectra, 701 channels) took 16 ms with a DS transfer, 38 ms with PDS w5 and
+77 ms with PDS w11 on a loaded 2-core host (best of 15); leave-one-out would cost 4x that.
 """
+WEIGHTED_HELD_OUT_FOLDS = 3
+"""Folds for a :class:`WeightedTransfer`: each refit fits every member (one PDS decomposition
+per window, 3-11: ~21 ms per fold with 701 channels), so 3 folds, not 6."""
 MIN_CALIBRATION_VALUES = 5
 """Fewer target values than this do not estimate a mean and a variance: no calibration."""
 
@@ -270,6 +281,41 @@ def _diagnose(serving: ServingModel, X: ArrayLike) -> tuple[FloatArray, FloatArr
     return t2, q
 
 
+def _refit_map(
+    transfer: SpectralTransfer, X_tgt: FloatArray, X_src: FloatArray
+) -> SpectralTransfer:
+    """The same spectral map fitted on other standards.
+
+    A plain transfer is cloned and fitted. A :class:`WeightedTransfer` keeps its weights and
+    refits its members — PDS batched per window and DS per SVD (``fit_many``, as
+    ``select_transfer`` fits them); a member that corrects predictions (SBC, bias) counts as
+    the identity in the weighted map whatever its fit, so it becomes a :class:`NaiveTransfer`
+    there (the same map; it cannot fail on a fold).
+    """
+    if not isinstance(transfer, WeightedTransfer):
+        refit: SpectralTransfer = clone(transfer).fit(X_tgt, X_src)
+        return refit
+    members = list(transfer.members_)
+    refits: dict[int, CalibrationTransfer] = {}
+    pds_by_window: dict[int, list[tuple[int, PDS]]] = {}
+    ds_members: list[tuple[int, DS]] = []
+    for i, m in enumerate(members):
+        if isinstance(m, PDS):
+            pds_by_window.setdefault(int(m.window), []).append((i, m))
+        elif isinstance(m, DS):
+            ds_members.append((i, m))
+        else:
+            refits[i] = NaiveTransfer().fit(X_tgt, X_src)
+    for w, group in pds_by_window.items():
+        fitted = PDS.fit_many(X_tgt, X_src, w, [float(m.rcond) for _, m in group])
+        refits |= {i: f for (i, _), f in zip(group, fitted, strict=True)}
+    if ds_members:
+        settings = [(float(m.rcond), m.anchor) for _, m in ds_members]
+        fitted_ds = DS.fit_many(X_tgt, X_src, settings)
+        refits |= {i: f for (i, _), f in zip(ds_members, fitted_ds, strict=True)}
+    return WeightedTransfer.of([refits[i] for i in range(len(members))], transfer.weights_)
+
+
 def held_out_diagnostics(
     serving: ServingModel,
     X_tgt: ArrayLike,
@@ -281,9 +327,10 @@ def held_out_diagnostics(
 
     A spectral transfer (``serving.transfer`` a :class:`SpectralTransfer`) is refitted
     without each fold of standards (``min(n, folds)`` venetian folds, standard ``i`` in fold
-    ``i mod k``; a clone of the fitted transfer, so any spectral method works) and maps that
-    fold's target spectra; a correction that leaves the spectra unmapped (slope/bias) gives the
-    standards' own target spectra, as :meth:`ServingModel.diagnose` does.
+    ``i mod k``; a clone of the fitted transfer, or for a weighted transfer its members with
+    the same weights) and maps that fold's target spectra; a correction that leaves the spectra
+    unmapped (slope/bias, bias) gives the standards' own target spectra, as
+    :meth:`ServingModel.diagnose` does.
 
     Parameters
     ----------
@@ -292,6 +339,8 @@ def held_out_diagnostics(
     X_tgt, X_src : array-like of shape (n_standards, n_channels)
         The chosen standards on the target and on the source probe, rows paired.
     folds : int, default=HELD_OUT_FOLDS
+        At most this many folds (at most :data:`WEIGHTED_HELD_OUT_FOLDS` for a weighted
+        transfer).
 
     Returns
     -------
@@ -310,15 +359,14 @@ def held_out_diagnostics(
     if n < 3:
         empty = np.empty(0)
         return empty, empty, f"none held out: a refit without some of {n} standards needs 3"
+    if isinstance(transfer, WeightedTransfer):
+        folds = min(folds, WEIGHTED_HELD_OUT_FOLDS)
     k = min(n, folds)
     fold_of = np.arange(n) % k
     t2, q = np.empty(n), np.empty(n)
-    source = serving.source
     for f in range(k):
         test = fold_of == f
-        refit = clone(transfer).fit(
-            Xt[~test], Xs[~test], coef=source.coef, intercept=source.intercept
-        )
+        refit = _refit_map(transfer, Xt[~test], Xs[~test])
         t2[test], q[test] = replace(serving, transfer=refit).diagnose(Xt[test])
     scheme = (
         "leave-one-out refits of the transfer"
