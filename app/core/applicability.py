@@ -1,12 +1,13 @@
 """Applicability limits of a transferred soft sensor, calibrated in the target domain.
 
 A transferred version computes Hotelling's T² and Q (SPE) in the source model's latent space
-(:meth:`app.core.serving.ServingModel.diagnose`): a spectral transfer (PDS, DS, naive) maps the
-target spectra to the source basis first; a correction of the predictions (slope/bias) leaves
-them as they are. Either way the target spectra do not follow the source calibration's
-distribution — corrected spectra carry the transfer's residual and the target probe's noise,
-uncorrected ones the whole probe difference — so the source version's limits flag most
-in-control target spectra (DESIGN.md §2). This module calibrates the limits on target data:
+(:meth:`app.core.serving.ServingModel.diagnose`): a spectral transfer (PDS, DS, naive, or a
+weighted combination) maps the target spectra to the source basis first; a correction of the
+predictions (slope/bias, bias) leaves them as they are. Either way the target spectra need
+not follow the source calibration's distribution — corrected spectra carry the transfer's
+residual and the target probe's noise, uncorrected ones the whole probe difference — so the
+source version's limits can flag most in-control target spectra (DESIGN.md §2). This module
+calibrates the limits on target data:
 
 - **calibration values**: T² and Q of (a) each chosen transfer standard passed through a
   transfer refitted *without* it (K venetian folds; a correction that does not map spectra is
@@ -22,10 +23,12 @@ in-control target spectra (DESIGN.md §2). This module calibrates the limits on 
   no value sets the limit it is judged by; rates at 95 % and 99 % against the nominal 5 % and
   1 %.
 
-Measured (bench/flag_rates.py): on the seeded demo transfer (DS) the cross-fitted 99 % flag
-rates of its 336 validation spectra are 2.1 % (T²) and 2.4 % (Q), and 1.6 % and 1.5 % on
-three further simulated batches, where the source version's limits flagged 55 % and 44 % on
-Q; on the tablet shoot-out (8-30 standards, auto or SBC) at most 1.9 %.
+Measured (bench/flag_rates.py): on the seeded demo transfer (auto: a weighted transfer of 19
+members) the cross-fitted 99 % flag rates of its 336 validation spectra are 2.4 % (T²) and
+1.2 % (Q), and 0.8 % on three further simulated batches; when auto chose DS alone (before the
+weighted rule) the source version's limits flagged 55 % of the validation spectra on Q and the
+target limits 2.1-2.4 %. On the tablet shoot-out (8-30 standards, auto or SBC) at most 1.9 %,
+where the source limits flag 12-96 % (auto) and 100 % (SBC).
 Moment fits are not robust: a calibration set with a sizeable share (~15 %) of gross outliers
 inflates the variance until the outliers are no longer flagged — the validation set must be
 in-control target data, as the post-transfer metrics already assume. A robust variant (start
