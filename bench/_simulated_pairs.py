@@ -26,7 +26,7 @@ import numpy as np
 from app.core.kennard_stone import kennard_stone
 from app.core.pls import PLSSoftSensor
 from app.core.simulate import ProbeShift, remeasure, simulate_campaign
-from app.core.transfer import fit_transfer, select_transfer
+from app.core.transfer import SelectionRule, fit_transfer, select_transfer
 
 FIXED: tuple[tuple[str, str, dict[str, float | int | str]], ...] = (
     ("naive", "naive", {}),
@@ -52,6 +52,7 @@ class Case:
     auto: float
     auto_method: str
     select_ms: float
+    other_rules: dict[str, float]  # rule -> auto's test RMSE with that selection rule
 
     @property
     def best_label(self) -> str:
@@ -90,8 +91,10 @@ def run_cases(
     shifts_per_seed: int,
     standards: Sequence[int],
     max_folds: int | None = None,
+    other_rules: Sequence[SelectionRule] = (),
 ) -> Iterator[Case]:
-    """Every case; ``max_folds`` caps the CV folds of auto (None: leave-one-out)."""
+    """Every case; ``max_folds`` caps the CV folds of auto (None: the service's default);
+    ``other_rules`` are also run, for comparison with the default rule."""
     for seed in seeds:
         batches = simulate_campaign(seed=seed, n_batches=5)
         pool_batch, test_batch, training = batches[0], batches[1], batches[2:]
@@ -123,9 +126,15 @@ def run_cases(
                         tr = fit_transfer(method, Xs, Xt, coef=c, intercept=b, y_ref=y, **params)
                         fixed[label] = _rmse(y_test, X_test, *tr.collapse(c, b))
                     t0 = time.perf_counter()
-                    cv = "loo" if max_folds is None else min(n, max_folds)
+                    cv = None if max_folds is None else min(n, max_folds)
                     sel = select_transfer(Xs, Xt, coef=c, intercept=b, y_ref=y, cv=cv)
                     ms = 1e3 * (time.perf_counter() - t0)
+                    others = {}
+                    for rule in other_rules:
+                        alt = select_transfer(
+                            Xs, Xt, coef=c, intercept=b, y_ref=y, cv=cv, rule=rule
+                        )
+                        others[rule] = _rmse(y_test, X_test, *alt.transfer.collapse(c, b))
                     yield Case(
                         seed=seed,
                         shift_index=k,
@@ -137,6 +146,7 @@ def run_cases(
                         auto=_rmse(y_test, X_test, *sel.transfer.collapse(c, b)),
                         auto_method=sel.method,
                         select_ms=ms,
+                        other_rules=others,
                     )
 
 
@@ -168,6 +178,14 @@ def summarize(cases: Sequence[Case], within: float) -> list[str]:
         lines.append(row(f"{n} standards", [c for c in cases if c.n_standards == n]))
     for size in SIZES:
         lines.append(row(f"model {size}", [c for c in cases if c.size == size]))
+    for rule in cases[0].other_rules if cases else ():
+        r = np.array([c.other_rules[rule] / c.fixed[c.best_label] for c in cases])
+        worse = sum(c.other_rules[rule] > c.fixed["naive"] for c in cases)
+        lines.append(
+            f"| rule {rule} instead | {len(r)} | {100 * np.mean(r <= within):.1f} % | {worse} | "
+            + " | ".join(f"{v:.3f}" for v in np.percentile(r, [0, 5, 25, 50, 75, 90, 95, 99, 100]))
+            + " |"
+        )
     edges = [0.0, 0.9, 0.95, 1.0, 1.05, 1.10, 1.20, 1.50, math.inf]
     ratios = np.array([c.ratio for c in cases])
     counts = np.histogram(ratios, bins=edges)[0]

@@ -17,7 +17,7 @@ Protocol (issue 5)
 - Validation: instrument 2's ``test`` rows (212); in-domain: instrument 1's ``test`` rows.
 - Rows: in-domain, naive, SBC, DS (default: anchored at the identity, rcond 0.01), textbook
   DS (anchor zero, rcond 0.01, for comparison), PDS at windows 3/5/7/11 (default rcond 0.01),
-  and auto (``select_transfer`` with its defaults: LOO over the standards only, one-SE rule).
+  and auto (``select_transfer`` with its defaults: CV over the standards only, weighted rule).
   Columns: 8, 12, 20 and 30 standards. Figures: RMSEP in mg.
 
 Targets: auto is never worse than naive, and within 10 % of the best fixed method for every
@@ -78,6 +78,7 @@ HTTP_RTOL = 1e-9
 
 # (row label, method, fixed parameters); "auto" is added separately.
 FIXED: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("bias-only", "bias", {}),
     ("SBC", "sbc", {}),
     ("DS (anchored, rcond 0.01)", "ds", {}),
     ("DS textbook (anchor zero)", "ds", {"anchor": "zero"}),
@@ -203,13 +204,18 @@ def run_in_process(t: Tablets, n_components: int, standards: Sequence[int]) -> R
         res.select_ms[n] = 1e3 * (time.perf_counter() - t0)
         coef_t, icpt_t = sel.transfer.collapse(c, b)
         res.auto[n] = rmse(y_val, X_val @ coef_t + icpt_t)
-        res.auto_choice[n] = describe(sel.method, sel.params)
-        res.auto_params[n] = (sel.method, dict(sel.params))
-        res.auto_rmsecv[n] = next(
-            r["rmsecv"]
-            for r in sel.cv_table
-            if r["method"] == sel.method and r["params"] == sel.params
+        res.auto_choice[n] = (
+            describe(sel.method, sel.params)
+            if sel.method != "weighted"
+            else f"{len(sel.weights)} weighted; largest: "
+            + ", ".join(
+                f"{describe(m['method'], {k: v for k, v in m['params'].items() if k != 'anchor'})}"
+                f" {m['weight']:.2f}"
+                for m in sorted(sel.weights, key=lambda m: -m["weight"])[:2]
+            )
         )
+        res.auto_params[n] = (sel.method, dict(sel.params))
+        res.auto_rmsecv[n] = sel.rmsecv
     return res
 
 
@@ -238,7 +244,7 @@ def markdown_table(res: Results, standards: Sequence[int]) -> str:
             bold = best_fixed(res, n)[0] == label
             cells.append(f"**{value:.2f}**" if bold else f"{value:.2f}")
         row(label, cells)
-    row("**auto** (LOO over the standards, one-SE rule)", [f"{res.auto[n]:.2f}" for n in standards])
+    row("**auto** (CV over the standards, weighted)", [f"{res.auto[n]:.2f}" for n in standards])
     row("auto chose", [res.auto_choice[n] for n in standards])
     row("auto: RMSECV over the standards", [f"{res.auto_rmsecv[n]:.2f}" for n in standards])
     return "\n".join(lines)
@@ -537,7 +543,7 @@ def run_simulated(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cases = []
     for case in simulated_pairs.run_cases(
-        args.seeds, args.shifts_per_seed, standards, args.max_folds
+        args.seeds, args.shifts_per_seed, standards, args.max_folds, args.compare_rules
     ):
         cases.append(case)
         if len(cases) % 24 == 0:
@@ -547,6 +553,7 @@ def run_simulated(args: argparse.Namespace) -> int:
         f"python bench/transfer_accuracy.py --simulated --seeds {seeds} "
         f"--shifts-per-seed {args.shifts_per_seed} --standards {' '.join(map(str, standards))}"
         + (f" --max-folds {args.max_folds}" if args.max_folds else "")
+        + (f" --compare-rules {' '.join(args.compare_rules)}" if args.compare_rules else "")
     )
     share = float(np.mean([c.ratio <= AUTO_WITHIN for c in cases]))
     worse = sum(c.worse_than_naive for c in cases)
@@ -615,7 +622,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SIM_SEEDS))
     parser.add_argument("--shifts-per-seed", type=int, default=SIM_SHIFTS)
     parser.add_argument(
-        "--max-folds", type=int, default=None, help="cap auto's CV folds (default: LOO)"
+        "--max-folds", type=int, default=None, help="cap auto's CV folds (default: the service's)"
+    )
+    parser.add_argument(
+        "--compare-rules",
+        nargs="*",
+        default=[],
+        choices=["one_se", "min"],
+        help="also run select_transfer with these rules on every case",
     )
     args = parser.parse_args(argv)
     if args.simulated:

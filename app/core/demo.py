@@ -68,7 +68,7 @@ class DemoResult:
     params : dict
         Its parameters (e.g. ``window``, ``rcond``).
     scheme : str
-        How the choice was cross-validated, e.g. ``"leave-one-out over 24 standards"``.
+        How the choice was cross-validated, e.g. ``"leave-one-out over 12 standards"``.
     rmsecv : float
         Cross-validated RMSE of the chosen transfer over the standards, g/L.
     weights : list of WeightRow
@@ -149,7 +149,6 @@ def run_demo(seed: int = 2026, n_standards: int = 24) -> DemoResult:
         coef=model.coef,
         intercept=model.intercept,
         y_ref=y[standards],
-        cv="loo",
     )
     coef_t, intercept_t = selection.transfer.collapse(model.coef, model.intercept)
     corrected_metrics = regression_metrics(y[test], target.X[test] @ coef_t + intercept_t)

@@ -41,7 +41,6 @@ from app.services.models import metrics_record
 
 CV_BASIS = "cross-validated over the standards (no validation set)"
 VALIDATION_BASIS = "validation set: target-probe samples that are not among the standards"
-CV_FOLDS: Literal["loo"] = "loo"  # leave-one-out over the standards, as in app.core.demo
 LIMITS_METHOD = (
     "scaled chi-squared g·χ²_h with g = v/(2m), h = 2m²/v from the mean m and variance v of the "
     "calibration values (Nomikos & MacGregor 1995), for T² and for Q"
@@ -339,7 +338,6 @@ def evaluate_transfer(
                 intercept=linear.intercept,
                 y_ref=y,
                 candidates=candidates,
-                cv=CV_FOLDS,
             )
             fitted: CalibrationTransfer = selection.transfer
         else:

@@ -48,7 +48,9 @@ def test_default_shift_needs_a_spectral_correction(result: DemoResult) -> None:
     spectral = sum(w["weight"] for w in result.weights if w["method"] in {"pds", "ds"})
     assert spectral > 0.9, result.weights
     assert np.isfinite(result.rmsecv)
-    assert result.scheme == "leave-one-out over 24 standards"
+    assert result.scheme == (
+        "12-fold venetian-blinds (standard i in fold i mod 12) over 24 standards"
+    )
 
 
 def test_report_has_the_four_lines(result: DemoResult) -> None:
@@ -58,7 +60,7 @@ def test_report_has_the_four_lines(result: DemoResult) -> None:
     assert lines[1].startswith("source (in-domain, held out) : R2=")
     assert lines[2].startswith("naive transfer               : R2=")
     assert lines[3].startswith(f"{result.method.upper()}-corrected (held out)")
-    assert "chosen by leave-one-out CV over 24 standards]" in lines[3]
+    assert "chosen by 12-fold venetian-blinds (standard i in fold i mod 12) CV over 24" in lines[3]
     assert f"R2={result.corrected['r2']:.3f}" in lines[3]
 
 

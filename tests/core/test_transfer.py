@@ -350,6 +350,7 @@ def test_bias_correction_leave_one_out_equals_refitting_without_each_standard(
         intercept=c["intercept"],
         y_ref=c["y_ref"],
         candidates=[("bias", {})],
+        cv="loo",
     )
     n = c["X_src"].shape[0]
     by_refit = np.empty(n)
@@ -606,7 +607,7 @@ def test_select_transfer_min_rule_chooses_the_minimum_and_beats_naive(
     assert best <= min(scores.values()) * (1 + 1e-9) + 1e-15
     assert best < 0.5 * scores[("naive", ())]
     assert sel.reference == "source_model"
-    assert sel.scheme == "leave-one-out over 20 standards"
+    assert sel.scheme == "12-fold venetian-blinds (standard i in fold i mod 12) over 20 standards"
 
 
 def test_select_transfer_one_se_rule_chooses_the_simplest_within_one_standard_error(
@@ -1010,3 +1011,16 @@ def test_artifacts_written_before_the_estimator_rewrite_still_predict_identicall
         assert set(rewritten) == set(arrays)
         for k, v in arrays.items():
             np.testing.assert_array_equal(rewritten[k], v)
+
+
+def test_default_cv_is_leave_one_out_up_to_twelve_standards(campaign: dict[str, Any]) -> None:
+    c = campaign
+    for n, scheme in (
+        (12, "leave-one-out over 12 standards"),
+        (13, "12-fold venetian-blinds (standard i in fold i mod 12) over 13 standards"),
+    ):
+        sel = select_transfer(
+            c["X_src"][:n], c["X_tgt"][:n], coef=c["coef"], intercept=c["intercept"]
+        )
+        assert sel.scheme == scheme
+        assert {r["n_folds"] for r in sel.cv_table} == {12}
