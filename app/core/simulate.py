@@ -81,6 +81,7 @@ __all__ = [
     "simulate_kinetics",
     "spectral_columns",
     "to_arrow_table",
+    "with_foreign_band",
     "write_parquet",
 ]
 
@@ -738,6 +739,43 @@ def remeasure(
     optical = apply_probe_shift(batch.signal, batch.axis, shift, rng=rng)
     X = optical + _detector_noise(optical, rng)
     return replace(batch, X=np.ascontiguousarray(X), probe=probe)
+
+
+def with_foreign_band(
+    batch: SimulatedBatch,
+    *,
+    centre_cm1: float = 883.0,
+    fwhm_cm1: float = 20.0,
+    height: float = 200.0,
+) -> SimulatedBatch:
+    """The same samples from another process: one Raman band the calibrated process lacks.
+
+    The band (pseudo-Voigt, Lorentzian fraction 0.6) is added to the noise-free ``signal`` and
+    to the measured ``X`` alike, so :func:`remeasure` measures it on another probe too. The
+    default is ethanol's C–C–O stretch (883 cm⁻¹) at 200 counts — twice the glucose band at
+    1125 cm⁻¹ at the 6 g/L set-point: a medium or a cleaning residue the model never saw.
+
+    Parameters
+    ----------
+    batch : SimulatedBatch
+    centre_cm1, fwhm_cm1 : float
+        Position and full width at half maximum of the band, cm⁻¹.
+    height : float
+        Peak height in counts (> 0).
+
+    Returns
+    -------
+    SimulatedBatch
+        A copy of ``batch`` with ``signal`` and ``X`` changed; states and ids unchanged.
+    """
+    if not (math.isfinite(height) and height > 0 and math.isfinite(fwhm_cm1) and fwhm_cm1 > 0):
+        raise ValueError(f"need height > 0 and fwhm_cm1 > 0, got {height} and {fwhm_cm1}")
+    band = height * _pseudo_voigt(batch.axis, [(float(centre_cm1), float(fwhm_cm1), 0.6, 1.0)])
+    return replace(
+        batch,
+        X=np.ascontiguousarray(batch.X + band[:, 0]),
+        signal=np.ascontiguousarray(batch.signal + band[:, 0]),
+    )
 
 
 # --------------------------------------------------------------------------------------------

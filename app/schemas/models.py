@@ -191,6 +191,10 @@ class TransferredVersionRead(_VersionCard):
         description="target-probe validation set; null when the figures are cross-validated "
         "over the standards"
     )
+    limits_basis: str = Field(
+        description="what the T²/Q limits were calibrated on: target-probe data (the transfer "
+        "record's applicability block), or the source version's for transfers recorded before"
+    )
     metrics: TransferredMetricsRead
 
 

@@ -330,6 +330,10 @@ def list_versions(session: Session, name: str) -> list[ModelVersion]:
 
 
 VersionCard = TrainedVersionRead | TransferredVersionRead
+SOURCE_LIMITS_BASIS = (
+    "the source version's limits (the transfer was recorded before limits were calibrated for "
+    "the target domain)"
+)
 
 
 def in_domain_figures(version: ModelVersion) -> tuple[dict[str, Any] | None, str | None]:
@@ -417,6 +421,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
             )
             continue
         transfer = transfers[v.transfer_id]
+        applicability = (transfer.result or {}).get("applicability")
         source_figures, source_basis = in_domain_figures(sources[v.source_version_id])
         cards.append(
             read_from(
@@ -434,6 +439,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
                 target_standards_dataset_sha256=sha(transfer.target_standards_dataset_id),
                 source_standards_dataset_sha256=sha(transfer.source_standards_dataset_id),
                 validation_dataset_sha256=sha(transfer.validation_dataset_id),
+                limits_basis=applicability["summary"] if applicability else SOURCE_LIMITS_BASIS,
                 **common,
             )
         )

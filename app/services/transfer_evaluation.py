@@ -7,6 +7,10 @@ cross-validation, another axis unit) and the evaluation itself (Kennard–Stone,
 selection by cross-validation, naive and post-transfer metrics, acceptance verdict) are
 tested in milliseconds. :mod:`app.services.transfers` reads the uploads before and records
 the outcome after.
+
+The applicability limits (Hotelling T², Q) of the transferred version are calibrated here too,
+on target-probe data (:mod:`app.core.applicability`), and their flag rate is an acceptance
+criterion of every transfer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app.core.applicability import (
+    MIN_CALIBRATION_VALUES,
+    ControlLimits,
+    FlagRates,
+    TargetLimits,
+    calibrate_target_limits,
+)
 from app.core.kennard_stone import kennard_stone
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
@@ -25,11 +36,15 @@ from app.core.spectra import FloatArray, IntArray
 from app.core.transfer import CalibrationTransfer, TransferSelection, fit_transfer, select_transfer
 from app.enums import TransferMethod
 from app.errors import InvalidInput
-from app.schemas.transfers import MAX_CANDIDATES, MIN_CV_STANDARDS
+from app.schemas.transfers import MAX_CANDIDATES, MAX_FLAG_RATE_99, MIN_CV_STANDARDS
 from app.services.models import metrics_record
 
 CV_BASIS = "cross-validated over the standards (no validation set)"
 VALIDATION_BASIS = "validation set: target-probe samples that are not among the standards"
+LIMITS_METHOD = (
+    "scaled chi-squared g·χ²_h with g = v/(2m), h = 2m²/v from the mean m and variance v of the "
+    "calibration values (Nomikos & MacGregor 1995), for T² and for Q"
+)
 _MAX_IDS_SHOWN = 10
 
 
@@ -127,6 +142,63 @@ def check_standards_fit_the_plan(
 # --------------------------------------------------------------------------------------------
 
 
+def _limits(limits: ControlLimits) -> dict[str, float]:
+    return {"t2_95": limits.t2_95, "t2_99": limits.t2_99, "q_95": limits.q_95, "q_99": limits.q_99}
+
+
+def _rates(rates: FlagRates, *, spectra: str, method: str) -> dict[str, Any]:
+    return {
+        "spectra": spectra,
+        "n": rates.n,
+        "method": method,
+        "at_95": {"nominal": 0.05, "t2": rates.t2_95, "q": rates.q_95, "either": rates.either_95},
+        "at_99": {"nominal": 0.01, "t2": rates.t2_99, "q": rates.q_99, "either": rates.either_99},
+    }
+
+
+def applicability_record(t: TargetLimits) -> dict[str, Any]:
+    """The record's account of the target version's T²/Q limits: values, basis, flag rates."""
+    n = t.n_values
+    what = "validation spectra" if t.rates_on == "validation" else "calibration values"
+    if t.calibrated:
+        summary = (
+            f"calibrated on {n} target-probe values: {t.n_standards} standards "
+            f"({t.standards_scheme}), {t.n_other} other offered standards and "
+            f"{t.n_validation} validation spectra, each through a transfer that did not see it; "
+            "scaled chi-squared fitted to their mean and variance"
+        )
+        method = (
+            f"each of the {t.rates.n} {what} against limits calibrated on the other {n - 1} "
+            "values (leave-one-out)"
+        )
+    else:
+        summary = (
+            f"the source version's limits: {n} target-probe values, fewer than the "
+            f"{MIN_CALIBRATION_VALUES} a calibration needs"
+        )
+        method = f"the {t.rates.n} {what} against the source version's limits"
+    return {
+        "calibrated": t.calibrated,
+        "summary": summary,
+        "limits": _limits(t.limits),
+        "calibration": {
+            "method": LIMITS_METHOD,
+            "n_values": n,
+            "n_standards": t.n_standards,
+            "standards": t.standards_scheme,
+            "n_other_candidates": t.n_other,
+            "n_validation": t.n_validation,
+        },
+        "flag_rates": _rates(t.rates, spectra=t.rates_on, method=method),
+        "source_limits": _limits(t.source_limits),
+        "source_limits_flag_rates": _rates(
+            t.source_rates,
+            spectra=t.rates_on,
+            method=f"the same {t.source_rates.n} {what} against the source version's limits",
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class CandidateStandards:
     """Target standards offered, each with its source-probe row of the same sample.
@@ -165,6 +237,7 @@ class TransferOutcome:
     metrics_basis: str
     acceptance: AcceptanceResult
     reference_agreement_max_abs: float
+    applicability: TargetLimits
 
     @property
     def method(self) -> str:
@@ -176,11 +249,16 @@ def evaluate_acceptance(
     post: Mapping[str, Any],
     source: Mapping[str, Any] | None,
     naive: Mapping[str, Any],
+    *,
+    flag_rate_99: float | None,
 ) -> AcceptanceResult:
     """Evaluate the criteria every transfer must meet, then the requested ones.
 
     Always: ``not_worse_than_naive`` — the post-transfer RMSE at most the naive RMSE on the same
-    rows (a requested ``max_rmse`` alone let a transfer 3x worse than no correction pass).
+    rows (a requested ``max_rmse`` alone let a transfer 3x worse than no correction pass);
+    ``max_flag_rate`` — ``flag_rate_99``, the larger of the T² and Q flag rates at 99 % of the
+    in-control validation spectra (cross-fitted; of the standards without a validation set),
+    at most :data:`MAX_FLAG_RATE_99` (nominal 1 %).
     Requested: ``max_rmse`` and ``max_rmse_ratio`` (against the source's in-domain RMSE).
     """
     rmse, naive_rmse = post.get("rmse"), naive.get("rmse")
@@ -190,7 +268,13 @@ def evaluate_acceptance(
             "limit": naive_rmse,
             "observed": rmse,
             "passed": rmse is not None and naive_rmse is not None and rmse <= naive_rmse,
-        }
+        },
+        {
+            "criterion": "max_flag_rate",
+            "limit": MAX_FLAG_RATE_99,
+            "observed": flag_rate_99,
+            "passed": flag_rate_99 is not None and flag_rate_99 <= MAX_FLAG_RATE_99,
+        },
     ]
     if criteria.get("max_rmse") is not None:
         limit = float(criteria["max_rmse"])
@@ -233,6 +317,8 @@ def evaluate_transfer(
     offered is the number planned). With a validation set and a fixed method, that method is
     fitted; otherwise candidates are cross-validated over the standards (the plan's method
     alone, or the default grid for ``auto``) and the post-transfer metrics are the CV figures.
+    The target version's T²/Q limits are calibrated on the standards (held out by refits), the
+    offered standards not chosen and the validation set (:func:`calibrate_target_limits`).
 
     Raises InvalidInput when the transfer cannot be fitted on these standards.
     """
@@ -267,6 +353,14 @@ def evaluate_transfer(
     except ValueError as exc:
         raise InvalidInput(f"the transfer could not be fitted on these standards: {exc}") from None
     serving = ServingModel.transferred(linear, fitted)
+    others = np.setdiff1d(np.arange(standards.X_tgt.shape[0]), chosen)
+    applicability = calibrate_target_limits(
+        serving,
+        Xt,
+        Xs,
+        X_other=standards.X_tgt[others],
+        X_val=standards.validation[0] if standards.validation is not None else None,
+    )
     if standards.validation is not None:
         X_val, y_val = standards.validation
         naive = metrics_record(y_val, linear.predict(X_val))
@@ -285,6 +379,13 @@ def evaluate_transfer(
         naive_metrics=naive,
         post_transfer_metrics=post,
         metrics_basis=basis,
-        acceptance=evaluate_acceptance(plan.acceptance, post, source_metrics, naive),
+        acceptance=evaluate_acceptance(
+            plan.acceptance,
+            post,
+            source_metrics,
+            naive,
+            flag_rate_99=applicability.rates.worst_99,
+        ),
         reference_agreement_max_abs=float(np.max(np.abs(y - y_src))),
+        applicability=applicability,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import platform
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ import sklearn
 from sqlalchemy.orm import Session
 
 from app import __version__
+from app.core.applicability import ControlLimits
 from app.core.pls import LinearSoftSensor
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray, check_same_axis
@@ -69,6 +70,7 @@ from app.services.transfer_evaluation import (
     CandidateStandards,
     TransferOutcome,
     TransferPlan,
+    applicability_record,
     check_axis_unit,
     check_standards_fit_the_plan,
     evaluate_transfer,
@@ -385,16 +387,18 @@ def _load_source_model(store: ArtifactStore, version: ModelVersion) -> LinearSof
 
 
 def _diagnostics_note(method: str) -> str:
+    limits = "their limits are calibrated on target-probe data (see applicability)"
     if method in _SPECTRAL:
         return (
             "Hotelling T² and Q are computed in the source model's latent space after the "
-            f"{method.upper()} transfer maps target-probe spectra to the source basis; the limits "
-            "are the source version's, not re-estimated on target-probe data"
+            f"{method.upper()} transfer maps target-probe spectra to the source basis; {limits}"
         )
     what = {"sbc": "slope/bias correction", "bias": "bias correction"}.get(method, "no correction")
     return (
-        f"{what} leaves the spectra unmapped: Hotelling T² and Q compare raw target-probe "
-        "spectra with the source version's limits, so they also reflect the probe difference"
+        f"{what} leaves the spectra unmapped: Hotelling T² and Q of raw target-probe spectra "
+        f"in the source model's latent space, so they also reflect the probe difference; "
+        f"{limits}: a spectrum is flagged when it lies further from the source model than "
+        "in-control target spectra do"
     )
 
 
@@ -495,6 +499,7 @@ def _evaluate(
             "acceptance_results": outcome.acceptance.results,
             "verdict": outcome.acceptance.verdict,
             "diagnostics": _diagnostics_note(outcome.method),
+            "applicability": applicability_record(outcome.applicability),
         }
     )
     version_metrics = {
@@ -605,11 +610,14 @@ def _add_target_version(
     target_domain: Domain,
     artifact_sha256: str,
     metrics: dict[str, Any],
+    limits: ControlLimits,
     source_dataset_sha256: str,
     reason: str,
     actor: User,
 ) -> ModelVersion:
-    """The transferred version, ``pending_requalification``, audited. Needs the model row lock."""
+    """The transferred version, ``pending_requalification``, audited. Needs the model row lock.
+
+    Its T²/Q limits are the target domain's (``limits``); predictions flag against them."""
     version = ModelVersion(
         model_id=model.id,
         version=models.next_version_number(session, model),  # under the model row lock
@@ -626,11 +634,10 @@ def _add_target_version(
         operating_range_min=transfer.operating_range_min,
         operating_range_max=transfer.operating_range_max,
         operating_range_source="declared",
-        # Diagnostics live in the source basis (see app.core.serving): the source's limits.
-        t2_limit_95=source.t2_limit_95,
-        t2_limit_99=source.t2_limit_99,
-        q_limit_95=source.q_limit_95,
-        q_limit_99=source.q_limit_99,
+        t2_limit_95=limits.t2_95,
+        t2_limit_99=limits.t2_99,
+        q_limit_95=limits.q_95,
+        q_limit_99=limits.q_99,
         intended_use=transfer.intended_use,
         reason=transfer.reason,
         created_by_id=actor.id,
@@ -647,6 +654,7 @@ def _add_target_version(
             "transfer_id": transfer.id,
             "domain": target_domain.name,
             "dataset_sha256": source_dataset_sha256,
+            "limits": asdict(limits),
         },
     )
 
@@ -743,6 +751,7 @@ def _record_completed(
         target_domain=target_domain,
         artifact_sha256=digest,
         metrics=evaluated.version_metrics,
+        limits=outcome.applicability.limits,
         source_dataset_sha256=source_dataset.sha256,
         reason=reason,
         actor=actor,
@@ -783,6 +792,7 @@ def _record_completed(
             "post_transfer_metrics": result["post_transfer_metrics"],
             "metrics_basis": result["metrics_basis"],
             "acceptance_results": result["acceptance_results"],
+            "applicability": result["applicability"],
             "verdict": outcome.acceptance.verdict,
             "artifact_sha256": digest,
             "target_version": version.version,
@@ -973,6 +983,7 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
                 "verdict": transfer.verdict,
             },
             "diagnostics": r.get("diagnostics"),
+            "applicability": r.get("applicability"),
             "conclusion": _conclusion(transfer, r),
         },
         "governance": {

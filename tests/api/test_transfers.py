@@ -170,11 +170,18 @@ def test_transfer_end_to_end_record_and_target_version(
     assert tr["reference_column"] == "titer_g_L"
     acceptance = tr["acceptance"]
     assert acceptance["criteria"] == {"max_rmse": None, "max_rmse_ratio": 3.0}
-    always, result = acceptance["results"]
+    always, flag_rate, result = acceptance["results"]
     assert always == {
         "criterion": "not_worse_than_naive",
         "limit": tgt["naive_metrics"]["rmse"],
         "observed": tr["post_transfer_metrics"]["rmse"],
+        "passed": True,
+    }
+    rates_99 = tr["applicability"]["flag_rates"]["at_99"]
+    assert flag_rate == {
+        "criterion": "max_flag_rate",
+        "limit": 0.05,
+        "observed": max(rates_99["t2"], rates_99["q"]),
         "passed": True,
     }
     ratio = tr["post_transfer_metrics"]["rmse"] / src["in_domain_metrics"]["rmse"]
@@ -185,7 +192,7 @@ def test_transfer_end_to_end_record_and_target_version(
         "passed": ratio <= 3.0,
     }
     assert acceptance["verdict"] == ("pass" if ratio <= 3.0 else "fail")
-    assert "source version's" in tr["diagnostics"]
+    assert "calibrated on target-probe data" in tr["diagnostics"]
 
     for key, domain in (
         ("target_standards_dataset_sha256", PLANT_DOMAIN),
@@ -232,8 +239,12 @@ def test_transfer_end_to_end_record_and_target_version(
     assert card["metrics"]["post_transfer"] == tr["post_transfer_metrics"]
     assert card["metrics"]["naive"] == tgt["naive_metrics"]
     assert card["metrics"]["basis"] == VALIDATION_BASIS
-    assert card["t2_limit_95"] == source["version"]["t2_limit_95"]
-    assert card["q_limit_99"] == source["version"]["q_limit_99"]
+    # The target domain's limits, not the source version's (tests/api/test_transfer_limits.py).
+    limits = tr["applicability"]["limits"]
+    assert (card["t2_limit_95"], card["t2_limit_99"]) == (limits["t2_95"], limits["t2_99"])
+    assert (card["q_limit_95"], card["q_limit_99"]) == (limits["q_95"], limits["q_99"])
+    assert card["q_limit_99"] != source["version"]["q_limit_99"]
+    assert card["limits_basis"] == tr["applicability"]["summary"]
     assert card["operating_range_source"] == "declared"
 
     by_uuid = client.get(f"/api/v1/transfers/{record['id']}", headers=dev)

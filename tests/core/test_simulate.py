@@ -17,6 +17,7 @@ from app.core.simulate import (
     simulate_campaign,
     spectral_columns,
     to_arrow_table,
+    with_foreign_band,
     write_parquet,
 )
 
@@ -168,6 +169,21 @@ def test_default_shift_is_strong(batch: SimulatedBatch) -> None:
     assert target.probe == "plant-raman-2000L"
     rel = np.abs(target.X - batch.X).mean() / np.abs(batch.X).mean()
     assert rel > 0.2
+
+
+def test_a_foreign_band_adds_one_peak_and_keeps_the_samples(batch: SimulatedBatch) -> None:
+    other = with_foreign_band(batch, centre_cm1=883.0, fwhm_cm1=20.0, height=200.0)
+    added = other.signal - batch.signal
+    assert np.allclose(other.X - batch.X, added)
+    assert np.allclose(added, added[0])  # the same band in every spectrum
+    peak = int(np.argmax(added[0]))
+    assert batch.axis[peak] == 882.0 or batch.axis[peak] == 884.0
+    assert added[0, peak] == pytest.approx(200.0, rel=0.01)
+    assert added[0, np.abs(batch.axis - 883.0) > 100].max() < 0.05 * 200.0
+    assert other.sample_ids == batch.sample_ids
+    assert np.array_equal(other.titer_g_L, batch.titer_g_L)
+    with pytest.raises(ValueError, match="height"):
+        with_foreign_band(batch, height=0.0)
 
 
 def test_spectral_column_names() -> None:

@@ -10,6 +10,7 @@ import pytest
 from app.core.pls import LinearSoftSensor, fit_pls
 from app.enums import TransferMethod
 from app.errors import InvalidInput
+from app.schemas.transfers import MAX_FLAG_RATE_99
 from app.services.transfer_evaluation import (
     CV_BASIS,
     VALIDATION_BASIS,
@@ -175,22 +176,25 @@ def test_a_transfer_that_cannot_be_fitted_is_refused(campaign: dict[str, Any]) -
 def test_acceptance_passes_only_if_every_criterion_passes() -> None:
     both = {"max_rmse": 1.0, "max_rmse_ratio": 2.0}
     naive = {"rmse": 5.0}
-    ok = evaluate_acceptance(both, {"rmse": 0.5}, {"rmse": 0.4}, naive)
+    ok = evaluate_acceptance(both, {"rmse": 0.5}, {"rmse": 0.4}, naive, flag_rate_99=0.02)
     assert ok.verdict == "pass"
     assert [r["criterion"] for r in ok.results] == [
         "not_worse_than_naive",
+        "max_flag_rate",
         "max_rmse",
         "max_rmse_ratio",
     ]
-    assert [r["passed"] for r in ok.results] == [True, True, True]
-    bad = evaluate_acceptance(both, {"rmse": 0.9}, {"rmse": 0.4}, naive)
+    assert [r["passed"] for r in ok.results] == [True, True, True, True]
+    bad = evaluate_acceptance(both, {"rmse": 0.9}, {"rmse": 0.4}, naive, flag_rate_99=0.02)
     assert bad.verdict == "fail"
-    assert bad.results[2]["observed"] == pytest.approx(2.25)
+    assert bad.results[3]["observed"] == pytest.approx(2.25)
 
 
 def test_a_transfer_worse_than_naive_fails_whatever_was_requested() -> None:
     """The kept-out pair's case: max_rmse alone passed a transfer 3.2x worse than naive."""
-    outcome = evaluate_acceptance({"max_rmse": 10.0}, {"rmse": 3.2}, None, {"rmse": 1.0})
+    outcome = evaluate_acceptance(
+        {"max_rmse": 10.0}, {"rmse": 3.2}, None, {"rmse": 1.0}, flag_rate_99=0.0
+    )
     assert outcome.verdict == "fail"
     assert outcome.results[0] == {
         "criterion": "not_worse_than_naive",
@@ -198,4 +202,42 @@ def test_a_transfer_worse_than_naive_fails_whatever_was_requested() -> None:
         "observed": 3.2,
         "passed": False,
     }
-    assert outcome.results[1]["passed"] is True
+    assert outcome.results[2]["passed"] is True
+
+
+@pytest.mark.parametrize(("rate", "passed"), [(0.0, True), (0.05, True), (0.06, False)])
+def test_a_flag_rate_far_above_nominal_fails_whatever_was_requested(
+    rate: float, passed: bool
+) -> None:
+    outcome = evaluate_acceptance(
+        {"max_rmse": 10.0}, {"rmse": 0.5}, None, {"rmse": 1.0}, flag_rate_99=rate
+    )
+    assert outcome.results[1] == {
+        "criterion": "max_flag_rate",
+        "limit": MAX_FLAG_RATE_99,
+        "observed": rate,
+        "passed": passed,
+    }
+    assert outcome.verdict == ("pass" if passed else "fail")
+
+
+def test_the_outcome_carries_limits_calibrated_on_the_target_spectra(
+    campaign: dict[str, Any],
+) -> None:
+    c = campaign
+    outcome = evaluate_transfer(
+        standards(c, validation=True),
+        plan(n_standards=8),
+        linear=c["linear"],
+        source_metrics={"rmse": 0.05},
+    )
+    limits = outcome.applicability
+    assert limits.calibrated
+    # 8 standards held out by refits, the 12 offered ones not chosen, 40 validation spectra.
+    assert (limits.n_standards, limits.n_other, limits.n_validation) == (8, 12, 40)
+    assert limits.rates_on == "validation"
+    assert outcome.acceptance.results[1]["observed"] == limits.rates.worst_99
+    _, q = outcome.serving.diagnose(c["X_tgt"][:40])
+    # The source model's limits were learned on source spectra; these are the target's.
+    assert limits.limits != limits.source_limits
+    assert np.mean(q > limits.limits.q_99) <= 0.05
