@@ -23,18 +23,14 @@ calibrates the limits on target data:
   no value sets the limit it is judged by; rates at 95 % and 99 % against the nominal 5 % and
   1 %.
 
-Measured (bench/flag_rates.py): on the seeded demo transfer (auto: a weighted transfer of 19
-members) the cross-fitted 99 % flag rates of its 336 validation spectra are 2.4 % (T²) and
-1.2 % (Q), and 0.8 % on three further simulated batches; when auto chose DS alone (before the
-weighted rule) the source version's limits flagged 55 % of the validation spectra on Q and the
-target limits 2.1-2.4 %. On the tablet shoot-out (8-30 standards, auto or SBC) at most 1.9 %,
-where the source limits flag 12-96 % (auto) and 100 % (SBC).
+How often in-control target spectra are flagged with these limits, against the source
+version's, is measured by ``bench/flag_rates.py`` (figures in the README).
 Moment fits are not robust: a calibration set with a sizeable share (~15 %) of gross outliers
 inflates the variance until the outliers are no longer flagged — the validation set must be
 in-control target data, as the post-transfer metrics already assume. A robust variant (start
-from the quartiles, drop values beyond 99.99 %, refit the moments) resisted that but flagged
-4.2 % of the tablets' in-control test spectra at 99 % with 30 standards, where the moment fit
-flagged 0.5 %: real Q has a heavy tail, which the moments see and the quartiles do not.
+from the quartiles, drop the far tail, refit the moments) resisted that but flagged
+in-control tablet spectra well above nominal: real Q has a heavy tail, which the moments see
+and the quartiles do not (README).
 For a correction that leaves the spectra unmapped (SBC), T² and Q measure the distance from
 the *source* model, so limits calibrated on target spectra flag spectra further away than
 those, not spectra lying between them and the source (a development-probe spectrum is not
@@ -87,19 +83,16 @@ HELD_OUT_FOLDS = 6
 
 Leave-one-out up to 6 standards; above, 6 venetian folds (standard i in fold i mod 6, so each
 fold holds out a spread of Kennard–Stone picks). A refit costs one fit, so the folds bound the
-cost: the whole calibration of the seeded transfer's data (24 standards, 36 other candidates,
-336 validation spectra, 701 channels) took 16 ms with a DS transfer, 38 ms with PDS w5 and
-77 ms with PDS w11 on a loaded 2-core host (best of 15); leave-one-out would cost 4x that.
+cost (``bench/flag_rates.py`` prints it); leave-one-out of 24 standards would cost 4x.
 """
 WEIGHTED_HELD_OUT_FOLDS = 3
 """Folds for a :class:`WeightedTransfer`: each refit fits every member (one PDS decomposition
-per window, 3-11: ~21 ms per fold with 701 channels), so 3 folds, not 6."""
+per window), so 3 folds, not 6."""
 MIN_CALIBRATION_VALUES = 5
 """Fewer target values than this do not estimate a mean and a variance: no calibration."""
 
 _CONFIDENCES = (0.95, 0.99)
-# Rows per diagnose call: temporaries of 64 x 701 float64 stay in cache. Measured on the
-# seeded transfer's 336 validation spectra (DS): 2 ms in blocks of 64, 10 ms in one call.
+# Rows per diagnose call: temporaries of 64 x 701 float64 stay in cache.
 _BLOCK_ROWS = 64
 
 

@@ -1641,9 +1641,9 @@ def select_transfer(
         in ``skipped``; invalid parameters raise ``ValueError``.
     cv : "loo", int or None, default=None
         Leave-one-out, or that many venetian-blinds folds (standard ``i`` in fold ``i mod k``);
-        None: leave-one-out up to :data:`MAX_FOLDS` standards, that many folds above (on 384
-        simulated instrument pairs 12 folds and leave-one-out were within 10 % of the best
-        fixed method in 83.3 % and 83.6 % of cases; 12 folds halve the cost at 24 standards).
+        None: leave-one-out up to :data:`MAX_FOLDS` standards, that many folds above (as
+        accurate as leave-one-out on the simulated pairs of ``bench/transfer_accuracy.py
+        --simulated --max-folds``, at half the cost with 24 standards).
     rule : {"weighted", "one_se", "min"}, default="weighted"
         ``"weighted"``: a combination of the candidates weighted by their cross-validated
         error (see Notes); ``"one_se"``: the simplest candidate whose RMSECV is within one
@@ -1670,13 +1670,11 @@ def select_transfer(
     (``(MSE_k / MSE_min) ** (-n / 2)`` would be the likelihood ratio; the power 1/4 keeps
     weight on candidates whose CV error differs by less than its noise). Averaging reduces
     the variance that picking one candidate on a noisy CV estimate adds. Why this and not a
-    pick, from ``bench/transfer_accuracy.py --simulated --compare-rules one_se min`` (384
-    simulated instrument pairs, seeds 11-18; the power and the 1 % floor were chosen on seeds
-    1-8 and the tablets): within 10 % of the best fixed method in hindsight in 83.3 % of cases
-    against 77.3 % for the minimum-RMSECV pick and 65.6 % for the one-SE rule, never worse
-    than naive; on the tablet shoot-out within 10 % at 8, 12, 20 and 30 standards (ratios
-    0.83-1.06, README). Non-negative stacking of the out-of-fold predictions did worse than
-    the pick in exploratory runs (it overfits a handful of standards).
+    pick: ``bench/transfer_accuracy.py --simulated --compare-rules one_se min`` compares the
+    three rules on simulated instrument pairs, the tablet shoot-out on real ones (figures in
+    the README). The power and the 1 % floor were chosen on simulations of seeds 1-8 and the
+    tablets. Non-negative stacking of the out-of-fold predictions did worse than a pick in
+    exploratory runs: it overfits a handful of standards.
 
     "Simpler" is the fixed order naive < bias < SBC < DS anchored at the identity (larger rcond
     first) < PDS (narrower window first, then larger rcond) < textbook DS (larger rcond
