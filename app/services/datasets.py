@@ -214,9 +214,12 @@ def parse_spectral_table(
             )
         sample_ids = _sample_ids(table.column(sample_id_column), sample_id_column)
 
-    X = np.empty((n_rows, len(columns)), dtype=np.float64)  # C order
+    # Each column is written to a contiguous row of X.T and transposed once: writing columns
+    # of a C-ordered X directly strides across the whole matrix for every channel.
+    X_T = np.empty((len(columns), n_rows), dtype=np.float64)
     for j, name in enumerate(columns):
-        X[:, j] = _as_float(table.column(name), f"spectral column {name!r}")
+        X_T[j] = _as_float(table.column(name), f"spectral column {name!r}")
+    X = np.ascontiguousarray(X_T.T)
     bad = ~np.isfinite(X)
     if bad.any():
         row, j = divmod(int(np.flatnonzero(bad)[0]), X.shape[1])
@@ -339,6 +342,8 @@ def _spectral_axis(
 def _as_float(column: pa.ChunkedArray, label: str) -> FloatArray:
     """The column as float64, nulls as NaN; refuses text, dates, booleans and nested types."""
     kind = column.type
+    if pa.types.is_float64(kind):  # the usual spectral column: no cast needed
+        return np.asarray(column.to_numpy(), dtype=np.float64)
     if pa.types.is_null(kind):  # a CSV column with no value at all
         return np.full(len(column), np.nan)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):

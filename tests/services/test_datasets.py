@@ -82,6 +82,30 @@ def test_parser_ignores_other_columns_and_needs_no_sample_ids() -> None:
     assert parsed.n_channels == 4
 
 
+def test_parser_reads_integer_float32_and_float64_columns_alike() -> None:
+    X, y, axis = simulate_spectra(6, 3)
+    table = spectral_table(X, y, axis)
+    ints = pa.array(np.round(X[:, 0] * 100).astype(np.int64))
+    singles = pa.array(X[:, 1].astype(np.float32))
+    table = table.set_column(0, "wn_400", ints).set_column(1, "wn_402", singles)
+    parsed = _parse(table_bytes(table), sample_id_column=None)
+    assert parsed.X.dtype == np.float64
+    assert parsed.X.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(parsed.X[:, 0], np.round(X[:, 0] * 100))
+    np.testing.assert_array_equal(parsed.X[:, 1], X[:, 1].astype(np.float32).astype(np.float64))
+    np.testing.assert_array_equal(parsed.X[:, 2], X[:, 2])
+
+
+def test_parser_reports_a_null_in_a_float64_spectral_column() -> None:
+    X, y, axis = simulate_spectra(4, 3)
+    column = pa.array([1.0, None, 3.0, 4.0], pa.float64())
+    table = spectral_table(X, y, axis).set_column(2, "wn_404", column)
+    with pytest.raises(InvalidInput) as info:
+        _parse(table_bytes(table), sample_id_column=None)
+    assert "data row 2, column 'wn_404'" in info.value.detail
+    assert "missing or NaN" in info.value.detail
+
+
 def test_parser_reads_nanometre_columns() -> None:
     blob = make_spectral_table(prefix="nm_", axis_start=1100.0, axis_step=0.5)
     parsed = _parse(blob, spectral_prefix="nm_")
