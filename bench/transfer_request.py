@@ -31,11 +31,12 @@ repeat), so a load spike of the shared host hits both alike.
 this process instead, through the ASGI app (no socket, no uvicorn), with a phase timer wrapped
 around the functions the request goes through: each phase's *exclusive* time (nested phases
 are subtracted), median over the repeats, the first request apart (with nothing parsed yet
-in the process, as in a server that did not run the seed). Phases: the web layer (multipart parsing, authentication, the response's
-validation and JSON), parsing each upload, sha256, the store's reads and writes, re-reading the
-source training dataset, loading the source model, Kennard–Stone, ``select_transfer``, the
-validation metrics, the serving-model collapse, the artifact, dataset registration, database
-statements and commit, audit events, the record's JSON. The timer adds a few microseconds per
+in the process, as in a server that did not run the seed). Phases: the web layer (multipart
+parsing, authentication, the response's validation and JSON), parsing each upload, sha256,
+the store's reads and writes, re-reading the source training dataset, loading the source
+model, Kennard–Stone, ``select_transfer``, the validation metrics, the serving-model
+collapse, the artifact, dataset registration, database statements and commit, audit events,
+the record's JSON. The timer adds a few microseconds per
 wrapped call.
 
 Figures vary with the machine's load; the script prints the load average before and after.
