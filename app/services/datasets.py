@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
@@ -100,7 +102,8 @@ class ParsedTable:
 class DatasetArrays:
     """A registered dataset re-read from the store (hash-verified) and re-parsed.
 
-    ``record.domain`` is loaded, so ``record.domain.name`` is available.
+    ``record.domain`` is loaded, so ``record.domain.name`` is available. ``X``, ``y`` and
+    ``axis`` are read-only: later loads of the same bytes share them.
     """
 
     X: FloatArray
@@ -688,10 +691,69 @@ def read_content(session: Session, store: ArtifactStore, sha256: str) -> tuple[D
     return dataset, store.get(dataset.sha256)
 
 
+_TableKey = tuple[str, str, str, str | None, str]
+
+
+class StoredTables:
+    """Parsed tables of stored datasets: a bounded LRU, safe across threads.
+
+    Keyed by the sha256 of the bytes and how they are read (format, reference column, sample
+    id column, spectral prefix). Stored bytes never change under their sha256 and parsing is a
+    pure function of the bytes and those options, so a table parsed once stays right; the
+    caller still reads and re-hashes the bytes on every load, so a missing or altered file is
+    refused as before, and only the parse is saved. The arrays are read-only, so no caller
+    changes what the next one gets. Two threads missing at once both parse; the second
+    result replaces the first (same bytes, same table).
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[_TableKey, ParsedTable] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(table: ParsedTable) -> int:
+        return int(table.X.nbytes + table.y.nbytes + table.axis.nbytes)
+
+    def get(self, key: _TableKey) -> ParsedTable | None:
+        with self._lock:
+            table = self._tables.get(key)
+            if table is not None:
+                self._tables.move_to_end(key)
+            return table
+
+    def put(self, key: _TableKey, table: ParsedTable) -> None:
+        for array in (table.X, table.y, table.axis):
+            array.flags.writeable = False
+        size = self._size(table)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._tables.pop(key, None)
+            if old is not None:
+                self._bytes -= self._size(old)
+            self._tables[key] = table
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, evicted = self._tables.popitem(last=False)
+                self._bytes -= self._size(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self._bytes = 0
+
+
+stored_tables = StoredTables()
+
+
 def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> DatasetArrays:
     """Re-read a registered dataset from the store and re-parse it with the upload's parser.
 
     The bytes are hash-verified by the store; the parsed shape and axis must match the record.
+    The parse of bytes already parsed in this process is taken from :data:`stored_tables`
+    (the same arrays, read-only).
 
     Raises
     ------
@@ -703,19 +765,29 @@ def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> 
     record = dataset_rows.by_sha256(session, sha256, with_domain=True)
     if record is None:
         raise NotFound(f"dataset {sha256} does not exist")
-    blob = store.get(record.sha256)
-    try:
-        parsed = parse_spectral_table(
-            blob,
-            file_format=record.file_format,
-            reference_column=record.reference_column,
-            sample_id_column=record.sample_id_column,
-            spectral_prefix=record.spectral_prefix,
-        )
-    except InvalidInput as exc:
-        raise IntegrityFailure(
-            f"stored dataset {sha256} no longer parses as registered: {exc.detail}"
-        ) from exc
+    blob = store.get(record.sha256)  # read and re-hashed every time
+    key: _TableKey = (
+        record.sha256,
+        record.file_format,
+        record.reference_column,
+        record.sample_id_column,
+        record.spectral_prefix,
+    )
+    parsed = stored_tables.get(key)
+    if parsed is None:
+        try:
+            parsed = parse_spectral_table(
+                blob,
+                file_format=record.file_format,
+                reference_column=record.reference_column,
+                sample_id_column=record.sample_id_column,
+                spectral_prefix=record.spectral_prefix,
+            )
+        except InvalidInput as exc:
+            raise IntegrityFailure(
+                f"stored dataset {sha256} no longer parses as registered: {exc.detail}"
+            ) from exc
+        stored_tables.put(key, parsed)
     if parsed.n_samples != record.n_samples or not np.array_equal(
         parsed.axis, np.asarray(record.axis, dtype=np.float64)
     ):
@@ -724,6 +796,7 @@ def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> 
             f"{parsed.n_channels} channels, not the registered {record.n_samples} x "
             f"{record.n_channels}"
         )
+    sample_ids = list(parsed.sample_ids) if parsed.sample_ids is not None else None
     return DatasetArrays(
-        X=parsed.X, y=parsed.y, axis=parsed.axis, sample_ids=parsed.sample_ids, record=record
+        X=parsed.X, y=parsed.y, axis=parsed.axis, sample_ids=sample_ids, record=record
     )

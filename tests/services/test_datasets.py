@@ -17,7 +17,9 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.schemas.datasets import DatasetCreate, DomainCreate
+from app.services import datasets
 from app.services.datasets import (
+    StoredTables,
     detect_format,
     load_dataset_arrays,
     parse_spectral_table,
@@ -364,3 +366,66 @@ def test_loader_reports_bytes_missing_from_the_store(
     store.path(record.sha256).unlink()  # lost behind the service's back
     with pytest.raises(NotFound, match="missing from the store"):
         load_dataset_arrays(session, store, record.sha256)
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    parsed: list[str] = []
+    real = datasets.parse_spectral_table
+
+    def counting(blob: bytes, **kwargs: Any) -> Any:
+        parsed.append(hashlib.sha256(blob).hexdigest())
+        return real(blob, **kwargs)
+
+    monkeypatch.setattr(datasets, "parse_spectral_table", counting)
+    monkeypatch.setattr(datasets, "stored_tables", StoredTables())
+    return parsed
+
+
+def test_loader_parses_the_same_stored_bytes_once_and_shares_read_only_arrays(
+    session: Session, store: LocalStore, developer: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, _ = _register(session, store, developer, make_spectral_table())
+    parsed = _counting_parses(monkeypatch)
+    first = load_dataset_arrays(session, store, record.sha256)
+    second = load_dataset_arrays(session, store, record.sha256)
+    assert parsed == [record.sha256]
+    assert second.X is first.X
+    assert not second.X.flags.writeable
+    assert not second.y.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        second.X[0, 0] = 0.0
+    assert second.sample_ids == first.sample_ids
+    assert second.sample_ids is not first.sample_ids
+
+
+def test_loader_still_refuses_tampered_bytes_after_a_cached_parse(
+    session: Session, store: LocalStore, developer: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, _ = _register(session, store, developer, make_spectral_table())
+    _counting_parses(monkeypatch)
+    load_dataset_arrays(session, store, record.sha256)
+    path = store.path(record.sha256)
+    path.chmod(0o644)
+    path.write_bytes(make_spectral_table(seed=9))
+    with pytest.raises(IntegrityFailure, match="hash differently"):
+        load_dataset_arrays(session, store, record.sha256)
+    path.unlink()
+    with pytest.raises(NotFound, match="missing from the store"):
+        load_dataset_arrays(session, store, record.sha256)
+
+
+def test_stored_tables_drop_the_least_recently_used_beyond_their_byte_bound() -> None:
+    tables = [_parse(make_spectral_table(n_samples=10, n_channels=10, seed=k)) for k in range(3)]
+    size = tables[0].X.nbytes + tables[0].y.nbytes + tables[0].axis.nbytes
+    cache = StoredTables(max_bytes=2 * size)
+    keys = [(f"{k}" * 64, "parquet", REFERENCE, SAMPLE_ID, "wn_") for k in range(3)]
+    cache.put(keys[0], tables[0])
+    cache.put(keys[1], tables[1])
+    assert cache.get(keys[0]) is tables[0]  # now the most recently used
+    cache.put(keys[2], tables[2])
+    assert cache.get(keys[1]) is None
+    assert cache.get(keys[0]) is tables[0]
+    assert cache.get(keys[2]) is tables[2]
+    too_big = StoredTables(max_bytes=size - 1)
+    too_big.put(keys[0], tables[0])
+    assert too_big.get(keys[0]) is None
