@@ -1,4 +1,4 @@
-"""create_app(): routers, error handlers and the process's numeric thread limit."""
+"""create_app(): routers, error handlers, the process's numeric thread limit, upload spooling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.limits import UploadSizeLimit
+from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
@@ -53,6 +53,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
+    keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
     for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):

@@ -5,11 +5,17 @@ body without one (chunked transfer) is counted as it streams in and refused as s
 crosses the limit. The limit is ``settings.max_upload_bytes`` plus a small allowance for the
 multipart framing and form fields around the file, read at each request so it can be changed
 without rebuilding the app. The services check the file itself against the exact limit.
+
+Uploaded files are read whole by the routes anyway, so parts up to :data:`IN_MEMORY_PART_BYTES`
+are kept in memory while the body is parsed (:func:`keep_upload_parts_in_memory`) instead of
+being spooled to a temporary file after the first MiB, which costs a write to disk and a trip
+to the thread pool for every chunk of the body after that.
 """
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartParser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import envelope
@@ -17,6 +23,16 @@ from app.settings import get_settings
 
 MULTIPART_ALLOWANCE = 64 * 1024
 LIMITED_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Starlette's default is 1 MiB; a dataset of a few hundred spectra is a few MiB. Larger parts
+# still go to a temporary file, so a request holds at most this much of a part in memory
+# besides the bytes its route reads.
+IN_MEMORY_PART_BYTES = 16 * 2**20
+
+
+def keep_upload_parts_in_memory(max_bytes: int = IN_MEMORY_PART_BYTES) -> None:
+    """Let multipart file parts up to ``max_bytes`` stay in memory (process-wide: Starlette
+    reads the size from its parser class)."""
+    MultiPartParser.spool_max_size = max_bytes
 
 
 def too_large_detail(max_bytes: int) -> str:

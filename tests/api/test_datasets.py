@@ -7,8 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.formparsers import MultiPartParser
 
-from app.api.limits import UploadSizeLimit
+from app.api.limits import IN_MEMORY_PART_BYTES, UploadSizeLimit
 from app.db.models import AuditEvent
 from app.enums import Role
 from app.settings import get_settings
@@ -566,3 +567,14 @@ def test_middleware_lets_bodies_within_the_limit_through(small_upload_limit: int
     app = UploadSizeLimit(_echo_length, allowance=0)
     out = _run(app, [b"x" * 1000] * 4, [])
     assert (out["status"], out["body"]) == (200, b"4000")
+
+
+def test_a_multi_mib_upload_is_parsed_in_memory_and_registered_byte_for_byte(
+    client: TestClient, store: LocalStore, dev: dict[str, str], domain: str
+) -> None:
+    assert MultiPartParser.spool_max_size == IN_MEMORY_PART_BYTES  # set by create_app
+    blob = make_spectral_table(n_samples=400, n_channels=701)
+    assert 2**20 < len(blob) < IN_MEMORY_PART_BYTES  # above Starlette's 1 MiB default
+    r = upload_dataset(client, dev, blob, domain=domain, reason="a larger batch")
+    assert r.status_code == 201, r.text
+    assert store.get(r.json()["sha256"]) == blob
