@@ -25,7 +25,10 @@ Run ``.venv/bin/python bench/transfer_request.py`` (``--postgres`` for PostgreSQ
 ``--compare DIR`` serves a second tree (a directory holding an ``app`` package, e.g. ``git
 worktree add /tmp/before main``) from its own database and store, seeded by this checkout, and
 alternates the requests between the two servers within each repeat (the order swapped every
-repeat), so a load spike of the shared host hits both alike.
+repeat), so a load spike of the shared host hits both alike. ``--memo-selection`` starts the
+servers with ``select_transfer`` memoized on its inputs (every repeat offers the same spectra):
+from the second request on they return the first selection, and the figures are the request
+without it - what the rest of the service costs over HTTP (labelled; not the deployment).
 
 ``--profile`` (``--tree DIR`` to import ``app`` from another tree) runs the same use case in
 this process instead, through the ASGI app (no socket, no uvicorn), with a phase timer wrapped
@@ -145,13 +148,38 @@ def database(postgres: bool, tmp: Path, label: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# ``ssreg serve`` with select_transfer memoized on its inputs (--memo-selection): each repeat
+# offers the same spectra, so from the second request on the server returns the selection the
+# first computed and the request costs everything but the selection. Not the deployment.
+MEMO_SELECTION = """
+import hashlib, sys
+import app.services.transfer_evaluation as evaluation
+real, memo = evaluation.select_transfer, {}
+def select_transfer(*arrays, **kwargs):
+    h = hashlib.sha256(repr(sorted((k, repr(v)) for k, v in kwargs.items())).encode())
+    for a in arrays:
+        h.update(a.tobytes())
+    key = h.hexdigest()
+    if key not in memo:
+        memo[key] = real(*arrays, **kwargs)
+    return memo[key]
+evaluation.select_transfer = select_transfer
+from app.cli import app
+app(["serve", "--host", "127.0.0.1", "--port", sys.argv[1]])
+"""
+
+
 @contextlib.contextmanager
-def server(url: str, store_root: Path, root: Path) -> Iterator[str]:
+def server(
+    url: str, store_root: Path, root: Path, *, memo_selection: bool = False
+) -> Iterator[str]:
     """``python -m app.cli serve`` of the tree ``root`` on a free port (one worker)."""
     port = free_port()
     env = dict(os.environ, REGISTRY_DATABASE_URL=url, REGISTRY_STORE_ROOT=str(store_root))
     env.pop("PYTHONPATH", None)
     cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if memo_selection:
+        cmd = [sys.executable, "-c", MEMO_SELECTION, str(port)]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -322,9 +350,16 @@ def http_bench(args: argparse.Namespace) -> None:
             raise SystemExit(f"{other} holds no app package")
         trees = {"compare": other, "this tree": ROOT}
     backend = "PostgreSQL 127.0.0.1:5432" if args.postgres else "SQLite synchronous=FULL"
+    memo = args.memo_selection
     print(
         f"seeded transfer request: {backend}, one uvicorn worker per tree, {args.repeats} "
         f"repeats, {os.cpu_count()} cores, python {sys.version.split()[0]}, {load()}"
+        + (
+            "\n  select_transfer MEMOIZED in the servers (NOT the deployment): from the second "
+            "request on, the figures are the request without the selection"
+            if memo
+            else ""
+        )
     )
     standards0, validation0 = seed_files()
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp_name:
@@ -339,14 +374,15 @@ def http_bench(args: argparse.Namespace) -> None:
                 seeded = seed(url, store_root)
                 if select is None:
                     select = selection_inputs(store_root, url)
-                base = up.enter_context(server(url, store_root, tree))
+                base = up.enter_context(server(url, store_root, tree, memo_selection=memo))
                 clients[label] = Client(base, seeded)
                 print(f"  {label}: {tree} at {base}")
             assert select is not None
             first: dict[str, Timing] = {}
             steady: dict[str, list[Timing]] = defaultdict(list)
             selection: list[float] = []
-            select()  # warm-up
+            if not memo:
+                select()  # warm-up
             order = list(clients)
             for i in range(args.repeats + 1):
                 standards = with_marker(standards0, str(i))
@@ -357,9 +393,10 @@ def http_bench(args: argparse.Namespace) -> None:
                         first[label] = timing
                     else:
                         steady[label].append(timing)
-                t0 = time.perf_counter()
-                select()
-                selection.append(time.perf_counter() - t0)
+                if not memo:
+                    t0 = time.perf_counter()
+                    select()
+                    selection.append(time.perf_counter() - t0)
             for c in clients.values():
                 c.http.close()
     for label in clients:
@@ -371,16 +408,16 @@ def http_bench(args: argparse.Namespace) -> None:
             f"  first request after start: open {1e3 * f.open_s:.1f} ms, "
             f"standards {1e3 * f.standards_s:.1f} ms"
         )
-        print(
-            "  " + spread("POST /transfers/{n}/standards", [t.standards_s for t in runs], TARGET_S)
-        )
+        target = None if memo else TARGET_S
+        print("  " + spread("POST /transfers/{n}/standards", [t.standards_s for t in runs], target))
         print("  " + spread("POST /transfers (open)", [t.open_s for t in runs]))
         print("  " + spread("open + standards", [t.open_s + t.standards_s for t in runs]))
-    print("  " + spread("select_transfer alone (in the bench process)", selection))
-    sel = statistics.median(selection)
-    rest = {k: statistics.median(t.standards_s for t in steady[k]) - sel for k in clients}
-    shown = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in rest.items())
-    print(f"  the standards request less select_transfer's median: {shown}")
+    if selection:
+        print("  " + spread("select_transfer alone (in the bench process)", selection))
+        sel = statistics.median(selection)
+        rest = {k: statistics.median(t.standards_s for t in steady[k]) - sel for k in clients}
+        shown = ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in rest.items())
+        print(f"  the standards request less select_transfer's median: {shown}")
     if args.compare is not None:
         a, b = (statistics.median(t.standards_s for t in steady[k]) for k in clients)
         print(f"  this tree / compare (median standards request): {b / a:.3f}")
@@ -607,6 +644,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--tree", type=Path, default=None, help="with --profile: import app from this tree"
+    )
+    parser.add_argument(
+        "--memo-selection",
+        action="store_true",
+        help="servers memoize select_transfer: the request without the selection (labelled)",
     )
     args = parser.parse_args()
     if args.tree is not None:
