@@ -15,7 +15,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PureWindowsPath
 from typing import Literal
 
@@ -508,12 +508,16 @@ def register_parsed_dataset(
     filename: str | None,
     data: DatasetCreate,
     actor: User,
+    domain: Domain | None = None,
 ) -> tuple[Dataset, bool]:
     """:func:`register_dataset` for bytes already parsed by :func:`parse_upload`.
 
     ``parsed`` must be ``blob`` read with ``data``'s reference column, sample id column and
-    spectral prefix; the bytes are neither size-checked nor parsed again.
+    spectral prefix; the bytes are neither size-checked nor parsed again. ``domain``, if the
+    caller holds it, is the row named ``data.domain`` (then it is not looked up again).
     """
+    if domain is not None and domain.name != data.domain:
+        raise ValueError(f"domain row {domain.name!r} is not the domain {data.domain!r}")
     return _register(
         session,
         store,
@@ -523,6 +527,7 @@ def register_parsed_dataset(
         data=data,
         actor=actor,
         parse=lambda: parsed,
+        domain=domain,
     )
 
 
@@ -536,8 +541,10 @@ def _register(
     data: DatasetCreate,
     actor: User,
     parse: Callable[[], ParsedTable],
+    domain: Domain | None = None,
 ) -> tuple[Dataset, bool]:
-    domain = get_domain(session, data.domain)
+    if domain is None:
+        domain = get_domain(session, data.domain)
     axis_unit = resolve_axis_unit(data.spectral_prefix, data.axis_unit)
     digest = sha256_hex(blob)
 
@@ -749,11 +756,8 @@ stored_tables = StoredTables()
 
 
 def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> DatasetArrays:
-    """Re-read a registered dataset from the store and re-parse it with the upload's parser.
-
-    The bytes are hash-verified by the store; the parsed shape and axis must match the record.
-    The parse of bytes already parsed in this process is taken from :data:`stored_tables`
-    (the same arrays, read-only).
+    """Re-read a registered dataset from the store and re-parse it with the upload's parser
+    (:func:`stored_table`).
 
     Raises
     ------
@@ -765,9 +769,31 @@ def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> 
     record = dataset_rows.by_sha256(session, sha256, with_domain=True)
     if record is None:
         raise NotFound(f"dataset {sha256} does not exist")
-    blob = store.get(record.sha256)  # read and re-hashed every time
+    parsed = stored_table(store, record)
+    return DatasetArrays(
+        X=parsed.X, y=parsed.y, axis=parsed.axis, sample_ids=parsed.sample_ids, record=record
+    )
+
+
+def stored_table(store: ArtifactStore, record: Dataset) -> ParsedTable:
+    """The table of a registered dataset: its bytes read and re-hashed by the store, parsed
+    with the upload's parser, and checked against the record.
+
+    The parse of bytes already parsed in this process is taken from :data:`stored_tables`:
+    ``X``, ``y`` and ``axis`` are read-only, shared with later loads of the same bytes;
+    ``sample_ids`` is the caller's own list.
+
+    Raises
+    ------
+    NotFound
+        The bytes are missing from the store.
+    IntegrityFailure
+        The stored bytes hash differently, or no longer parse to what was registered.
+    """
+    sha256 = record.sha256
+    blob = store.get(sha256)  # read and re-hashed every time
     key: _TableKey = (
-        record.sha256,
+        sha256,
         record.file_format,
         record.reference_column,
         record.sample_id_column,
@@ -796,7 +822,6 @@ def load_dataset_arrays(session: Session, store: ArtifactStore, sha256: str) -> 
             f"{parsed.n_channels} channels, not the registered {record.n_samples} x "
             f"{record.n_channels}"
         )
-    sample_ids = list(parsed.sample_ids) if parsed.sample_ids is not None else None
-    return DatasetArrays(
-        X=parsed.X, y=parsed.y, axis=parsed.axis, sample_ids=sample_ids, record=record
-    )
+    if parsed.sample_ids is None:
+        return parsed
+    return replace(parsed, sample_ids=list(parsed.sample_ids))

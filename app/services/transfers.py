@@ -434,7 +434,7 @@ def _evaluate(
         src_X, src_y = prepared.source.table.X, prepared.source.table.y
         origin, where = SOURCE_UPLOADED, "the source standards file"
     else:
-        train = datasets.load_dataset_arrays(session, store, src_record.sha256)
+        train = datasets.stored_table(store, src_record)
         if train.sample_ids is None:
             raise InvalidInput(
                 f"the training dataset of {model.name} v{source.version} has no sample ids, so "
@@ -548,6 +548,7 @@ def _register(
             reason=reason,
         ),
         actor=actor,
+        domain=domain,
     )
     return dataset
 

@@ -99,3 +99,18 @@ def test_each_upload_of_a_standards_step_is_parsed_once(
     data = transfer_data()
     for upload in (data.target_bytes(), data.validation_bytes()):
         assert parsed.count(hashlib.sha256(upload).hexdigest()) == 1
+
+
+def test_a_standards_step_looks_up_no_domain_by_name_and_each_dataset_by_sha256_once(
+    client: TestClient, actors: dict[Role, Actor], session: Session
+) -> None:
+    dev = actors[Role.developer].headers
+    number = _open(client, dev, _source(client, dev))
+    with counted_statements(session) as statements:
+        _complete(client, dev, number)
+    by_name = [s for s in statements if "FROM domain" in s and "domain.name =" in s]
+    assert by_name == []  # the transfer holds its domains' rows
+    # one look-up per upload (is it registered already?); the source's training dataset is
+    # read through the row the transfer already holds
+    by_sha256 = [s for s in statements if "FROM dataset" in s and "dataset.sha256 =" in s]
+    assert len(by_sha256) == 2, by_sha256
