@@ -33,14 +33,13 @@ without it - what the rest of the service costs over HTTP (labelled; not the dep
 ``--profile`` (``--tree DIR`` to import ``app`` from another tree) runs the same use case in
 this process instead, through the ASGI app (no socket, no uvicorn), with a phase timer wrapped
 around the functions the request goes through: each phase's *exclusive* time (nested phases
-are subtracted), median over the repeats, the first request apart (with nothing parsed yet
-in the process, as in a server that did not run the seed). Phases: the web layer (multipart
-parsing, authentication, the response's validation and JSON), parsing each upload, sha256,
-the store's reads and writes, re-reading the source training dataset, loading the source
-model, Kennard–Stone, ``select_transfer``, the validation metrics, the serving-model
-collapse, the artifact, dataset registration, database statements and commit, audit events,
-the record's JSON. The timer adds a few microseconds per
-wrapped call.
+are subtracted), median over the repeats, the first request apart (the database is migrated
+and seeded by a child process, so this one starts cold, as a server does). Phases: the web
+layer (multipart parsing, authentication, the response's validation and JSON), parsing each
+upload, sha256, the store's reads and writes, re-reading the source training dataset, loading
+the source model, Kennard–Stone, ``select_transfer``, the validation metrics, the
+serving-model collapse, the artifact, dataset registration, database statements and commit,
+audit events, the record's JSON. The timer adds a few microseconds per wrapped call.
 
 Figures vary with the machine's load; the script prints the load average before and after.
 """
@@ -49,8 +48,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -510,6 +511,8 @@ def install_phases(phases: Phases) -> None:
     w(deps, "_authenticate", "web: authentication")
     w(datasets, "parse_upload", lambda blob, filename, **_: f"parse upload {filename}")
     w(datasets, "load_dataset_arrays", "re-read source training dataset (read + parse)")
+    if hasattr(datasets, "stored_table"):  # what a transfer calls in newer trees
+        w(datasets, "stored_table", "re-read source training dataset (read + parse)")
     w(datasets, "_register", "dataset registration (rows)")
     w(local, "sha256_hex", "sha256")
     w(datasets, "sha256_hex", "sha256")
@@ -536,12 +539,14 @@ def install_phases(phases: Phases) -> None:
     _ = artifacts
 
 
-def _forget_parsed_datasets() -> None:
-    import app.services.datasets as datasets
-
-    cache = getattr(datasets, "stored_tables", None)  # not in every tree
-    if cache is not None:
-        cache.clear()
+def prepare(url: str, store_root: Path, out: Path) -> None:
+    """--prepare: migrate, seed and write the seeded request's inputs to ``out``."""
+    migrate(url)
+    seeded = seed(url, store_root)
+    (out / "seeded.json").write_text(json.dumps(dataclasses.asdict(seeded)))
+    standards, validation = seed_files()
+    (out / "standards.parquet").write_bytes(standards)
+    (out / "validation.parquet").write_bytes(validation)
 
 
 def profile(args: argparse.Namespace) -> None:
@@ -554,23 +559,21 @@ def profile(args: argparse.Namespace) -> None:
         f"{'PostgreSQL' if args.postgres else 'SQLite synchronous=FULL'}, {args.repeats} "
         f"repeats, app from {Path(app.__file__).parent.parent}, {load()}"
     )
-    standards0, validation0 = seed_files()
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp_name:
         tmp = Path(tmp_name)
         with database(args.postgres, tmp, "profile") as url:
             store_root = tmp / "store"
-            migrate(url)
-            seeded = seed(url, store_root)
+            # Migrate, seed and simulate the files in another process, so that this one starts
+            # as a server does: nothing parsed, compiled or called yet.
+            prepare = [sys.executable, __file__, "--prepare", url, str(store_root), str(tmp)]
+            if args.tree is not None:
+                prepare += ["--tree", str(args.tree)]
+            subprocess.run(prepare, check=True)
+            seeded = Seeded(**json.loads((tmp / "seeded.json").read_text()))
+            standards0 = (tmp / "standards.parquet").read_bytes()
+            validation0 = (tmp / "validation.parquet").read_bytes()
             os.environ["REGISTRY_DATABASE_URL"] = url
             os.environ["REGISTRY_STORE_ROOT"] = str(store_root)
-            from app.db.session import dispose_engines
-            from app.settings import get_settings
-            from app.store import get_store
-
-            get_settings.cache_clear()
-            get_store.cache_clear()
-            dispose_engines()
-            _forget_parsed_datasets()  # the seed parsed them in this process; a server has not
             from app.main import create_app
 
             phases = Phases()
@@ -650,12 +653,18 @@ def main() -> None:
         action="store_true",
         help="servers memoize select_transfer: the request without the selection (labelled)",
     )
+    parser.add_argument(
+        "--prepare", nargs=3, metavar=("URL", "STORE", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.tree is not None:
-        if not args.profile:
+        if not (args.profile or args.prepare):
             parser.error("--tree goes with --profile (use --compare over HTTP)")
         sys.path.insert(0, str(args.tree.resolve()))
-    if args.profile:
+    if args.prepare:
+        url, store_root, out = args.prepare
+        prepare(url, Path(store_root), Path(out))
+    elif args.profile:
         profile(args)
     else:
         http_bench(args)
