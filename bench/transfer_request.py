@@ -274,11 +274,11 @@ class Client:
 
 def selection_inputs(store_root: Path, url: str) -> Callable[[], object]:
     """``select_transfer`` on the seeded request's 24 standards, as the service calls it."""
+    import app.services.transfer_evaluation as evaluation
     from app.core.kennard_stone import kennard_stone
     from app.core.simulate import remeasure, simulate_batch
     from app.core.transfer import select_transfer
     from app.services.seed import N_CANDIDATES, N_STANDARDS, PLANT_DOMAIN, SEED, SOURCE_BATCH
-    from app.services.transfer_evaluation import CV_FOLDS
 
     linear = _source_model(store_root, url)
     source = simulate_batch(SOURCE_BATCH, seed=SEED)
@@ -288,9 +288,12 @@ def selection_inputs(store_root: Path, url: str) -> Callable[[], object]:
     rows = hours[chosen]
     Xs, Xt, y = source.X[rows], target.X[rows], target.titer_g_L[rows]
 
+    # As evaluate_transfer calls it for auto (older trees passed cv=CV_FOLDS explicitly).
+    folds = {"cv": evaluation.CV_FOLDS} if hasattr(evaluation, "CV_FOLDS") else {}
+
     def run() -> object:
         return select_transfer(
-            Xs, Xt, coef=linear.coef, intercept=linear.intercept, y_ref=y, cv=CV_FOLDS
+            Xs, Xt, coef=linear.coef, intercept=linear.intercept, y_ref=y, **folds
         )
 
     return run
