@@ -22,10 +22,12 @@ Run ``.venv/bin/python bench/transfer_request.py`` (``--postgres`` for PostgreSQ
    same standards, timed in this process between requests: the request's time less the
    selection's is what the rest of the service costs.
 
-``--compare DIR`` serves a second tree (a directory holding an ``app`` package, e.g. ``git
-worktree add /tmp/before main``) from its own database and store, seeded by this checkout, and
-alternates the requests between the two servers within each repeat (the order swapped every
-repeat), so a load spike of the shared host hits both alike. ``--memo-selection`` starts the
+``--compare DIR`` serves a second tree (a directory holding an ``app`` package, e.g. ``mkdir
+/tmp/before && git archive main | tar -x -C /tmp/before``; the database schemas must agree)
+from its own database and store, seeded by this checkout, and alternates the requests between
+the two servers within each repeat (the order swapped every repeat), so a load spike of the
+shared host hits both alike; it also prints the median of the per-repeat ratios of the two
+back-to-back requests. ``--memo-selection`` starts the
 servers with ``select_transfer`` memoized on its inputs (every repeat offers the same spectra):
 from the second request on they return the first selection, and the figures are the request
 without it - what the rest of the service costs over HTTP (labelled; not the deployment).
