@@ -39,9 +39,10 @@ are subtracted), median over the repeats, the first request apart (the database 
 and seeded by a child process, so this one starts cold, as a server does). Phases: the web
 layer (multipart parsing, authentication, the response's validation and JSON), parsing each
 upload, sha256, the store's reads and writes, re-reading the source training dataset, loading
-the source model, Kennard–Stone, ``select_transfer``, the validation metrics, the
-serving-model collapse, the artifact, dataset registration, database statements and commit,
-audit events, the record's JSON. The timer adds a few microseconds per wrapped call.
+the source model, Kennard–Stone, ``select_transfer``, the T²/Q applicability limits (where the
+tree calibrates them), the validation metrics, the serving-model collapse, the artifact,
+dataset registration, database statements and commit, audit events, the record's JSON. The
+timer adds a few microseconds per wrapped call.
 
 Figures vary with the machine's load; the script prints the load average before and after.
 """
@@ -536,6 +537,8 @@ def install_phases(phases: Phases) -> None:
     w(evaluation, "kennard_stone", "Kennard–Stone")
     w(evaluation, "select_transfer", "select_transfer")
     w(evaluation, "fit_transfer", "select_transfer")
+    if hasattr(evaluation, "calibrate_target_limits"):  # T²/Q limits in the target domain
+        w(evaluation, "calibrate_target_limits", "applicability limits (T²/Q refits, diagnose)")
     w(evaluation, "metrics_record", "validation metrics")
     w(LinearSoftSensor, "predict", "validation metrics")
     w(ServingModel, "predict", "validation metrics")
