@@ -318,6 +318,7 @@ def held_out_diagnostics(
     X_src: ArrayLike,
     *,
     folds: int = HELD_OUT_FOLDS,
+    held_out: tuple[ArrayLike, str] | None = None,
 ) -> tuple[FloatArray, FloatArray, str]:
     """T² and Q of each transfer standard as a spectrum the transfer did not see.
 
@@ -337,6 +338,10 @@ def held_out_diagnostics(
     folds : int, default=HELD_OUT_FOLDS
         At most this many folds (at most :data:`WEIGHTED_HELD_OUT_FOLDS` for a weighted
         transfer).
+    held_out : (spectra, scheme), optional
+        The standards already mapped to the source basis by transfers fitted without them
+        (``select_transfer(..., held_out_spectra=True).cv_spectra`` and its CV scheme): used
+        instead of refits for a spectral transfer.
 
     Returns
     -------
@@ -352,6 +357,10 @@ def held_out_diagnostics(
     if not isinstance(transfer, SpectralTransfer):
         t2, q = _diagnose(serving, Xt)
         return t2, q, "their own target spectra: the correction does not map spectra"
+    if held_out is not None:
+        spectra, cv_scheme = held_out
+        t2, q = _diagnose(replace(serving, transfer=None), as_spectra(spectra, "held_out"))
+        return t2, q, f"mapped by the transfers of the selection's cross-validation ({cv_scheme})"
     if n < 3:
         empty = np.empty(0)
         return empty, empty, f"none held out: a refit without some of {n} standards needs 3"
@@ -380,6 +389,7 @@ def calibrate_target_limits(
     X_other: ArrayLike | None = None,
     X_val: ArrayLike | None = None,
     folds: int = HELD_OUT_FOLDS,
+    held_out: tuple[ArrayLike, str] | None = None,
 ) -> TargetLimits:
     """Calibrate T² and Q limits for the target domain and measure their flag rates.
 
@@ -395,6 +405,9 @@ def calibrate_target_limits(
         Target-probe validation spectra (not seen by the transfer).
     folds : int, default=HELD_OUT_FOLDS
         Largest number of refits for the standards' held-out values.
+    held_out : (spectra, scheme), optional
+        The standards mapped by transfers fitted without them: see
+        :func:`held_out_diagnostics`.
 
     Returns
     -------
@@ -402,7 +415,9 @@ def calibrate_target_limits(
         Limits from every calibration value; flag rates of the validation spectra (else of
         every calibration value), each judged by limits calibrated on the other values.
     """
-    t2_std, q_std, scheme = held_out_diagnostics(serving, X_tgt, X_src, folds=folds)
+    t2_std, q_std, scheme = held_out_diagnostics(
+        serving, X_tgt, X_src, folds=folds, held_out=held_out
+    )
     parts = [(t2_std, q_std)]
     n_other = n_val = 0
     if X_other is not None and np.shape(X_other)[0] > 0:

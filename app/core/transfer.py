@@ -1345,6 +1345,11 @@ class TransferSelection:
     weights : list of WeightRow
         The members and their weights (one member with weight 1 unless ``method`` is
         ``"weighted"``).
+    cv_spectra : ndarray of shape (n_standards, n_channels) or None
+        With ``held_out_spectra=True``: each standard's target spectrum mapped to the source
+        basis by the members fitted without its fold, combined with the members' weights (a
+        correction of the predictions counts as the identity, as in
+        :class:`WeightedTransfer`): spectra the mapping transfer did not see.
     """
 
     method: str
@@ -1358,6 +1363,7 @@ class TransferSelection:
     skipped: list[SkippedCandidate] = field(default_factory=list)
     rule: SelectionRule = "weighted"
     weights: list[WeightRow] = field(default_factory=list)
+    cv_spectra: FloatArray | None = None
 
     @property
     def rmsecv(self) -> float:
@@ -1486,8 +1492,13 @@ def _cv_collapsed_models(
     fold_of: IntArray,
     n_folds: int,
     cands: Sequence[tuple[str, Mapping[str, float | int | str]]],
+    mapped: dict[int, FloatArray] | None = None,
 ) -> tuple[dict[int, tuple[FloatArray, FloatArray]], str | None]:
     """Fit every candidate on every fold's training standards, collapsed with the model.
+
+    When ``mapped`` is a dict it also receives, per candidate index, each standard's target
+    spectrum mapped by the transfer of the fold that held it out, shape (n, p) (a correction
+    of the predictions maps spectra as the identity).
 
     Returns, per candidate index, ``coef_t`` (n_folds, p) and ``intercept_t`` (n_folds,) such
     that fold ``f``'s prediction of a held-out target spectrum ``x`` is
@@ -1497,6 +1508,7 @@ def _cv_collapsed_models(
     n, p = Xs.shape
     collapsed: dict[int, tuple[FloatArray, FloatArray]] = {}
     train_sets = [np.flatnonzero(fold_of != f) for f in range(n_folds)]
+    test_sets = [np.flatnonzero(fold_of == f) for f in range(n_folds)]
     by_size: dict[int, list[int]] = {}
     for f, tr in enumerate(train_sets):
         by_size.setdefault(tr.shape[0], []).append(f)
@@ -1536,6 +1548,14 @@ def _cv_collapsed_models(
                     results.setdefault(i, []).append(
                         (folds, slope[:, None] * c, slope * b + offset)
                     )
+        if mapped is not None:
+            for anchor, ds_group in ds_groups.items():
+                settings = [(float(cands[i][1]["rcond"]), _check_anchor(anchor)) for i in ds_group]
+                for f in folds:
+                    held, tr_f = test_sets[f], train_sets[f]
+                    fits = DS.fit_many(Xt[tr_f], Xs[tr_f], settings)
+                    for i, ds in zip(ds_group, fits, strict=True):
+                        mapped.setdefault(i, np.empty((n, p)))[held] = ds.transform(Xt[held])
         for anchor, ds_group in ds_groups.items():
             # F @ c = pinv(Xt_c) @ (Xs_c @ c), or c + pinv(Xt_c) @ ((Xs_c - Xt_c) @ c).
             z = Xs_trc @ c - (Xt_trc @ c if anchor == "identity" else 0.0)
@@ -1556,6 +1576,15 @@ def _cv_collapsed_models(
                 coefs = _pds_coefs(Xt_trc[sl], Xs_trc[sl], w, rconds)
                 for j, band in enumerate(coefs):
                     parts[j].append(_band_matvec(band, c))
+                    if mapped is None:
+                        continue
+                    out = mapped.setdefault(idxs[j], np.empty((n, p)))
+                    for local, f in enumerate(folds[sl], start=lo):
+                        held = test_sets[f]
+                        out[held] = (
+                            _band_matmul_rows(Xt[held] - t_mean[local], band[local - lo])
+                            + s_mean[local]
+                        )
             for j, i in enumerate(idxs):
                 g = np.concatenate(parts[j])
                 results.setdefault(i, []).append(
@@ -1565,6 +1594,10 @@ def _cv_collapsed_models(
     if sbc_error is not None:
         for i in sbc_idx:
             results.pop(i, None)
+    if mapped is not None:
+        for i, (method, _) in enumerate(cands):
+            if method in ("naive", "bias") or (method == "sbc" and sbc_error is None):
+                mapped[i] = Xt
     for i, pieces in results.items():
         ct = np.empty((n_folds, p))
         it = np.empty(n_folds)
@@ -1616,6 +1649,7 @@ def select_transfer(
     candidates: Sequence[Candidate] | None = None,
     cv: int | Literal["loo"] | None = None,
     rule: SelectionRule = "weighted",
+    held_out_spectra: bool = False,
 ) -> TransferSelection:
     """Choose the transfer method and its parameters by cross-validation over the standards.
 
@@ -1644,6 +1678,8 @@ def select_transfer(
         None: leave-one-out up to :data:`MAX_FOLDS` standards, that many folds above (as
         accurate as leave-one-out on the simulated pairs of ``bench/transfer_accuracy.py
         --simulated --max-folds``, at half the cost with 24 standards).
+    held_out_spectra : bool, default=False
+        Also return ``cv_spectra`` (the held-out standards mapped by their folds' transfers).
     rule : {"weighted", "one_se", "min"}, default="weighted"
         ``"weighted"``: a combination of the candidates weighted by their cross-validated
         error (see Notes); ``"one_se"``: the simplest candidate whose RMSECV is within one
@@ -1720,7 +1756,8 @@ def select_transfer(
     if not cands:
         raise ValueError("no transfer candidate can be evaluated on these standards")
 
-    collapsed, sbc_error = _cv_collapsed_models(Xs, Xt, y, c, b, fold_of, n_folds, cands)
+    mapped: dict[int, FloatArray] | None = {} if held_out_spectra else None
+    collapsed, sbc_error = _cv_collapsed_models(Xs, Xt, y, c, b, fold_of, n_folds, cands, mapped)
     if sbc_error is not None:
         skipped += [
             SkippedCandidate(method=m, params=prm, reason=sbc_error)
@@ -1785,6 +1822,11 @@ def select_transfer(
     transfer: CalibrationTransfer = (
         members[0] if len(members) == 1 else WeightedTransfer.of(members, [weight[i] for i in kept])
     )
+    cv_spectra = (
+        None
+        if mapped is None
+        else np.asarray(sum(weight[i] * mapped[i] for i in kept), dtype=np.float64)
+    )
     if len(members) == 1:
         method, params = cands[kept[0]][0], dict(cands[kept[0]][1])
     else:
@@ -1800,6 +1842,7 @@ def select_transfer(
         scheme=scheme,
         skipped=skipped,
         rule=rule,
+        cv_spectra=cv_spectra,
         weights=[
             WeightRow(method=cands[i][0], params=dict(cands[i][1]), weight=weight[i]) for i in kept
         ],

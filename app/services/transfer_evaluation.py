@@ -338,6 +338,7 @@ def evaluate_transfer(
                 intercept=linear.intercept,
                 y_ref=y,
                 candidates=candidates,
+                held_out_spectra=True,
             )
             fitted: CalibrationTransfer = selection.transfer
         else:
@@ -360,6 +361,11 @@ def evaluate_transfer(
         Xs,
         X_other=standards.X_tgt[others],
         X_val=standards.validation[0] if standards.validation is not None else None,
+        held_out=(
+            None
+            if selection is None or selection.cv_spectra is None
+            else (selection.cv_spectra, selection.scheme)
+        ),
     )
     if standards.validation is not None:
         X_val, y_val = standards.validation

@@ -115,7 +115,7 @@ def test_the_record_says_what_the_target_limits_were_calibrated_on_and_how_often
     assert calibration["n_other_candidates"] == data.candidates.size - N_STANDARDS
     assert calibration["n_validation"] == len(data.validation_ids)
     assert calibration["n_values"] == data.candidates.size + len(data.validation_ids)
-    assert "refits of the transfer" in calibration["standards"]
+    assert "mapped by the transfers of the selection's cross-validation" in calibration["standards"]
     assert "Nomikos & MacGregor" in calibration["method"]
     rates = app["flag_rates"]
     assert rates["spectra"] == "validation"

@@ -1024,3 +1024,53 @@ def test_default_cv_is_leave_one_out_up_to_twelve_standards(campaign: dict[str, 
         )
         assert sel.scheme == scheme
         assert {r["n_folds"] for r in sel.cv_table} == {12}
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [
+        [("pds", {"window": 5, "rcond": 0.01})],
+        [("ds", {"rcond": 0.01, "anchor": "identity"})],
+        [("ds", {"rcond": 0.03, "anchor": "zero"})],
+        None,
+    ],
+)
+def test_held_out_spectra_equal_each_fold_refitted(
+    candidates: Any, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    kwargs: dict[str, Any] = {
+        "coef": c["coef"],
+        "intercept": c["intercept"],
+        "y_ref": c["y_ref"],
+        "cv": 6,
+    }
+    sel = select_transfer(
+        c["X_src"], c["X_tgt"], candidates=candidates, held_out_spectra=True, **kwargs
+    )
+    assert (
+        select_transfer(c["X_src"], c["X_tgt"], candidates=candidates, **kwargs).cv_spectra is None
+    )
+    n = c["X_src"].shape[0]
+    fold_of = np.arange(n) % 6
+    expected = np.zeros_like(c["X_tgt"])
+    for member in sel.weights:
+        for f in range(6):
+            test = fold_of == f
+            fold = fit_transfer(
+                member["method"],
+                c["X_src"][~test],
+                c["X_tgt"][~test],
+                coef=c["coef"],
+                intercept=c["intercept"],
+                y_ref=c["y_ref"][~test],
+                **member["params"],
+            )
+            spectra = (
+                fold.transform(c["X_tgt"][test])
+                if isinstance(fold, SpectralTransfer)
+                else c["X_tgt"][test]
+            )
+            expected[test] += member["weight"] * spectra
+    assert sel.cv_spectra is not None
+    np.testing.assert_allclose(sel.cv_spectra, expected, rtol=0, atol=1e-9 * np.abs(expected).max())
