@@ -18,7 +18,8 @@ tablet files, as bench/transfer_accuracy.py). It prints what it ran, then:
    the recorded and the stored-limit rates on ``test``: instrument 2's ``cal`` rows (400
    tablets neither the model, the transfer nor the limits saw) and ``test`` with a foreign
    absorption band (1200 nm, FWHM 30 nm, 0.3 AU ≈ 1.5 per-channel SD): another formulation.
-3. **Cost.** ``calibrate_target_limits`` on the seeded transfer's data (best and median of 9)
+3. **Cost.** ``calibrate_target_limits`` on the seeded transfer's data, given the selection's
+   held-out spectra as the service passes them (best and median of 9)
    and the whole standards step (``transfers.upload_standards``: parse, pin, choose by CV,
    calibrate, record) repeated in rolled-back transactions, with one BLAS thread as the
    served app. The host is shared (2 cores): times are noisy; compare best-of figures.
@@ -58,7 +59,7 @@ from app.core.simulate import (  # noqa: E402
     with_foreign_band,
 )
 from app.core.spectra import FloatArray  # noqa: E402
-from app.core.transfer import fit_transfer  # noqa: E402
+from app.core.transfer import fit_transfer, select_transfer  # noqa: E402
 from app.enums import TransferMethod  # noqa: E402
 from app.services.transfer_evaluation import (  # noqa: E402
     CandidateStandards,
@@ -153,8 +154,24 @@ def seeded_transfer(repeat: int) -> list[tuple[str, bool, str]]:
     others = np.setdiff1d(np.arange(len(target.sample_ids)), chosen)
     X_std, X_src = target.X[chosen], train.X[[s_row[s] for s in chosen_ids]]
 
+    # The standards' held-out spectra come from the selection's cross-validation, as in the
+    # service (evaluate_transfer): the same selection again, on the same standards.
+    assert target.y is not None
+    selection = select_transfer(
+        X_src,
+        X_std,
+        coef=serving.source.coef,
+        intercept=serving.source.intercept,
+        y_ref=target.y[chosen],
+        held_out_spectra=True,
+    )
+    assert selection.cv_spectra is not None
+    held_out = (selection.cv_spectra, selection.scheme)
+
     def calibrate() -> Any:
-        return calibrate_target_limits(serving, X_std, X_src, X_other=target.X[others], X_val=val.X)
+        return calibrate_target_limits(
+            serving, X_std, X_src, X_other=target.X[others], X_val=val.X, held_out=held_out
+        )
 
     again = calibrate().limits
     same = all(

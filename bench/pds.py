@@ -7,7 +7,7 @@ warm-up) with ``time.perf_counter`` for each case, its target and PASS/MISS:
 - PDS fit, 3000 channels x 50 standards, window 11            target <= 150 ms
 - PDS transform of 10,000 x 3000 spectra                      (no target; reported)
 - collapsed model ``X @ coef_t + intercept_t`` on 10,000 x 3000 target <= 50 ms
-- ``select_transfer`` LOO, 24 standards x 701 channels, default grid (22 candidates)
+- ``select_transfer`` with its defaults, 24 standards x 701 channels (23 candidates)
                                                               target <= 1000 ms
 
 Inputs are synthetic smooth spectra from ``np.random.default_rng(0)``, made C-contiguous
@@ -112,7 +112,7 @@ def main() -> None:
 
     coef7 = rng.normal(size=701) / 701
     report(
-        "select_transfer LOO 24 std x 701 ch, 22 candidates",
+        "select_transfer 24 std x 701 ch, 23 candidates (12-fold, weighted)",
         median_ms(lambda: select_transfer(X_src, X_tgt, coef=coef7, intercept=0.5)),
         1000,
     )
