@@ -366,6 +366,17 @@ def _ds_collapsed(Xt_c: FloatArray, z: FloatArray, rconds: Sequence[float]) -> l
     return out
 
 
+def _model_and_target(
+    X_src: FloatArray, source: SourceModel
+) -> tuple[FloatArray, float, FloatArray]:
+    """A prediction correction's model and what it corrects towards: ``y_ref``, or the
+    model's predictions on the paired source spectra."""
+    n, p = X_src.shape
+    c, b = _as_model(source.coef, source.intercept, p)
+    y = X_src @ c + b if source.y_ref is None else as_target(source.y_ref, n, "y_ref")
+    return c, b, y
+
+
 def _check_same_model(
     c: FloatArray, b: float, fitted_coef: FloatArray, fitted_intercept: float, what: str
 ) -> None:
@@ -871,6 +882,7 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
     """
 
     method: ClassVar[str] = "sbc"
+    _what: ClassVar[str] = "slope/bias correction"
 
     n_features_in_: int
     n_standards_: int
@@ -885,9 +897,7 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
     def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
         # Raises ValueError if the model is missing or its predictions on the target
         # standards are constant (the slope is then undefined).
-        n, p = X_src.shape
-        c, b = _as_model(source.coef, source.intercept, p)
-        y = X_src @ c + b if source.y_ref is None else as_target(source.y_ref, n, "y_ref")
+        c, b, y = _model_and_target(X_src, source)
         slope, offset = _slope_offset(X_tgt @ c + b, y)
         self.slope_, self.offset_ = float(slope), float(offset)
         self.model_coef_, self.model_intercept_ = c, b
@@ -907,7 +917,7 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
         """
         check_is_fitted(self)
         c, b = _as_model(coef, intercept, self.n_features_in_)
-        _check_same_model(c, b, self.model_coef_, self.model_intercept_, "slope/bias correction")
+        _check_same_model(c, b, self.model_coef_, self.model_intercept_, self._what)
         return self.slope_ * c, self.slope_ * b + self.offset_
 
     def _arrays(self) -> dict[str, NDArray[Any]]:
@@ -926,7 +936,7 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
         offset = float(_scalar(d, "offset"))
         icpt = float(_scalar(d, "model_intercept"))
         if not all(math.isfinite(x) for x in (slope, offset, icpt)):
-            raise ValueError("SBC slope, offset and model_intercept must be finite")
+            raise ValueError(f"{cls._what}: slope, offset and model_intercept must be finite")
         sbc = cls()
         sbc.slope_, sbc.offset_ = slope, offset
         sbc.model_coef_, sbc.model_intercept_ = model_coef, icpt
@@ -934,20 +944,21 @@ class SBC(_Persisted, BaseEstimator):  # type: ignore[misc]
         return sbc
 
 
-class BiasCorrection(_Persisted, BaseEstimator):  # type: ignore[misc]
+class BiasCorrection(SBC):
     """Bias-only correction of one model's predictions: ``y = yhat_tgt + offset``.
 
     ``offset = mean(y - yhat_tgt)`` over the standards, where ``yhat_tgt = X_tgt @ coef +
     intercept`` are the source model's predictions on the target spectra and ``y`` the
     standards' reference values ``y_ref`` (or, without them, the source model's predictions on
-    the paired source spectra). It is slope/bias correction with the slope fixed at 1: one
-    number instead of two, so with few standards its error is smaller whenever the probe
-    difference mostly shifts the predictions. Like :class:`SBC` it corrects predictions, not
-    spectra, and collapses only with the model it was fitted for: ``(coef, intercept +
-    offset)``.
+    the paired source spectra). It is :class:`SBC` with the slope fixed at 1: one number
+    instead of two, so with few standards its error is smaller whenever the probe difference
+    mostly shifts the predictions. It corrects predictions, not spectra, and collapses only
+    with the model it was fitted for: ``(coef, intercept + offset)``.
 
     Attributes
     ----------
+    slope_ : float
+        Always 1.
     offset_ : float
         The correction, in the units of ``y``.
     model_coef_ : ndarray of shape (n_channels,)
@@ -957,59 +968,19 @@ class BiasCorrection(_Persisted, BaseEstimator):  # type: ignore[misc]
     """
 
     method: ClassVar[str] = "bias"
-
-    n_features_in_: int
-    n_standards_: int
-    offset_: float
-    model_coef_: FloatArray
-    model_intercept_: float
-
-    def __init__(self) -> None:
-        pass
+    _what: ClassVar[str] = "bias correction"
 
     def _fit(self, X_tgt: FloatArray, X_src: FloatArray, source: SourceModel) -> None:
-        n, p = X_src.shape
-        c, b = _as_model(source.coef, source.intercept, p)
-        y = X_src @ c + b if source.y_ref is None else as_target(source.y_ref, n, "y_ref")
-        self.offset_ = float(np.mean(y - (X_tgt @ c + b)))
+        c, b, y = _model_and_target(X_src, source)
+        self.slope_, self.offset_ = 1.0, float(np.mean(y - (X_tgt @ c + b)))
         self.model_coef_, self.model_intercept_ = c, b
-
-    def correct(self, y_pred: ArrayLike) -> FloatArray:
-        """Corrected predictions ``y_pred + offset``, shape (n_samples,)."""
-        check_is_fitted(self)
-        return as_target(y_pred, name="y_pred") + self.offset_
-
-    def collapse(self, coef: ArrayLike, intercept: float) -> tuple[FloatArray, float]:
-        """Target-domain model ``(coef, intercept + offset)``.
-
-        Raises
-        ------
-        ValueError
-            If ``coef``/``intercept`` are not the model the correction was fitted for.
-        """
-        check_is_fitted(self)
-        c, b = _as_model(coef, intercept, self.n_features_in_)
-        _check_same_model(c, b, self.model_coef_, self.model_intercept_, "bias correction")
-        return c.copy(), b + self.offset_
-
-    def _arrays(self) -> dict[str, NDArray[Any]]:
-        return {
-            "offset": np.array(self.offset_),
-            "model_coef": self.model_coef_,
-            "model_intercept": np.array(self.model_intercept_),
-        }
 
     @classmethod
     def from_arrays(cls, d: Mapping[str, ArrayLike], *, format_version: int) -> Self:
-        """Rebuild a fitted bias correction from :meth:`to_arrays` output."""
-        model_coef = _matrix(d, "model_coef", (None,))
-        offset = float(_scalar(d, "offset"))
-        icpt = float(_scalar(d, "model_intercept"))
-        if not all(math.isfinite(x) for x in (offset, icpt)):
-            raise ValueError("bias offset and model_intercept must be finite")
-        bias = cls()
-        bias.offset_, bias.model_coef_, bias.model_intercept_ = offset, model_coef, icpt
-        bias.n_features_in_, bias.n_standards_ = model_coef.shape[0], int(_scalar(d, "n_standards"))
+        """Rebuild a fitted bias correction from :meth:`to_arrays` output (slope 1)."""
+        bias = super().from_arrays(d, format_version=format_version)
+        if bias.slope_ != 1.0:
+            raise ValueError(f"a bias correction has slope 1, got {bias.slope_}")
         return bias
 
 
