@@ -34,6 +34,7 @@ class HoldoutScheme(StrEnum):
 class TransferStatus(StrEnum):
     awaiting_standards = "awaiting_standards"
     completed = "completed"
+    cancelled = "cancelled"
 
 
 class TransferMethod(StrEnum):
@@ -64,6 +65,7 @@ class AuditAction(StrEnum):
     model_version_create = "model_version.create"
     transfer_open = "transfer.open"
     transfer_complete = "transfer.complete"
+    transfer_cancel = "transfer.cancel"
 
 
 class AuditEntityType(StrEnum):

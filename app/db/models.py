@@ -214,6 +214,10 @@ class TransferRecord(Base):
     artifact_sha256: Mapped[str | None] = mapped_column(String(64))
     verdict: Mapped[str | None] = mapped_column(String(8))
     result: Mapped[dict[str, Any] | None]
+    # Filled once when a transfer still awaiting its standards is cancelled (immutable after).
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class PredictionLog(Base):

@@ -387,6 +387,17 @@ class GovernanceBlock(Schema):
     created_at: datetime
     completed_by: str | None
     completed_at: datetime | None
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = Field(
+        default=None, description="why a transfer awaiting its standards was cancelled"
+    )
+
+
+class TransferCancel(Schema):
+    """Cancel a transfer still awaiting its standards (e.g. opened by mistake)."""
+
+    reason: Reason
 
 
 class TransferRead(Schema):

@@ -49,7 +49,7 @@ from app.db.repositories import domains as domain_rows
 from app.db.repositories import models as model_rows
 from app.db.repositories import transfers as transfers_repo
 from app.db.repositories import users as users_repo
-from app.enums import TransferMethod, TransferStatus, VersionStatus
+from app.enums import AuditAction, AuditEntityType, TransferMethod, TransferStatus, VersionStatus
 from app.errors import (
     Conflict,
     DomainError,
@@ -124,6 +124,51 @@ def get_transfer(session: Session, ref: str, *, for_update: bool = False) -> Tra
     if row is None:
         raise NotFound(f"transfer {ref!r} does not exist")
     return row
+
+
+def _check_awaiting(transfer: TransferRecord) -> None:
+    """Only a transfer awaiting its standards can be run or cancelled."""
+    if transfer.status == TransferStatus.completed:
+        raise Conflict(
+            f"transfer #{transfer.number} is already completed; a completed record is "
+            "immutable — open a new transfer to run it again"
+        )
+    if transfer.status == TransferStatus.cancelled:
+        raise Conflict(
+            f"transfer #{transfer.number} was cancelled; a cancelled record is immutable — "
+            "open a new transfer"
+        )
+
+
+def cancel_transfer(session: Session, ref: str, *, reason: str, actor: User) -> TransferRecord:
+    """Cancel a transfer still awaiting its standards (opened by mistake), audited.
+
+    Raises
+    ------
+    NotFound
+        Unknown transfer.
+    Conflict
+        The transfer is completed or already cancelled.
+    """
+    transfer = get_transfer(session, ref, for_update=True)
+    _check_awaiting(transfer)
+    before = {"status": transfer.status.value}
+    transfer.status = TransferStatus.cancelled
+    transfer.cancelled_at = utcnow()
+    transfer.cancelled_by_id = actor.id
+    transfer.cancel_reason = reason
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.transfer_cancel,
+        entity_type=AuditEntityType.transfer,
+        entity_id=transfer.id,
+        reason=reason,
+        before=before,
+        after={"status": transfer.status.value, "number": transfer.number},
+    )
+    return transfer
 
 
 def list_transfers(
@@ -578,11 +623,7 @@ def upload_standards(
         that cannot be fitted.
     """
     transfer = get_transfer(session, ref)
-    if transfer.status != TransferStatus.awaiting_standards:
-        raise Conflict(
-            f"transfer #{transfer.number} is already completed; a completed record is "
-            "immutable — open a new transfer to run it again"
-        )
+    _check_awaiting(transfer)
     source = session.get(ModelVersion, transfer.source_version_id)
     assert source is not None  # foreign key
     model = session.get(SoftSensorModel, source.model_id)
@@ -680,8 +721,7 @@ def _record_completed(
     """
     models.get_model(session, model.name, for_update=True)
     transfer = get_transfer(session, str(transfer.id), for_update=True)
-    if transfer.status != TransferStatus.awaiting_standards:
-        raise Conflict(f"transfer #{transfer.number} was completed by another request")
+    _check_awaiting(transfer)
     target_domain = session.get(Domain, transfer.target_domain_id)
     source_domain = session.get(Domain, source.domain_id)
     assert target_domain is not None
@@ -853,7 +893,12 @@ class RecordRows:
             dataset_shas=transfers_repo.dataset_shas(session, dataset_ids),
             target_versions=transfers_repo.target_versions(session, (t.id for t in transfers)),
             usernames=users_repo.usernames(
-                session, {u for t in transfers for u in (t.created_by_id, t.completed_by_id)}
+                session,
+                {
+                    u
+                    for t in transfers
+                    for u in (t.created_by_id, t.completed_by_id, t.cancelled_by_id)
+                },
             ),
         )
 
@@ -1015,6 +1060,11 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
                 users.get(transfer.completed_by_id, "?") if transfer.completed_by_id else None
             ),
             "completed_at": transfer.completed_at,
+            "cancelled_by": (
+                users.get(transfer.cancelled_by_id, "?") if transfer.cancelled_by_id else None
+            ),
+            "cancelled_at": transfer.cancelled_at,
+            "cancel_reason": transfer.cancel_reason,
         },
         "artifact_sha256": transfer.artifact_sha256,
     }

@@ -675,3 +675,79 @@ def test_a_failed_record_names_the_failed_criteria(
     conclusion = r.json()["transfer"]["conclusion"]
     assert "FAILED acceptance: max_rmse observed" in conclusion
     assert "limit 1e-09" in conclusion
+
+
+def test_a_transfer_awaiting_standards_can_be_cancelled_with_a_reason(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+    actors: Any,
+) -> None:
+    opened = _open(client, dev, source)
+    qa = actors[Role.qa].headers
+    assert_error(
+        client.post(
+            f"/api/v1/transfers/{opened['number']}/cancel", json={"reason": "x"}, headers=qa
+        ),
+        403,
+    )
+    assert_error(
+        client.post(f"/api/v1/transfers/{opened['number']}/cancel", json={}, headers=dev), 422
+    )
+    r = client.post(
+        f"/api/v1/transfers/{opened['number']}/cancel",
+        json={"reason": "opened against the wrong target domain"},
+        headers=dev,
+    )
+    assert r.status_code == 200, r.text
+    record = r.json()
+    assert record["status"] == "cancelled"
+    gov = record["governance"]
+    assert gov["cancelled_by"] == "test-developer"
+    assert gov["cancel_reason"] == "opened against the wrong target domain"
+    assert gov["cancelled_at"] >= gov["created_at"]
+    assert record["transfer"]["conclusion"] is None
+    events = client.get(
+        "/api/v1/audit",
+        params={"entity_type": "transfer", "entity_id": opened["number"]},
+        headers=qa,
+    ).json()["events"]
+    assert [e["action"] for e in events] == ["transfer.open", "transfer.cancel"]
+    assert events[-1]["reason"] == "opened against the wrong target domain"
+    assert events[-1]["before"] == {"status": "awaiting_standards"}
+
+    # A cancelled record can neither be run, nor cancelled again, nor edited behind the back.
+    with nothing_written(session, store):
+        r = _standards(client, dev, opened["number"])
+    assert_error(r, 409, "was cancelled")
+    assert_error(
+        client.post(
+            f"/api/v1/transfers/{opened['id']}/cancel", json={"reason": "again"}, headers=dev
+        ),
+        409,
+        "was cancelled",
+    )
+    with pytest.raises(DBAPIError), session.begin_nested():
+        session.execute(
+            update(TransferRecord)
+            .where(TransferRecord.number == opened["number"])
+            .values(status="awaiting_standards")
+        )
+    listed = client.get("/api/v1/transfers", params={"status": "cancelled"}, headers=dev).json()
+    assert [t["number"] for t in listed] == [opened["number"]]
+
+
+def test_a_completed_transfer_cannot_be_cancelled(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    opened = _open(client, dev, source, method="sbc")
+    assert _standards(client, dev, opened["number"]).status_code == 201
+    assert_error(
+        client.post(
+            f"/api/v1/transfers/{opened['number']}/cancel", json={"reason": "late"}, headers=dev
+        ),
+        409,
+        "already completed",
+    )

@@ -9,7 +9,7 @@ from app.api.links import set_next_link
 from app.enums import TransferStatus
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Reason
 from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
-from app.schemas.transfers import StandardsForm, TransferCreate, TransferRead
+from app.schemas.transfers import StandardsForm, TransferCancel, TransferCreate, TransferRead
 from app.services import transfers as transfers_service
 
 router = APIRouter(prefix="/transfers", tags=["transfers"])
@@ -47,6 +47,21 @@ def _upload(file: UploadFile | None) -> transfers_service.Upload | None:
 def open_transfer(body: TransferCreate, session: SessionDep, actor: Developer) -> TransferRead:
     """Open a transfer with its plan; it then awaits the target probe's standards."""
     transfer = transfers_service.open_transfer(session, data=body, actor=actor)
+    return transfers_service.describe_transfer(session, transfer)
+
+
+@router.post(
+    "/{id}/cancel",
+    response_model=TransferRead,
+    responses={**ERRORS, **NOT_FOUND},
+)
+def cancel_transfer(
+    ref: TransferRef, body: TransferCancel, session: SessionDep, actor: Developer
+) -> TransferRead:
+    """Cancel a transfer still awaiting its standards, with a reason; the record is kept
+    (status ``cancelled``, immutable) and the cancellation audited. 409 once it is completed
+    or cancelled."""
+    transfer = transfers_service.cancel_transfer(session, str(ref), reason=body.reason, actor=actor)
     return transfers_service.describe_transfer(session, transfer)
 
 
