@@ -135,6 +135,7 @@ def require(*roles: Role) -> Callable[[Session, HTTPAuthorizationCredentials | N
 ANY_ROLE = tuple(Role)
 Developer = Annotated[User, Depends(require(Role.developer))]
 Admin = Annotated[User, Depends(require(Role.admin))]
+Person = Annotated[User, Depends(require(Role.admin, Role.developer, Role.qa, Role.auditor))]
 AuditReader = Annotated[User, Depends(require(Role.qa, Role.auditor, Role.admin))]
 PREDICTOR_ROLES = frozenset({Role.plant, Role.developer})
 Reader = Annotated[User, Depends(require(*ANY_ROLE))]

@@ -38,3 +38,34 @@ class UserCreated(UserRead):
     api_key: str | None = Field(
         default=None, description="service accounts only: shown once, stored hashed"
     )
+
+
+class AccountChange(Schema):
+    """An administrator's change to an account, with its reason (audited)."""
+
+    reason: Reason
+
+
+class RoleChange(Schema):
+    role: Role
+    reason: Reason
+
+
+class PasswordChange(Schema):
+    """The caller's own password: the current one entered again, then the new one."""
+
+    current_password: Annotated[str, Field(min_length=1, max_length=200)]
+    new_password: Annotated[str, Field(min_length=12, max_length=200)]
+
+
+class UserAdminRead(UserRead):
+    """An account as an administrator sees it."""
+
+    locked_until: datetime | None = Field(
+        description="locked after failed logins until then (null: not locked)"
+    )
+    created_by: str | None = None
+
+
+class ApiKeyIssued(UserRead):
+    api_key: str = Field(description="shown once, stored hashed; the previous key is revoked")

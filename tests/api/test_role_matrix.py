@@ -76,6 +76,49 @@ def _predict(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
     )
 
 
+def _cancel_transfer(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    opened = _open_transfer(c, ctx["dev"], ctx)
+    assert opened.status_code == 201, opened.text
+    number = opened.json()["number"]
+    return c.post(f"/api/v1/transfers/{number}/cancel", json={"reason": "t"}, headers=h)
+
+
+def _new_user(c: TestClient, ctx: dict[str, Any], role: str = "qa") -> str:
+    name = _unique()
+    body: dict[str, Any] = {"username": name, "full_name": "N", "role": role, "reason": "t"}
+    if role != "plant":
+        body["password"] = PASSWORD
+    r = c.post("/api/v1/users", json=body, headers=ctx["admin"])
+    assert r.status_code == 201, r.text
+    return name
+
+
+def _account_action(action: str, role: str = "qa", setup: str | None = None) -> Request:
+    def send(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+        name = _new_user(c, ctx, role)
+        if setup == "deactivate":
+            r = c.post(
+                f"/api/v1/users/{name}/deactivate", json={"reason": "t"}, headers=ctx["admin"]
+            )
+            assert r.status_code == 200, r.text
+        if setup == "lock":
+            for _ in range(5):
+                c.post(
+                    "/api/v1/auth/token", data={"username": name, "password": "wrong-wrong-wrong"}
+                )
+        body: dict[str, Any] = {"reason": "t"}
+        if action == "role":
+            body["role"] = "auditor"
+        return c.post(f"/api/v1/users/{name}/{action}", json=body, headers=h)
+
+    return send
+
+
+def _change_password(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    body = {"current_password": PASSWORD, "new_password": PASSWORD + "-changed"}
+    return c.post("/api/v1/users/me/password", json=body, headers=h)
+
+
 # (method, path template) -> (roles allowed, request builder)
 POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
     ("POST", "/api/v1/users"): (
@@ -93,6 +136,29 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         ),
     ),
     ("GET", "/api/v1/users/me"): (ANY, lambda c, h, ctx: c.get("/api/v1/users/me", headers=h)),
+    ("GET", "/api/v1/users"): (frozenset({A}), lambda c, h, ctx: c.get("/api/v1/users", headers=h)),
+    ("POST", "/api/v1/users/me/password"): (frozenset({A, D, Q, U}), _change_password),
+    ("POST", "/api/v1/users/{username}/deactivate"): (
+        frozenset({A}),
+        _account_action("deactivate"),
+    ),
+    ("POST", "/api/v1/users/{username}/reactivate"): (
+        frozenset({A}),
+        _account_action("reactivate", setup="deactivate"),
+    ),
+    ("POST", "/api/v1/users/{username}/unlock"): (
+        frozenset({A}),
+        _account_action("unlock", setup="lock"),
+    ),
+    ("POST", "/api/v1/users/{username}/role"): (frozenset({A}), _account_action("role")),
+    ("POST", "/api/v1/users/{username}/api-key"): (
+        frozenset({A}),
+        _account_action("api-key", role="plant"),
+    ),
+    ("POST", "/api/v1/users/{username}/api-key/revoke"): (
+        frozenset({A}),
+        _account_action("api-key/revoke", role="plant"),
+    ),
     ("POST", "/api/v1/domains"): (
         frozenset({D}),
         lambda c, h, ctx: c.post(
@@ -152,6 +218,7 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
     ("POST", "/api/v1/models/{name}/versions/{version}/predict"): (frozenset({P, D}), _predict),
     ("POST", "/api/v1/transfers"): (frozenset({D}), _open_transfer),
     ("POST", "/api/v1/transfers/{id}/standards"): (frozenset({D}), _post_standards),
+    ("POST", "/api/v1/transfers/{id}/cancel"): (frozenset({D}), _cancel_transfer),
     ("GET", "/api/v1/transfers"): (ANY, lambda c, h, ctx: c.get("/api/v1/transfers", headers=h)),
     ("GET", "/api/v1/transfers/{id}"): (
         ANY,
@@ -197,7 +264,13 @@ def ctx(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
     sha = upload_dataset(client, dev, blob, domain="matrix-domain").json()["sha256"]
     body = {"name": "matrix_pls", "analyte": "titer", "units": "g/L", "reason": "t"}
     assert client.post("/api/v1/models", json=body, headers=dev).status_code == 201
-    ctx: dict[str, Any] = {"domain": domain, "sha": sha, "model": "matrix_pls", "dev": dev}
+    ctx: dict[str, Any] = {
+        "domain": domain,
+        "sha": sha,
+        "model": "matrix_pls",
+        "dev": dev,
+        "admin": actors[A].headers,
+    }
     version = _post_version(client, dev, ctx)
     assert version.status_code == 201
     ctx["target_domain"] = create_domain(client, dev, name="matrix-target")["name"]

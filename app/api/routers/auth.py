@@ -2,17 +2,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import Admin, CurrentUser, SessionDep
+from app.api.deps import Admin, CurrentUser, Person, SessionDep
 from app.db.models import User
-from app.schemas.auth import TokenRead, UserCreate, UserCreated, UserRead
-from app.schemas.common import CONFLICT, ERRORS, ErrorBody
+from app.schemas.auth import (
+    AccountChange,
+    ApiKeyIssued,
+    PasswordChange,
+    RoleChange,
+    TokenRead,
+    UserAdminRead,
+    UserCreate,
+    UserCreated,
+    UserRead,
+)
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
+from app.services import accounts
 from app.services import auth as auth_service
 
 router = APIRouter(tags=["auth"])
+_ADMIN = {**ERRORS, **NOT_FOUND, **CONFLICT}
 
 
 @router.post(
@@ -62,3 +74,89 @@ def create_user(body: UserCreate, session: SessionDep, actor: Admin) -> UserCrea
 @router.get("/users/me", response_model=UserRead, responses=ERRORS)
 def me(user: CurrentUser) -> User:
     return user
+
+
+UsernamePath = Annotated[str, Path(max_length=64, description="the account's user name")]
+
+
+@router.post(
+    "/users/me/password",
+    response_model=UserRead,
+    responses={401: {"model": ErrorBody}, **ERRORS},
+)
+def change_password(body: PasswordChange, session: SessionDep, user: Person) -> User | JSONResponse:
+    """Change your own password (people, not service accounts); the current one is entered
+    again. A wrong one is a 401 that counts towards the lockout and is audited (committed,
+    like a failed login)."""
+    if not accounts.change_password(
+        session, user, current_password=body.current_password, new_password=body.new_password
+    ):
+        return JSONResponse(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            content={
+                "error": "invalid_credentials",
+                "detail": "the current password is wrong, or the account is locked",
+            },
+        )
+    return user
+
+
+@router.get("/users", response_model=list[UserAdminRead], responses=ERRORS)
+def list_users(session: SessionDep, _: Admin) -> list[UserAdminRead]:
+    """Every account, active or not (nothing is deleted), in user-name order."""
+    rows = accounts.list_users(session)
+    names = {u.id: u.username for u in rows}
+    return [
+        UserAdminRead.model_validate(u).model_copy(
+            update={"created_by": names.get(u.created_by_id) if u.created_by_id else None}
+        )
+        for u in rows
+    ]
+
+
+@router.post("/users/{username}/deactivate", response_model=UserAdminRead, responses=_ADMIN)
+def deactivate_user(
+    username: UsernamePath, body: AccountChange, session: SessionDep, actor: Admin
+) -> User:
+    """Deactivate an account: its tokens and API key stop working at once."""
+    return accounts.set_active(session, username, active=False, actor=actor, reason=body.reason)
+
+
+@router.post("/users/{username}/reactivate", response_model=UserAdminRead, responses=_ADMIN)
+def reactivate_user(
+    username: UsernamePath, body: AccountChange, session: SessionDep, actor: Admin
+) -> User:
+    return accounts.set_active(session, username, active=True, actor=actor, reason=body.reason)
+
+
+@router.post("/users/{username}/unlock", response_model=UserAdminRead, responses=_ADMIN)
+def unlock_user(
+    username: UsernamePath, body: AccountChange, session: SessionDep, actor: Admin
+) -> User:
+    """Lift a lockout after failed logins."""
+    return accounts.unlock(session, username, actor=actor, reason=body.reason)
+
+
+@router.post("/users/{username}/role", response_model=UserAdminRead, responses=_ADMIN)
+def set_user_role(
+    username: UsernamePath, body: RoleChange, session: SessionDep, actor: Admin
+) -> User:
+    return accounts.set_role(session, username, role=body.role, actor=actor, reason=body.reason)
+
+
+@router.post("/users/{username}/api-key", response_model=ApiKeyIssued, responses=_ADMIN)
+def rotate_api_key(
+    username: UsernamePath, body: AccountChange, session: SessionDep, actor: Admin
+) -> ApiKeyIssued:
+    """Issue a new API key for a service account (shown once); the old key stops working."""
+    rotated = accounts.rotate_api_key(session, username, actor=actor, reason=body.reason)
+    read = UserRead.model_validate(rotated.user)
+    return ApiKeyIssued(**read.model_dump(), api_key=rotated.api_key)
+
+
+@router.post("/users/{username}/api-key/revoke", response_model=UserAdminRead, responses=_ADMIN)
+def revoke_api_key(
+    username: UsernamePath, body: AccountChange, session: SessionDep, actor: Admin
+) -> User:
+    """Revoke a service account's API key (e.g. leaked)."""
+    return accounts.revoke_api_key(session, username, actor=actor, reason=body.reason)

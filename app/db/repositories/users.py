@@ -41,6 +41,11 @@ _CALLER_BY_TOKEN = (
 )
 
 
+def all_users(session: Session) -> list[User]:
+    """Every account, in user-name order."""
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
 def by_username(session: Session, username: str, *, for_update: bool = False) -> User | None:
     stmt = select(User).where(User.username == username)
     if for_update:
