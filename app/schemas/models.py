@@ -201,3 +201,39 @@ class TransferredVersionRead(_VersionCard):
 ModelVersionRead = Annotated[
     TrainedVersionRead | TransferredVersionRead, Field(discriminator="kind")
 ]
+
+
+class LineageNode(Schema):
+    """A dataset, a version or a transfer in a version's lineage."""
+
+    kind: Literal["dataset", "version", "transfer"]
+    id: uuid.UUID
+    label: str = Field(description="what a reviewer reads: 'titer_pls v2', 'transfer #1', …")
+    sha256: str | None = Field(default=None, description="datasets: the content's sha256")
+    status: str | None = Field(default=None, description="versions and transfers: status")
+    domain: str | None = None
+
+
+class LineageEdge(Schema):
+    """``source`` went into ``target`` as ``relation``."""
+
+    source: uuid.UUID
+    target: uuid.UUID
+    relation: Literal[
+        "training_dataset",
+        "source_version",
+        "target_standards",
+        "source_standards",
+        "validation",
+        "created",
+    ]
+
+
+class LineageRead(Schema):
+    """The version's lineage graph: every node it descends from and every node made from it."""
+
+    version: LineageNode
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+    ancestors: list[uuid.UUID] = Field(description="nodes this version was made from")
+    descendants: list[uuid.UUID] = Field(description="transfers and versions made from it")

@@ -20,11 +20,15 @@ from app.db.models import Dataset, ModelVersion, SoftSensorModel, User
 from app.db.repositories import datasets as dataset_rows
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import models as model_rows
+from app.db.repositories import transfers as transfer_rows
 from app.db.repositories import users as user_rows
 from app.enums import HoldoutScheme, VersionStatus
 from app.errors import Conflict, InvalidInput, NotFound
 from app.schemas.common import read_from
 from app.schemas.models import (
+    LineageEdge,
+    LineageNode,
+    LineageRead,
     ModelVersionCreate,
     SoftSensorModelCreate,
     SoftSensorModelRead,
@@ -448,3 +452,97 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
 
 def describe_version(session: Session, version: ModelVersion) -> VersionCard:
     return describe_versions(session, [version])[0]
+
+
+def lineage(session: Session, name: str, version: int) -> LineageRead:
+    """A version's lineage: its model's versions, their transfers and datasets as a graph, with
+    the nodes the version descends from (ancestors) and those made from it (descendants).
+
+    Transfers only ever create versions of the same model, so the graph is read from the
+    model's versions and the transfers that start at them: a fixed number of statements.
+    """
+    start = get_version(session, name, version)
+    model = get_model(session, name)
+    versions = model_rows.versions_of(session, model.id)
+    transfers = transfer_rows.from_versions(session, (v.id for v in versions))
+    domains = domain_rows.by_ids(
+        session, {v.domain_id for v in versions} | {t.target_domain_id for t in transfers}
+    )
+    dataset_ids = {v.dataset_id for v in versions} | {
+        d
+        for t in transfers
+        for d in (
+            t.target_standards_dataset_id,
+            t.source_standards_dataset_id,
+            t.validation_dataset_id,
+        )
+        if d is not None
+    }
+    datasets = dataset_rows.by_ids(session, dataset_ids)
+
+    nodes: dict[uuid.UUID, LineageNode] = {}
+    edges: list[LineageEdge] = []
+    for d in datasets.values():
+        nodes[d.id] = LineageNode(
+            kind="dataset",
+            id=d.id,
+            label=d.name,
+            sha256=d.sha256,
+            domain=domains[d.domain_id].name if d.domain_id in domains else None,
+        )
+    for v in versions:
+        nodes[v.id] = LineageNode(
+            kind="version",
+            id=v.id,
+            label=f"{model.name} v{v.version}",
+            status=v.status.value,
+            domain=domains[v.domain_id].name,
+        )
+        if v.transfer_id is None:  # a transferred version carries its source's dataset id
+            edges.append(LineageEdge(source=v.dataset_id, target=v.id, relation="training_dataset"))
+    for t in transfers:
+        nodes[t.id] = LineageNode(
+            kind="transfer",
+            id=t.id,
+            label=f"transfer #{t.number}",
+            status=t.status.value,
+            domain=domains[t.target_domain_id].name,
+        )
+        edges.append(
+            LineageEdge(source=t.source_version_id, target=t.id, relation="source_version")
+        )
+        for dataset_id, relation in (
+            (t.target_standards_dataset_id, "target_standards"),
+            (t.source_standards_dataset_id, "source_standards"),
+            (t.validation_dataset_id, "validation"),
+        ):
+            if dataset_id is not None:
+                edges.append(LineageEdge(source=dataset_id, target=t.id, relation=relation))
+    for v in versions:
+        if v.transfer_id is not None:
+            edges.append(LineageEdge(source=v.transfer_id, target=v.id, relation="created"))
+
+    def reach(forward: bool) -> list[uuid.UUID]:
+        seen: list[uuid.UUID] = []
+        frontier = [start.id]
+        while frontier:
+            node = frontier.pop()
+            for e in edges:
+                nxt = e.target if forward and e.source == node else None
+                if not forward and e.target == node:
+                    nxt = e.source
+                if nxt is not None and nxt not in seen:
+                    seen.append(nxt)
+                    frontier.append(nxt)
+        return seen
+
+    descendants = reach(forward=True)
+    ancestors = reach(forward=False)
+    keep = {start.id, *ancestors, *descendants}
+    return LineageRead(
+        version=nodes[start.id],
+        nodes=[n for n in nodes.values() if n.id in keep],
+        edges=[e for e in edges if e.source in keep and e.target in keep],
+        ancestors=ancestors,
+        descendants=descendants,
+    )

@@ -211,6 +211,10 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         ANY,
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1", headers=h),
     ),
+    ("GET", "/api/v1/models/{name}/versions/{version}/lineage"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/lineage", headers=h),
+    ),
     ("GET", "/api/v1/models/{name}/versions/{version}/artifact"): (
         ANY,
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/artifact", headers=h),

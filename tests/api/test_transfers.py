@@ -751,3 +751,45 @@ def test_a_completed_transfer_cannot_be_cancelled(
         409,
         "already completed",
     )
+
+
+def test_lineage_follows_datasets_versions_and_transfers_both_ways(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any]
+) -> None:
+    opened = _open(client, dev, source)
+    r = _standards(client, dev, opened["number"], validation=transfer_data().validation_bytes())
+    assert r.status_code == 201, r.text
+    record = r.json()
+    tr = record["transfer"]
+    cancelled = _open(client, dev, source)
+    assert (
+        client.post(
+            f"/api/v1/transfers/{cancelled['number']}/cancel", json={"reason": "t"}, headers=dev
+        ).status_code
+        == 200
+    )
+
+    graph = client.get("/api/v1/models/titer_pls/versions/2/lineage", headers=dev).json()
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert graph["version"]["label"] == "titer_pls v2"
+    ancestors = {(nodes[i]["kind"], nodes[i]["label"]) for i in graph["ancestors"]}
+    assert ("transfer", f"transfer #{record['number']}") in ancestors
+    assert ("version", "titer_pls v1") in ancestors
+    shas = {nodes[i]["sha256"] for i in graph["ancestors"] if nodes[i]["kind"] == "dataset"}
+    assert shas == {
+        source["dataset"]["sha256"],
+        tr["target_standards_dataset_sha256"],
+        tr["validation_dataset_sha256"],
+    }
+    assert graph["descendants"] == []
+    relations = {(nodes[e["source"]]["label"], e["relation"]) for e in graph["edges"]}
+    assert ("titer_pls v1", "source_version") in relations
+    assert (f"transfer #{record['number']}", "created") in relations
+
+    v1 = client.get("/api/v1/models/titer_pls/versions/1/lineage", headers=dev).json()
+    v1_nodes = {n["id"]: n for n in v1["nodes"]}
+    made = {(v1_nodes[i]["label"], v1_nodes[i]["status"]) for i in v1["descendants"]}
+    assert ("titer_pls v2", "pending_requalification") in made
+    assert (f"transfer #{cancelled['number']}", "cancelled") in made
+    assert {v1_nodes[i]["kind"] for i in v1["ancestors"]} == {"dataset"}
+    assert_error(client.get("/api/v1/models/titer_pls/versions/9/lineage", headers=dev), 404)

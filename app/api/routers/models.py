@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Response, status
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.models import (
+    LineageRead,
     ModelVersionCreate,
     ModelVersionRead,
     SoftSensorModelCreate,
@@ -74,6 +75,17 @@ def get_version(
     return models_service.describe_version(
         session, models_service.get_version(session, name, version)
     )
+
+
+@router.get(
+    "/{name}/versions/{version}/lineage",
+    response_model=LineageRead,
+    responses={**ERRORS, **NOT_FOUND},
+)
+def get_lineage(name: str, version: VersionNumber, session: SessionDep, _: Reader) -> LineageRead:
+    """The version's lineage as a graph: datasets, versions and transfers, with what it was
+    made from (ancestors) and what was made from it (descendants)."""
+    return models_service.lineage(session, name, version)
 
 
 @router.get(

@@ -95,6 +95,19 @@ def dataset_shas(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid
     return values_by_id(session, Dataset.id, Dataset.sha256, ids)
 
 
+def from_versions(session: Session, version_ids: Iterable[uuid.UUID]) -> list[TransferRecord]:
+    """Every transfer whose source is one of ``version_ids``, in number order."""
+    wanted = set(version_ids)
+    if not wanted:
+        return []
+    stmt = (
+        select(TransferRecord)
+        .where(TransferRecord.source_version_id.in_(wanted))
+        .order_by(TransferRecord.number)
+    )
+    return list(session.scalars(stmt))
+
+
 def target_versions(
     session: Session, transfer_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, ModelVersion]:
