@@ -1344,7 +1344,10 @@ class TransferSelection:
 
 def _cv_weights(mse: FloatArray, n: int) -> FloatArray:
     """Weights of the ``weighted`` rule from each candidate's cross-validated MSE (last axis)."""
+    mse = np.where(np.isfinite(mse), mse, np.inf)  # a candidate that blew up weighs nothing
     best = mse.min(axis=-1, keepdims=True)
+    if not np.all(np.isfinite(best)):
+        raise ValueError("no transfer candidate gave finite cross-validated predictions")
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(best > 0.0, mse / best, np.where(mse > 0.0, np.inf, 1.0))
     w = ratio ** (-n / WEIGHT_TEMPERING)

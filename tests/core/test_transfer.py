@@ -1074,3 +1074,12 @@ def test_held_out_spectra_equal_each_fold_refitted(
             expected[test] += member["weight"] * spectra
     assert sel.cv_spectra is not None
     np.testing.assert_allclose(sel.cv_spectra, expected, rtol=0, atol=1e-9 * np.abs(expected).max())
+
+
+def test_cv_weights_give_nothing_to_a_candidate_that_blew_up() -> None:
+    from app.core.transfer import _cv_weights
+
+    w = _cv_weights(np.array([1.0, np.nan, np.inf, 1.0]), 8)
+    np.testing.assert_allclose(w, [0.5, 0.0, 0.0, 0.5])
+    with pytest.raises(ValueError, match="finite"):
+        _cv_weights(np.array([np.nan, np.inf]), 8)
