@@ -219,6 +219,20 @@ class TransferRecord(Base):
     cancelled_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
     cancel_reason: Mapped[str | None] = mapped_column(Text)
 
+    @property
+    def dataset_ids(self) -> list[uuid.UUID]:
+        """The datasets the standards step pinned: target standards, source standards (when
+        uploaded), validation (when uploaded)."""
+        return [
+            d
+            for d in (
+                self.target_standards_dataset_id,
+                self.source_standards_dataset_id,
+                self.validation_dataset_id,
+            )
+            if d is not None
+        ]
+
 
 class PredictionLog(Base):
     """ALCOA+ record of one prediction call (not the spectra: their sha256). Append-only."""

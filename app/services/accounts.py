@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
@@ -27,9 +26,9 @@ from app.services.auth import (
     MIN_PASSWORD_LENGTH,
     _hasher,
     _sha256,
+    count_wrong_password,
     user_snapshot,
 )
-from app.settings import get_settings
 
 
 def list_users(session: Session) -> list[User]:
@@ -152,7 +151,6 @@ def change_password(
     A wrong current password returns False after counting towards the lockout and auditing
     it (the caller must commit, as for a failed login).
     """
-    settings = get_settings()
     locked = user_rows.by_username(session, user.username, for_update=True)
     assert locked is not None
     now = utcnow()
@@ -169,19 +167,7 @@ def change_password(
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, current_password)
     if not ok:
-        locked.failed_login_count += 1
-        lockout = locked.failed_login_count >= settings.lockout_threshold
-        if lockout:
-            locked.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-            locked.failed_login_count = 0
-        audit.record(
-            session,
-            actor=locked,
-            action=AuditAction.auth_lockout if lockout else AuditAction.auth_login_failed,
-            entity_type=AuditEntityType.user,
-            entity_id=locked.id,
-            after={"reason": "wrong current password at a password change"},
-        )
+        count_wrong_password(session, locked, reason="wrong current password at a password change")
         return False
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import AccessToken, User
 from app.db.repositories import users as user_rows
-from app.enums import Role
+from app.enums import AuditAction, AuditEntityType, Role
 from app.errors import Conflict, InvalidInput
 from app.services import audit
 from app.settings import get_settings
@@ -89,6 +89,25 @@ def create_user(
     return NewUser(user, api_key)
 
 
+def count_wrong_password(session: Session, user: User, *, reason: str) -> None:
+    """A wrong password for ``user``: counted towards the lockout (locked for
+    ``lockout_minutes`` after ``lockout_threshold`` in a row) and audited."""
+    settings = get_settings()
+    user.failed_login_count += 1
+    locked = user.failed_login_count >= settings.lockout_threshold
+    if locked:
+        user.locked_until = utcnow() + timedelta(minutes=settings.lockout_minutes)
+        user.failed_login_count = 0
+    audit.record(
+        session,
+        actor=user,
+        action=AuditAction.auth_lockout if locked else AuditAction.auth_login_failed,
+        entity_type=AuditEntityType.user,
+        entity_id=user.id,
+        after={"reason": reason, "locked_until": user.locked_until},
+    )
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
@@ -131,19 +150,7 @@ def login(session: Session, *, username: str, password: str) -> IssuedToken | No
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
-        user.failed_login_count += 1
-        locked = user.failed_login_count >= settings.lockout_threshold
-        if locked:
-            user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-            user.failed_login_count = 0
-        audit.record(
-            session,
-            actor=user,
-            action="auth.lockout" if locked else "auth.login_failed",
-            entity_type="user",
-            entity_id=user.id,
-            after={"reason": "wrong password", "locked_until": user.locked_until},
-        )
+        count_wrong_password(session, user, reason="wrong password")
         return None
     user.failed_login_count = 0
     user.locked_until = None

@@ -468,16 +468,7 @@ def lineage(session: Session, name: str, version: int) -> LineageRead:
     domains = domain_rows.by_ids(
         session, {v.domain_id for v in versions} | {t.target_domain_id for t in transfers}
     )
-    dataset_ids = {v.dataset_id for v in versions} | {
-        d
-        for t in transfers
-        for d in (
-            t.target_standards_dataset_id,
-            t.source_standards_dataset_id,
-            t.validation_dataset_id,
-        )
-        if d is not None
-    }
+    dataset_ids = {v.dataset_id for v in versions} | {d for t in transfers for d in t.dataset_ids}
     datasets = dataset_rows.by_ids(session, dataset_ids)
 
     nodes: dict[uuid.UUID, LineageNode] = {}

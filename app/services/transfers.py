@@ -877,14 +877,7 @@ class RecordRows:
             v.domain_id for v in versions.values()
         }
         dataset_ids = {v.dataset_id for v in versions.values()} | {
-            d
-            for t in transfers
-            for d in (
-                t.target_standards_dataset_id,
-                t.source_standards_dataset_id,
-                t.validation_dataset_id,
-            )
-            if d is not None
+            d for t in transfers for d in t.dataset_ids
         }
         return cls(
             versions=versions,
