@@ -1652,13 +1652,13 @@ def select_transfer(
         None: leave-one-out up to :data:`MAX_FOLDS` standards, that many folds above (as
         accurate as leave-one-out on the simulated pairs of ``bench/transfer_accuracy.py
         --simulated --max-folds``, at half the cost with 24 standards).
-    held_out_spectra : bool, default=False
-        Also return ``cv_spectra`` (the held-out standards mapped by their folds' transfers).
     rule : {"weighted", "one_se", "min"}, default="weighted"
         ``"weighted"``: a combination of the candidates weighted by their cross-validated
         error (see Notes); ``"one_se"``: the simplest candidate whose RMSECV is within one
         standard error of the smallest [4]_; ``"min"``: the smallest RMSECV (ties to the
         simpler candidate).
+    held_out_spectra : bool, default=False
+        Also return ``cv_spectra`` (the held-out standards mapped by their folds' transfers).
 
     Returns
     -------
@@ -1694,7 +1694,9 @@ def select_transfer(
     ``"min"`` only candidates within rounding of the minimum (``1e-9 * RMSECV_min +
     1e-12 * max|y|``) are eligible. Naive is in the default grid and is the simplest: it is
     chosen whenever it is eligible, and otherwise the choice has a smaller RMSECV than naive,
-    so the choice is never worse in CV than no correction.
+    so a pick is never worse in CV than no correction. The weighted combination carries no
+    such guarantee by construction (naive weighs in like any candidate); the service holds
+    every transfer to ``not_worse_than_naive`` on its validation rows instead.
 
     The one-SE rule was the default before the weighted rule: with a handful of
     Kennard-Stone standards the CV estimate is noisy, dominated by the most extreme standards
