@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import PureWindowsPath
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -509,12 +509,15 @@ def register_parsed_dataset(
     data: DatasetCreate,
     actor: User,
     domain: Domain | None = None,
+    registered_for: dict[str, Any] | None = None,
 ) -> tuple[Dataset, bool]:
     """:func:`register_dataset` for bytes already parsed by :func:`parse_upload`.
 
     ``parsed`` must be ``blob`` read with ``data``'s reference column, sample id column and
     spectral prefix; the bytes are neither size-checked nor parsed again. ``domain``, if the
     caller holds it, is the row named ``data.domain`` (then it is not looked up again).
+    ``registered_for`` names the record the upload belongs to (e.g. a transfer) in the
+    registration's audit event.
     """
     if domain is not None and domain.name != data.domain:
         raise ValueError(f"domain row {domain.name!r} is not the domain {data.domain!r}")
@@ -528,6 +531,7 @@ def register_parsed_dataset(
         actor=actor,
         parse=lambda: parsed,
         domain=domain,
+        registered_for=registered_for,
     )
 
 
@@ -542,6 +546,7 @@ def _register(
     actor: User,
     parse: Callable[[], ParsedTable],
     domain: Domain | None = None,
+    registered_for: dict[str, Any] | None = None,
 ) -> tuple[Dataset, bool]:
     if domain is None:
         domain = get_domain(session, data.domain)
@@ -616,6 +621,7 @@ def _register(
             "axis_max": float(parsed.axis[-1]),
             "reference_min": dataset.reference_min,
             "reference_max": dataset.reference_max,
+            **({"registered_for": registered_for} if registered_for else {}),
         },
     )
     return dataset, True

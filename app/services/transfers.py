@@ -594,6 +594,11 @@ def _register(
         ),
         actor=actor,
         domain=domain,
+        registered_for={
+            "transfer_number": transfer.number,
+            "transfer_id": str(transfer.id),
+            "as": parsed.label,
+        },
     )
     return dataset
 

@@ -793,3 +793,25 @@ def test_lineage_follows_datasets_versions_and_transfers_both_ways(
     assert (f"transfer #{cancelled['number']}", "cancelled") in made
     assert {v1_nodes[i]["kind"] for i in v1["ancestors"]} == {"dataset"}
     assert_error(client.get("/api/v1/models/titer_pls/versions/9/lineage", headers=dev), 404)
+
+
+def test_the_standards_datasets_audit_events_name_their_transfer(
+    client: TestClient, dev: dict[str, str], source: dict[str, Any], session: Session
+) -> None:
+    opened = _open(client, dev, source)
+    r = _standards(client, dev, opened["number"], validation=transfer_data().validation_bytes())
+    assert r.status_code == 201, r.text
+    tr = r.json()["transfer"]
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "dataset.register"))
+    named = {
+        e.after["sha256"]: e.after["registered_for"]
+        for e in events
+        if e.after is not None and "registered_for" in e.after
+    }
+    for key, label in (
+        ("target_standards_dataset_sha256", "target standards"),
+        ("validation_dataset_sha256", "validation"),
+    ):
+        assert named[tr[key]]["transfer_number"] == opened["number"]
+        assert named[tr[key]]["transfer_id"] == opened["id"]
+        assert label in named[tr[key]]["as"]
