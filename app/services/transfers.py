@@ -917,24 +917,31 @@ def _conclusion(transfer: TransferRecord, result: Mapping[str, Any]) -> str | No
     if transfer.status != TransferStatus.completed:
         return None
     parts = []
-    cv_table = result.get("cv_table") or []
-    naive_best = any(
-        row["method"] == "naive" and row["rmsecv"] <= min(r["rmsecv"] for r in cv_table)
-        for row in cv_table
+    cv_rows = [r for r in result.get("cv_table") or [] if r.get("rmsecv") is not None]
+    best = min((r["rmsecv"] for r in cv_rows), default=None)
+    naive_best = best is not None and any(
+        r["method"] == "naive" and r["rmsecv"] <= best for r in cv_rows
     )
-    if transfer.method_chosen == "weighted":
+    where = f"in cross-validation over the {transfer.n_standards} standards"
+    if transfer.method_chosen == "naive":
+        parts.append(
+            f"no correction beat the source model applied untouched (naive) {where}: the "
+            "target version carries no correction"
+        )
+    elif transfer.method_chosen == "weighted":
         members = result.get("members") or []
         top = sorted(members, key=lambda m: -m["weight"])[:3]
         parts.append(
             f"a cross-validation-weighted combination of {len(members)} candidates, largest "
             "weights " + ", ".join(f"{_candidate(m)} {m['weight']:.2f}" for m in top)
         )
-    if transfer.method_chosen == "naive" or naive_best:
-        parts.append(
-            "no correction beat the source model applied untouched (naive) in "
-            f"cross-validation over the {transfer.n_standards} standards: the target version "
-            "carries no correction"
-        )
+        if naive_best:
+            parts.append(
+                "no correction beat the source model applied untouched (naive) "
+                f"{where}: naive carries the largest weight in the combination"
+            )
+    elif naive_best:
+        parts.append(f"no correction beat the source model applied untouched (naive) {where}")
     results = result.get("acceptance_results") or []
     failed = [r for r in results if not r["passed"]]
     if failed:

@@ -241,3 +241,27 @@ def test_the_outcome_carries_limits_calibrated_on_the_target_spectra(
     # The source model's limits were learned on source spectra; these are the target's.
     assert limits.limits != limits.source_limits
     assert np.mean(q > limits.limits.q_99) <= 0.05
+
+
+def test_the_conclusion_reads_records_with_missing_cv_figures() -> None:
+    from app.db.models import TransferRecord
+    from app.enums import TransferStatus
+    from app.services.transfers import _conclusion
+
+    record = TransferRecord(
+        status=TransferStatus.completed, method_chosen="weighted", n_standards=8
+    )
+    result = {
+        "cv_table": [
+            {"method": "naive", "params": {}, "rmsecv": 0.5},
+            {"method": "pds", "params": {"window": 3, "rcond": 0.1}, "rmsecv": None},
+        ],
+        "members": [{"method": "naive", "params": {}, "weight": 1.0}],
+        "acceptance_results": [
+            {"criterion": "not_worse_than_naive", "limit": 1.0, "observed": 0.5, "passed": True}
+        ],
+    }
+    text = _conclusion(record, result)
+    assert text is not None
+    assert "naive carries the largest weight" in text
+    assert "passed every acceptance criterion" in text
