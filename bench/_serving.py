@@ -1,4 +1,5 @@
-"""What the HTTP benches share: a free port, and a server process run until ready, then stopped."""
+"""What the HTTP benches share: migrating a fresh database, a free port, and a server process run
+until ready, then stopped."""
 
 from __future__ import annotations
 
@@ -7,8 +8,22 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the head revision, as ``ssreg migrate`` does."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.attributes["database_url"] = url
+    command.upgrade(cfg, "head")
 
 
 def free_port() -> int:

@@ -73,7 +73,7 @@ import pyarrow.ipc as ipc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _serving import free_port, until_stopped  # noqa: E402  (bench/ is the script's folder)
+from _serving import free_port, migrate, until_stopped  # noqa: E402  (bench/ is the script's folder)
 
 ARROW = "application/vnd.apache.arrow.stream"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -85,16 +85,6 @@ CONCURRENT_CLIENTS, CONCURRENT_N = 4, 250
 TARGET_SINGLE_P50_MS = 1.5
 TARGET_JSON_PER_S = 8_000
 TARGET_ARROW_PER_S = 50_000
-
-
-def migrate(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.attributes["database_url"] = url
-    command.upgrade(cfg, "head")
 
 
 def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _serving import free_port, until_stopped  # noqa: E402  (bench/ is the script's folder)
+from _serving import free_port, migrate, until_stopped  # noqa: E402  (bench/ is the script's folder)
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 API = "/api/v1"
@@ -86,16 +86,6 @@ DEFAULT_REPEATS = 11
 # --------------------------------------------------------------------------------------------
 # Set-up: database, seed, server
 # --------------------------------------------------------------------------------------------
-
-
-def migrate(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.attributes["database_url"] = url
-    command.upgrade(cfg, "head")
 
 
 @dataclass(frozen=True)
