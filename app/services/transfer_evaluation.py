@@ -317,8 +317,9 @@ def evaluate_transfer(
     offered is the number planned). With a validation set and a fixed method, that method is
     fitted; otherwise candidates are cross-validated over the standards (the plan's method
     alone, or the default grid for ``auto``) and the post-transfer metrics are the CV figures.
-    The target version's T²/Q limits are calibrated on the standards (held out by refits), the
-    offered standards not chosen and the validation set (:func:`calibrate_target_limits`).
+    The target version's T²/Q limits are calibrated on the standards held out (mapped by the
+    selection's own cross-validation folds, or by refits of a fixed method), the offered
+    standards not chosen and the validation set (:func:`calibrate_target_limits`).
 
     Raises InvalidInput when the transfer cannot be fitted on these standards.
     """
