@@ -14,10 +14,24 @@ class Role(StrEnum):
 
 
 class VersionStatus(StrEnum):
+    """ICH Q14 lifecycle of a version.
+
+    Trained: ``draft -> approved | rejected``. Transferred: ``pending_requalification ->
+    requalified | rejected``, ``requalified -> requalification_due -> requalified``. Any ->
+    ``retired``. Only :data:`QUALIFIED_STATUSES` may serve GMP purposes.
+    """
+
     draft = "draft"
     pending_requalification = "pending_requalification"
     approved = "approved"
+    requalified = "requalified"
+    requalification_due = "requalification_due"
+    rejected = "rejected"
     retired = "retired"
+
+
+# The statuses under which a version is qualified (as long as its review date has not passed).
+QUALIFIED_STATUSES = frozenset({VersionStatus.approved, VersionStatus.requalified})
 
 
 class CvScheme(StrEnum):
@@ -46,10 +60,77 @@ class TransferMethod(StrEnum):
 
 
 class IntendedUse(StrEnum):
+    """What a version is qualified for, ordered: each use covers the ones before it
+    (advisory < monitoring < control < release)."""
+
     advisory = "advisory"
     monitoring = "monitoring"
     control = "control"
     release = "release"
+
+    @property
+    def rank(self) -> int:
+        return _USE_ORDER.index(self)
+
+    def covers(self, other: IntendedUse) -> bool:
+        return self.rank >= other.rank
+
+
+_USE_ORDER = list(IntendedUse)
+
+
+class PredictionPurpose(StrEnum):
+    """Why a prediction is asked for. ``evaluation`` (the default) is served by any version
+    that is not retired and is marked not-for-GMP; the others need a qualified version whose
+    intended use covers them."""
+
+    evaluation = "evaluation"
+    advisory = "advisory"
+    monitoring = "monitoring"
+    control = "control"
+    release = "release"
+
+    @property
+    def intended_use(self) -> IntendedUse | None:
+        """The intended use this purpose needs (None for evaluation)."""
+        return None if self is PredictionPurpose.evaluation else IntendedUse(self.value)
+
+
+class SignatureMeaning(StrEnum):
+    """21 CFR 11.50: what a signature means."""
+
+    authored = "authored"
+    reviewed = "reviewed"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class SignedEntity(StrEnum):
+    """What a signature is bound to."""
+
+    transfer = "transfer"
+    model_version = "model_version"
+
+
+class LifecycleTrigger(StrEnum):
+    """Why a version changed status."""
+
+    signature = "signature"  # an approving or rejecting signature
+    review_date = "review_date"  # its periodic-review date passed
+    domain_event = "domain_event"  # an event on its domain (probe replaced, ...)
+    qa_trigger = "qa_trigger"  # QA's explicit trigger, with a reason
+    retirement = "retirement"  # retired, with a reason
+
+
+class DomainEventKind(StrEnum):
+    """Something that happened to a measurement domain and may invalidate its models."""
+
+    probe_replaced = "probe_replaced"
+    instrument_serviced = "instrument_serviced"
+    recalibrated = "recalibrated"
+    software_updated = "software_updated"
+    relocated = "relocated"
+    other = "other"
 
 
 class AuditAction(StrEnum):
@@ -73,6 +154,12 @@ class AuditAction(StrEnum):
     transfer_open = "transfer.open"
     transfer_complete = "transfer.complete"
     transfer_cancel = "transfer.cancel"
+    signature_sign = "signature.sign"
+    signature_refused = "signature.refused"
+    model_version_transition = "model_version.transition"
+    domain_event = "domain.event"
+    alias_move = "alias.move"
+    user_scope = "user.scope"
 
 
 class AuditEntityType(StrEnum):
@@ -84,3 +171,6 @@ class AuditEntityType(StrEnum):
     model = "model"
     model_version = "model_version"
     transfer = "transfer"
+    signature = "signature"
+    alias = "alias"
+    domain_event = "domain_event"

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     lockout_threshold: int = 5
     lockout_minutes: int = 15
 
+    # Periodic review (ICH Q14): an approved or requalified version is due this many days
+    # after its approval unless the approval sets another date.
+    review_interval_days: int = Field(default=365, ge=1, le=3650)
+
     max_upload_bytes: int = 64 * 1024 * 1024
     max_dataset_rows: int = 100_000
     max_dataset_channels: int = 20_000

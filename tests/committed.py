@@ -25,7 +25,11 @@ from tests.factories import make_spectral_table
 def training(sha: str) -> ModelVersionCreate:
     """A quick, deterministic training request (2 components, no hold-out)."""
     return ModelVersionCreate(
-        dataset_sha256=sha, n_components=2, holdout_scheme="none", intended_use="t", reason="t"
+        dataset_sha256=sha,
+        n_components=2,
+        holdout_scheme="none",
+        intended_use="monitoring",
+        reason="t",
     )
 
 

@@ -296,7 +296,8 @@ def train_transfer_source(client: TestClient, headers: dict[str, str]) -> dict[s
     body = {
         "dataset_sha256": ds.json()["sha256"],
         "n_components": 5,
-        "intended_use": "monitoring titer in Ambr 250 runs",
+        "intended_use": "monitoring",
+        "intended_use_statement": "monitoring titer in Ambr 250 runs",
         "reason": "first calibration",
     }
     r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=headers)

@@ -7,11 +7,30 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, utcnow
-from app.enums import Role, TransferMethod, TransferStatus, VersionStatus
+from app.enums import (
+    DomainEventKind,
+    IntendedUse,
+    LifecycleTrigger,
+    Role,
+    SignatureMeaning,
+    SignedEntity,
+    TransferMethod,
+    TransferStatus,
+    VersionStatus,
+)
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
@@ -171,10 +190,16 @@ class ModelVersion(Base):
     t2_limit_99: Mapped[float] = mapped_column(Float)
     q_limit_95: Mapped[float] = mapped_column(Float)
     q_limit_99: Mapped[float] = mapped_column(Float)
-    intended_use: Mapped[str] = mapped_column(Text)
+    # What the version may be used for (ordered: advisory < monitoring < control < release)
+    # and the words of its intended-use statement.
+    intended_use: Mapped[IntendedUse] = mapped_column(_enum(IntendedUse, "intended_use"))
+    intended_use_statement: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+    # Lifecycle (the only columns that change, by audited transitions): ``status`` above and
+    # the periodic-review date set when the version is approved or requalified.
+    review_due_at: Mapped[datetime | None]
 
     model: Mapped[SoftSensorModel] = relationship(lazy="raise")
     dataset: Mapped[Dataset] = relationship(lazy="raise", foreign_keys=[dataset_id])
@@ -256,3 +281,112 @@ class PredictionLog(Base):
     input_format: Mapped[str] = mapped_column(String(16))
     flag_counts: Mapped[dict[str, Any]]
     purpose: Mapped[str | None] = mapped_column(String(500))
+    # Calls through an alias name it; evaluation calls (and every call of a version that is
+    # not qualified) are not for GMP use.
+    alias: Mapped[str | None] = mapped_column(String(64))
+    for_gmp: Mapped[bool | None]
+    # What was reported, per row: predictions, T², Q, flags and the client's sample ids
+    # (canonical JSON, see app.services.canonical), and that JSON's sha256.
+    results: Mapped[dict[str, Any] | None]
+    results_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class Signature(Base):
+    """A Part 11 electronic signature on a transfer record or a version (append-only).
+
+    ``content_sha256`` is the sha256 of the record's canonical content when it was signed; a
+    signature whose record no longer hashes to it is shown invalid.
+    """
+
+    __tablename__ = "signature"
+    __table_args__ = (Index(None, "entity_type", "entity_id", "signed_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    entity_type: Mapped[SignedEntity] = mapped_column(_enum(SignedEntity, "signed_entity"))
+    entity_id: Mapped[uuid.UUID]
+    meaning: Mapped[SignatureMeaning] = mapped_column(_enum(SignatureMeaning, "signature_meaning"))
+    signer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+    signer_username: Mapped[str] = mapped_column(String(64))
+    signer_full_name: Mapped[str] = mapped_column(String(200))
+    signer_role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    signed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    comment: Mapped[str | None] = mapped_column(Text)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    change_control: Mapped[str | None] = mapped_column(String(100), index=True)
+
+
+class DomainEvent(Base):
+    """Something that happened to a measurement domain (probe replaced, instrument serviced,
+    recalibrated ...): every qualified version reading that domain becomes due. Append-only."""
+
+    __tablename__ = "domain_event"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    domain_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("domain.id"), index=True)
+    kind: Mapped[DomainEventKind] = mapped_column(_enum(DomainEventKind, "domain_event_kind"))
+    occurred_at: Mapped[datetime]  # when it happened, as reported
+    description: Mapped[str] = mapped_column(Text)
+    change_control: Mapped[str | None] = mapped_column(String(100), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+
+
+class LifecycleEvent(Base):
+    """One status transition of a version, with what caused it. Append-only."""
+
+    __tablename__ = "lifecycle_event"
+    __table_args__ = (Index(None, "model_version_id", "occurred_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    model_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("model_version.id"))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"))
+    to_status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"))
+    trigger: Mapped[LifecycleTrigger] = mapped_column(_enum(LifecycleTrigger, "lifecycle_trigger"))
+    signature_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("signature.id"))
+    domain_event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("domain_event.id"))
+    # None when the service itself recorded it (``ssreg lifecycle run``, a passed review date).
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    change_control: Mapped[str | None] = mapped_column(String(100), index=True)
+    review_due_at: Mapped[datetime | None]  # the version's review date set by this transition
+
+
+class AliasAssignment(Base):
+    """One move of a model's named alias (e.g. ``plant-2000L``) to a version, signed by QA
+    with the password. The newest row per (model, alias) is the alias now; older rows answer
+    "which version did the alias name at time t". ``version_id`` None: alias withdrawn.
+    Append-only."""
+
+    __tablename__ = "alias_assignment"
+    __table_args__ = (UniqueConstraint("model_id", "alias", "sequence"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("soft_sensor_model.id"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per (model, alias)
+    version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("model_version.id"))
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    assigned_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+    signer_username: Mapped[str] = mapped_column(String(64))
+    signer_full_name: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    change_control: Mapped[str] = mapped_column(String(100), index=True)
+
+
+class AccountScope(Base):
+    """What a service account may call: its domains and, optionally, its models. The newest
+    row per account is in force; older rows are its history. Append-only."""
+
+    __tablename__ = "account_scope"
+    __table_args__ = (UniqueConstraint("user_id", "sequence"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    domain_ids: Mapped[list[Any]]  # UUID strings; never empty
+    model_ids: Mapped[list[Any] | None]  # UUID strings; None: every model of those domains
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    granted_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+    reason: Mapped[str] = mapped_column(Text)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from app.enums import CvScheme, HoldoutScheme, VersionStatus
+from app.enums import CvScheme, HoldoutScheme, IntendedUse, VersionStatus
 from app.schemas.common import Name, Reason, Schema, Sha256Hex
 
 
@@ -53,7 +53,23 @@ class ModelVersionCreate(Schema):
     operating_range: OperatingRange | None = Field(
         default=None, description="narrower than the training reference range; default min-max"
     )
-    intended_use: Annotated[str, Field(min_length=1, max_length=2000)]
+    intended_use: Annotated[
+        IntendedUse,
+        Field(
+            description="what the version may be used for once approved: advisory < monitoring "
+            "< control < release (each covers the ones before it); a prediction whose purpose "
+            "it does not cover is refused"
+        ),
+    ]
+    intended_use_statement: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=2000,
+            description="the intended-use statement in words, e.g. 'monitoring titer in Ambr "
+            "250 development runs'",
+        ),
+    ] = None
     reason: Reason
 
     @model_validator(mode="after")
@@ -142,7 +158,12 @@ class _VersionCard(Schema):
     n_channels: int
     axis_min: float
     axis_max: float
-    intended_use: str
+    intended_use: IntendedUse
+    intended_use_statement: str | None
+    review_due_at: datetime | None = Field(
+        description="the periodic-review date set at approval or requalification: past it the "
+        "version is not served as qualified"
+    )
     reason: str
     created_by: str
     created_at: datetime

@@ -108,6 +108,48 @@ def count_wrong_password(session: Session, user: User, *, reason: str) -> None:
     )
 
 
+def reauthenticate(session: Session, user: User, *, username: str, password: str) -> bool:
+    """21 CFR 11.200: both components of the signed-in person's credentials entered again, for
+    a signature or another signed action (an alias move).
+
+    True when ``username`` is the caller's own and ``password`` is theirs. Otherwise False,
+    and the failure is audited (a wrong password also counts towards the lockout), so the
+    caller must commit even then and answer 401. A locked or inactive account, or a service
+    account, never re-authenticates.
+    """
+    locked_now = user_rows.by_username(session, user.username, for_update=True)
+    if locked_now is None or locked_now.id != user.id:
+        return False
+    now = utcnow()
+    refusal: str | None = None
+    if user.password_hash is None or not user.is_active:
+        refusal = "no password login"
+    elif username != user.username:
+        refusal = "user name entered is not the signed-in user's"
+    elif user.locked_until is not None and user.locked_until > now:
+        refusal = "account locked"
+    if refusal is not None:
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password)
+        audit.record(
+            session,
+            actor=user,
+            action=AuditAction.auth_login_failed,
+            entity_type=AuditEntityType.user,
+            entity_id=user.id,
+            after={"reason": f"re-authentication refused: {refusal}", "entered": username[:64]},
+        )
+        return False
+    assert user.password_hash is not None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        count_wrong_password(session, user, reason="wrong password at re-authentication")
+        return False
+    user.failed_login_count = 0
+    return True
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str

@@ -252,6 +252,7 @@ def train_version(
         q_limit_95=fitted.q_limit_95,
         q_limit_99=fitted.q_limit_99,
         intended_use=data.intended_use,
+        intended_use_statement=data.intended_use_statement,
         reason=data.reason,
         created_by_id=actor.id,
     )

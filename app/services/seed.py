@@ -183,7 +183,8 @@ def seed_source_version(session: Session, store: ArtifactStore, dev: User) -> Mo
         model_name="titer_pls",
         data=ModelVersionCreate(
             dataset_sha256=ds.sha256,
-            intended_use="monitoring titer in Ambr 250 development runs",
+            intended_use=IntendedUse.monitoring,
+            intended_use_statement="monitoring titer in Ambr 250 development runs",
             reason="demo seed: first calibration",
         ),
         actor=dev,

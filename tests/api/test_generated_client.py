@@ -224,7 +224,7 @@ def test_a_generated_client_runs_the_whole_arc(
             body=models.ModelVersionCreate(
                 dataset_sha256=uploaded["parquet"].sha256,
                 n_components=5,
-                intended_use="monitoring",
+                intended_use=models.IntendedUse.MONITORING,
                 reason="generated client",
             ),
         ),

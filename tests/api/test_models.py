@@ -25,7 +25,8 @@ MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new
 def _version_body(sha: str, **overrides: Any) -> dict[str, Any]:
     body = {
         "dataset_sha256": sha,
-        "intended_use": "monitoring titer in Ambr 250 runs",
+        "intended_use": "monitoring",
+        "intended_use_statement": "monitoring titer in Ambr 250 runs",
         "reason": "first calibration",
     }
     return body | overrides

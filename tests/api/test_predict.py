@@ -419,7 +419,12 @@ def test_a_transferred_version_predicts_as_core_transform_then_predict(
     create_domain(client, dev, PLANT_DOMAIN, scale="2000 L", probe_serial="plant-probe")
     ds = upload_dataset(client, dev, data.source_bytes(), name="BATCH-2026-001").json()
     assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
-    body = {"dataset_sha256": ds["sha256"], "n_components": 5, "intended_use": "m", "reason": "r"}
+    body = {
+        "dataset_sha256": ds["sha256"],
+        "n_components": 5,
+        "intended_use": "monitoring",
+        "reason": "r",
+    }
     v1 = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).json()
     plan = {
         "source_model": "titer_pls",

@@ -33,7 +33,12 @@ def _post_dataset(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
 
 
 def _post_version(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
-    body = {"dataset_sha256": ctx["sha"], "n_components": 2, "intended_use": "t", "reason": "t"}
+    body = {
+        "dataset_sha256": ctx["sha"],
+        "n_components": 2,
+        "intended_use": "monitoring",
+        "reason": "t",
+    }
     return c.post(f"/api/v1/models/{ctx['model']}/versions", json=body, headers=h)
 
 

@@ -510,7 +510,7 @@ def test_window_wider_than_the_spectrum_is_refused(
     blob = make_spectral_table(n_samples=20, n_channels=9, seed=4)
     sha = upload_dataset(client, dev, blob).json()["sha256"]
     assert client.post("/api/v1/models", json=MODEL, headers=dev).status_code == 201
-    body = {"dataset_sha256": sha, "n_components": 2, "intended_use": "t", "reason": "t"}
+    body = {"dataset_sha256": sha, "n_components": 2, "intended_use": "monitoring", "reason": "t"}
     version = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev).json()
     before = record_counts(session)
     r = client.post(

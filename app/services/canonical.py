@@ -1,0 +1,83 @@
+"""Canonical JSON: the bytes every content hash of the registry is computed over.
+
+The same rules serve the signatures (a record's content at signing), the prediction log's
+``results_sha256`` and the change-control export, and are documented in the README so that an
+auditor can recompute a hash with their own code:
+
+- UTF-8 JSON text, no whitespace between tokens (separators ``,`` and ``:``), object keys sorted
+  by Unicode code point, non-ASCII characters written as themselves (not ``\\u`` escapes);
+- ``null``, ``true``, ``false``; integers as integers; other numbers as the shortest decimal that
+  reads back to the same IEEE-754 double (Python's ``repr``: ``0.1``, ``1.0``, ``1e-05``);
+  NaN and infinities as ``null``;
+- UUIDs as lowercase hyphenated strings; timestamps as UTC ISO 8601 with microseconds and the
+  offset, ``2026-12-02T07:56:47.324270+00:00``; enumerations as their value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, cast
+
+from sqlalchemy import Table
+from sqlalchemy.orm import DeclarativeBase
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON types under the rules above."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Enum):
+        return plain(value.value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: canonical timestamps are UTC and timezone-aware")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return plain(value.tolist())
+    raise TypeError(f"{type(value).__name__} has no canonical JSON form")
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical JSON bytes of ``value``."""
+    return json.dumps(
+        plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def sha256_hex(value: Any) -> str:
+    """sha256 (lowercase hex) of the canonical JSON of ``value``."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+# Columns that change by audited lifecycle transitions: not part of a record's signed content.
+LIFECYCLE_COLUMNS = {"model_version": frozenset({"status", "review_due_at"})}
+
+
+def record_content(row: DeclarativeBase) -> dict[str, Any]:
+    """A stored record's content as signed: every column of its row by name, except the
+    lifecycle columns of its table (:data:`LIFECYCLE_COLUMNS`)."""
+    table = cast(Table, row.__table__)
+    skip = LIFECYCLE_COLUMNS.get(table.name, frozenset())
+    return {
+        column.name: plain(getattr(row, column.key))
+        for column in table.columns
+        if column.name not in skip
+    }
+
+
+def record_sha256(row: DeclarativeBase) -> str:
+    """sha256 of :func:`record_content`: what a signature binds."""
+    return sha256_hex(record_content(row))
