@@ -75,6 +75,33 @@ def seed(
         typer.echo(credentials_file.read_text().rstrip())
 
 
+@app.command("sample-request")
+def sample_request(
+    out: Annotated[Path, typer.Option(help="Where the JSON body is written.")] = Path(
+        "plant-spectra.json"
+    ),
+    n: Annotated[int, typer.Option(min=1, max=336, help="How many spectra.")] = 3,
+    purpose: Annotated[str, typer.Option(help="The body's purpose.")] = "monitoring",
+) -> None:
+    """Write a prediction body of simulated plant-probe spectra (BATCH-2026-003, which no demo
+    model was trained or validated on) and print the titer the simulator knows for each."""
+    import json
+
+    from app.enums import PredictionPurpose
+    from app.services.sample_request import plant_sample_request
+
+    try:
+        chosen = PredictionPurpose(purpose)
+    except ValueError as exc:
+        allowed = ", ".join(p.value for p in PredictionPurpose)
+        raise typer.BadParameter(f"purpose must be one of {allowed}") from exc
+    body, references = plant_sample_request(n, purpose=chosen)
+    out.write_text(json.dumps(body))
+    typer.echo(f"wrote {len(body['spectra'])} plant-probe spectra to {out}")
+    for sample_id, ref in zip(body["sample_ids"], references, strict=True):
+        typer.echo(f"{sample_id}\ttiter {ref:.4f} g/L (simulated reference)")
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",
