@@ -21,7 +21,14 @@ run: $(STAMP)
 	@echo "serving on http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)"
 	$(BIN)/ssreg serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+# Browser tests drive Debian's Chromium (never a downloaded browser); installed when missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from threadpoolctl import threadpool_limits
 
 from app import __version__
@@ -41,7 +42,9 @@ def create_app() -> FastAPI:
     compute_threads = get_settings().compute_threads
     if compute_threads > 0:
         threadpool_limits(limits=compute_threads)  # BLAS and OpenMP, process-wide
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the service itself (fastapi-offline ships
+    # them), so they render on an air-gapped plant network.
+    app = FastAPIOffline(
         dependencies=[Depends(reject_unknown_query_parameters)],
         title="softsensor-registry",
         version=__version__,
