@@ -139,6 +139,7 @@ class AuditAction(StrEnum):
     auth_login = "auth.login"
     auth_login_failed = "auth.login_failed"
     auth_lockout = "auth.lockout"
+    auth_logout = "auth.logout"
     user_create = "user.create"
     user_deactivate = "user.deactivate"
     user_reactivate = "user.reactivate"

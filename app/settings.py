@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     store_root: Path = Path("models_store")
 
     token_ttl_minutes: int = 480
+    # A browser session ends this long after login (the pages' cookie holds its token).
+    web_session_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Mark the session cookie Secure even when the request did not arrive over TLS (behind a
+    # TLS-terminating proxy that does not send X-Forwarded-Proto).
+    cookie_secure: bool = False
     lockout_threshold: int = 5
     lockout_minutes: int = 15
 

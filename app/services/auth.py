@@ -157,7 +157,9 @@ class IssuedToken:
     user: User
 
 
-def login(session: Session, *, username: str, password: str) -> IssuedToken | None:
+def login(
+    session: Session, *, username: str, password: str, ttl_minutes: int | None = None
+) -> IssuedToken | None:
     """Check a password and issue a bearer token, or record the failure and return None.
 
     After ``lockout_threshold`` consecutive failures the account is locked for
@@ -199,7 +201,7 @@ def login(session: Session, *, username: str, password: str) -> IssuedToken | No
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     token = secrets.token_urlsafe(32)
-    expires_at = now + timedelta(minutes=settings.token_ttl_minutes)
+    expires_at = now + timedelta(minutes=ttl_minutes or settings.token_ttl_minutes)
     user_rows.add_token(
         session, AccessToken(user_id=user.id, token_hash=_sha256(token), expires_at=expires_at)
     )
@@ -231,6 +233,18 @@ def _usable(is_active: bool, expires_at: datetime | None) -> bool:
     """The one rule for every credential: an active user, and a token not yet expired (API
     keys do not expire; an administrator revokes them)."""
     return is_active and (expires_at is None or expires_at > utcnow())
+
+
+def logout(session: Session, user: User, token: str) -> None:
+    """End a bearer token now (a browser session's logout), audited."""
+    user_rows.expire_token(session, _sha256(token), utcnow())
+    audit.record(
+        session,
+        actor=user,
+        action=AuditAction.auth_logout,
+        entity_type=AuditEntityType.user,
+        entity_id=user.id,
+    )
 
 
 def resolve_credential(session: Session, credential: str) -> User | None:

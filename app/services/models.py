@@ -334,6 +334,13 @@ def list_versions(session: Session, name: str) -> list[ModelVersion]:
     return model_rows.versions_of(session, get_model(session, name).id)
 
 
+def versions_in_status(
+    session: Session, statuses: Sequence[VersionStatus], *, limit: int = 200
+) -> list[VersionCard]:
+    """The cards of the newest ``limit`` versions (of any model) in one of ``statuses``."""
+    return describe_versions(session, model_rows.versions_in_status(session, statuses, limit=limit))
+
+
 VersionCard = TrainedVersionRead | TransferredVersionRead
 SOURCE_LIMITS_BASIS = (
     "the source version's limits (the transfer was recorded before limits were calibrated for "

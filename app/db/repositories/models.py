@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
 from app.db.repositories._by_id import rows_by_id
+from app.enums import VersionStatus
 
 
 def model_by_name(
@@ -70,6 +71,19 @@ def versions_by_ids(
 def versions_of(session: Session, model_id: uuid.UUID) -> list[ModelVersion]:
     stmt = (
         select(ModelVersion).where(ModelVersion.model_id == model_id).order_by(ModelVersion.version)
+    )
+    return list(session.scalars(stmt))
+
+
+def versions_in_status(
+    session: Session, statuses: Iterable[VersionStatus], *, limit: int
+) -> list[ModelVersion]:
+    """The newest ``limit`` versions of any model whose status is one of ``statuses``."""
+    stmt = (
+        select(ModelVersion)
+        .where(ModelVersion.status.in_(list(statuses)))
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.id)
+        .limit(limit)
     )
     return list(session.scalars(stmt))
 

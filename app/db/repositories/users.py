@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import AccessToken, User
@@ -81,3 +81,12 @@ def usernames(session: Session, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UU
 
 def add_token(session: Session, token: AccessToken) -> None:
     session.add(token)
+
+
+def expire_token(session: Session, digest: str, at: datetime) -> None:
+    """End the token with this sha256 at ``at`` (a logout; the row stays)."""
+    session.execute(
+        update(AccessToken)
+        .where(AccessToken.token_hash == digest, AccessToken.expires_at > at)
+        .values(expires_at=at)
+    )

@@ -1,0 +1,261 @@
+"""The pages: login and logout, the reviewer's home, the transfer record card.
+
+Pages read through the same services as the API and sign in the same users (lockout and audit
+included). Every form carries a CSRF token; a POST without the right one is refused (403)
+before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from app.api.deps import SessionDep
+from app.db.models import User
+from app.enums import Role, TransferStatus, VersionStatus
+from app.errors import DomainError
+from app.schemas.transfers import TransferRead
+from app.services import auth as auth_service
+from app.services import models as models_service
+from app.services import transfers as transfers_service
+from app.settings import get_settings
+from app.web import session as web_session
+
+HERE = Path(__file__).resolve().parent
+PAGE_ROLES = frozenset({Role.admin, Role.developer, Role.qa, Role.auditor})
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _fixed(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _sig(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
+
+
+def _utc(value: datetime | None) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters.update(fixed=_fixed, sig=_sig, utc=_utc)
+
+
+class _Redirect(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> HTMLResponse:
+    base = {"csrf": web_session.csrf_token(request), "user": None}
+    return templates.TemplateResponse(request, name, base | context, status_code=status_code)
+
+
+def _error(request: Request, user: User | None, status: int, heading: str, detail: str) -> Response:
+    context = {"user": user, "status": status, "heading": heading, "detail": detail}
+    return _render(request, "error.html", context, status_code=status)
+
+
+def _signed_in(request: Request, session: Session) -> User | Response:
+    """The person behind the session, or the response to send instead (the login page, or a
+    403 for a service account)."""
+    user = web_session.page_user(request, session)
+    if user is None:
+        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    if user.role not in PAGE_ROLES:
+        return _error(request, user, 403, "Not for service accounts", "Pages are for people.")
+    return user
+
+
+def _safe_next(value: str | None) -> str:
+    """Only paths of this site (no scheme, no host, no protocol-relative //)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/home"
+    return value
+
+
+@router.get("/")
+def index(request: Request, session: SessionDep) -> Response:
+    signed_in = web_session.page_user(request, session) is not None
+    return RedirectResponse("/home" if signed_in else "/login", status_code=303)
+
+
+@router.get("/login")
+def login_page(
+    request: Request, next: Annotated[str | None, Query(max_length=500)] = None
+) -> Response:
+    return _login_form(request, next=_safe_next(next))
+
+
+def _login_form(
+    request: Request,
+    *,
+    next: str,
+    message: str | None = None,
+    username: str = "",
+    status: int = 200,
+) -> Response:
+    token = web_session.new_login_csrf()
+    response = _render(
+        request,
+        "login.html",
+        {"next": next, "message": message, "username": username, "login_csrf": token},
+        status_code=status,
+    )
+    web_session.set_login_csrf(response, request, token)
+    return response
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    session: SessionDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/home",
+) -> Response:
+    if not web_session.login_csrf_ok(request, csrf_token):
+        return _login_form(
+            request,
+            next=_safe_next(next),
+            message="The form expired or did not come from this site; please log in again.",
+            status=403,
+        )
+    issued = auth_service.login(
+        session,
+        username=username,
+        password=password,
+        ttl_minutes=get_settings().web_session_minutes,
+    )
+    if issued is None:  # audited; the session commits it
+        return _login_form(
+            request,
+            next=_safe_next(next),
+            message="Wrong user name or password, or the account is locked.",
+            username=username,
+            status=401,
+        )
+    if issued.user.role not in PAGE_ROLES:
+        return _login_form(request, next="/home", message="Pages are for people.", status=403)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    web_session.set_session_cookie(response, request, issued.token, issued.expires_at)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request,
+    session: SessionDep,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    user = web_session.page_user(request, session)
+    token = web_session.session_token(request)
+    if user is not None and token is not None:
+        if not web_session.csrf_ok(request, csrf_token):
+            return _error(request, user, 403, "Refused", "The form did not come from this site.")
+        auth_service.logout(session, user, token)
+    response = RedirectResponse("/login", status_code=303)
+    web_session.clear_session_cookie(response, request)
+    return response
+
+
+def _naive_unacceptable(t: TransferRead) -> bool:
+    naive = t.target.naive_metrics
+    if naive is None or naive.rmse is None:
+        return False
+    criteria = t.transfer.acceptance.criteria
+    source = t.source.in_domain_metrics
+    if criteria.max_rmse is not None and naive.rmse > criteria.max_rmse:
+        return True
+    if criteria.max_rmse_ratio is not None and source is not None and source.rmse:
+        return naive.rmse > criteria.max_rmse_ratio * source.rmse
+    return naive.r2 is not None and naive.r2 < 0
+
+
+@router.get("/home")
+def home(
+    request: Request,
+    session: SessionDep,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    verdict: Annotated[str | None, Query(max_length=8)] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    domain: Annotated[str | None, Query(max_length=100)] = None,
+    change_control: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    user = _signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    filters = {
+        "status": status or None,
+        "verdict": verdict or None,
+        "model": model or None,
+        "domain": domain or None,
+        "change_control": change_control or None,
+    }
+    filter_error = None
+    try:
+        rows = transfers_service.list_transfers(
+            session,
+            status=TransferStatus(filters["status"]) if filters["status"] else None,
+            model=filters["model"],
+            domain=filters["domain"],
+            change_control=filters["change_control"],
+            verdict=filters["verdict"],  # type: ignore[arg-type]
+        )
+    except (DomainError, ValueError) as exc:
+        rows, filter_error = [], getattr(exc, "detail", None) or str(exc)
+    described = transfers_service.describe_transfers(session, rows)
+    described.sort(key=lambda t: t.number, reverse=True)
+    pending = [
+        t
+        for t in described
+        if t.status is TransferStatus.completed
+        and t.governance.requalification_status is VersionStatus.pending_requalification
+    ]
+    cards = models_service.versions_in_status(
+        session, (VersionStatus.requalification_due, VersionStatus.rejected)
+    )
+    context = {
+        "user": user,
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "filter_error": filter_error,
+        "transfer_statuses": [s.value for s in TransferStatus],
+        "pending": pending,
+        "transfers": described,
+        "due": [c for c in cards if c.status is VersionStatus.requalification_due],
+        "rejected": [c for c in cards if c.status is VersionStatus.rejected][:20],
+    }
+    return _render(request, "home.html", context)
+
+
+@router.get("/transfers/{number}")
+def transfer_card(request: Request, session: SessionDep, number: int) -> Response:
+    user = _signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    try:
+        record = transfers_service.get_transfer(session, str(number))
+    except DomainError as exc:
+        return _error(request, user, exc.status_code, "No such transfer", exc.detail)
+    t = transfers_service.describe_transfer(session, record)
+    context = {"user": user, "t": t, "naive_unacceptable": _naive_unacceptable(t)}
+    return _render(request, "transfer.html", context)

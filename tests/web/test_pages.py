@@ -1,0 +1,123 @@
+"""The pages' sign-in: same users, lockout and audit as the API; a strict session cookie; CSRF
+on every form; people only (both backends, through the app in-process)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import AuditEvent, User
+from app.enums import Role
+from tests.helpers import PASSWORD, Actor
+
+
+def _login_csrf(client: TestClient, path: str = "/login") -> str:
+    page = client.get(path)
+    assert page.status_code == 200
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def _log_in(client: TestClient, username: str, password: str = PASSWORD, **extra: str):
+    token = _login_csrf(client)
+    data = {"username": username, "password": password, "csrf_token": token, **extra}
+    return client.post("/login", data=data, follow_redirects=False)
+
+
+def test_pages_need_a_login_and_keep_where_you_were_going(client: TestClient) -> None:
+    response = client.get("/home?model=titer_pls", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/home%3Fmodel%3Dtiter_pls"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_login_sets_a_strict_http_only_cookie_and_is_audited(
+    client: TestClient, session: Session, actors: dict[Role, Actor]
+) -> None:
+    qa = actors[Role.qa].user
+    response = _log_in(client, qa.username, next="/transfers/1")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/transfers/1"
+    cookie = next(
+        h for k, h in response.headers.multi_items() if k == "set-cookie" and "ssr_session" in h
+    )
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http in this test; https requests get it
+    home = client.get("/home")
+    assert home.status_code == 200
+    assert "What waits for review" in home.text
+    assert qa.full_name in home.text
+    events = session.scalars(select(AuditEvent.action).where(AuditEvent.actor == qa.username)).all()
+    assert "auth.login" in events
+
+
+def test_an_offsite_next_is_ignored(client: TestClient, actors: dict[Role, Actor]) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil"):
+        response = _log_in(client, actors[Role.auditor].user.username, next=target)
+        assert response.headers["location"] == "/home"
+
+
+def test_wrong_password_is_a_401_page_counted_and_audited(
+    client: TestClient, session: Session, actors: dict[Role, Actor]
+) -> None:
+    dev = session.get(User, actors[Role.developer].user.id)
+    assert dev is not None
+    before = dev.failed_login_count
+    response = _log_in(client, dev.username, password="not the password")
+    assert response.status_code == 401
+    assert "Wrong user name or password" in response.text
+    session.refresh(dev)
+    assert dev.failed_login_count == before + 1
+    failed = session.scalars(
+        select(AuditEvent.action).where(AuditEvent.entity_id == str(dev.id))
+    ).all()
+    assert "auth.login_failed" in failed
+    assert "ssr_session" not in response.headers.get("set-cookie", "")
+
+
+def test_login_without_its_csrf_token_is_refused(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    data = {"username": actors[Role.qa].user.username, "password": PASSWORD}
+    response = client.post("/login", data=data, follow_redirects=False)
+    assert response.status_code == 403
+    assert "ssr_session" not in response.headers.get("set-cookie", "")
+
+
+def test_logout_needs_the_csrf_token_and_ends_the_session(
+    client: TestClient, session: Session, actors: dict[Role, Actor]
+) -> None:
+    qa = actors[Role.qa].user
+    assert _log_in(client, qa.username).status_code == 303
+    forged = client.post("/logout", data={"csrf_token": "forged"}, follow_redirects=False)
+    assert forged.status_code == 403
+    assert client.get("/home").status_code == 200  # still signed in
+    home = client.get("/home")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
+    assert token
+    out = client.post("/logout", data={"csrf_token": token.group(1)}, follow_redirects=False)
+    assert out.status_code == 303
+    assert out.headers["location"] == "/login"
+    assert client.get("/home", follow_redirects=False).status_code == 303
+    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.actor == qa.username))
+    assert "auth.logout" in list(actions)
+
+
+def test_service_accounts_get_no_pages(client: TestClient, actors: dict[Role, Actor]) -> None:
+    client.cookies.set("ssr_session", actors[Role.plant].credential)
+    assert client.get("/home", follow_redirects=False).status_code == 303  # a key is no session
+
+
+def test_the_transfer_card_page_of_an_unknown_transfer_is_a_404_page(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    assert _log_in(client, actors[Role.auditor].user.username).status_code == 303
+    response = client.get("/transfers/999999")
+    assert response.status_code == 404
+    assert "No such transfer" in response.text
