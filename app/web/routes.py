@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, StoreDep
 from app.db.models import User
 from app.enums import Role, TransferStatus, VersionStatus
 from app.errors import DomainError
@@ -26,7 +26,10 @@ from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
 from app.services import models as models_service
 from app.services import transfers as transfers_service
+from app.services.canonical import record_sha256
+from app.services.transfer_plots import plot_data
 from app.settings import get_settings
+from app.web import plots as web_plots
 from app.web import session as web_session
 
 HERE = Path(__file__).resolve().parent
@@ -257,5 +260,55 @@ def transfer_card(request: Request, session: SessionDep, number: int) -> Respons
     except DomainError as exc:
         return _error(request, user, exc.status_code, "No such transfer", exc.detail)
     t = transfers_service.describe_transfer(session, record)
-    context = {"user": user, "t": t, "naive_unacceptable": _naive_unacceptable(t)}
+    context = {
+        "user": user,
+        "t": t,
+        "naive_unacceptable": _naive_unacceptable(t),
+        "plots": [(k, web_plots.CAPTIONS[k]) for k in web_plots.KINDS],
+    }
     return _render(request, "transfer.html", context)
+
+
+@router.get("/transfers/{number}/plots/{kind}.svg")
+def transfer_plot(
+    request: Request, session: SessionDep, store: StoreDep, number: int, kind: str
+) -> Response:
+    user = _signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    if kind not in web_plots.KINDS:
+        return _error(request, user, 404, "No such plot", f"plots: {', '.join(web_plots.KINDS)}")
+    try:
+        record = transfers_service.get_transfer(session, str(number))
+    except DomainError as exc:
+        return _error(request, user, exc.status_code, "No such transfer", exc.detail)
+    if record.status is not TransferStatus.completed:
+        return _error(request, user, 409, "No plots yet", f"transfer #{number} is not completed")
+    t = transfers_service.describe_transfer(session, record)
+    tb = t.transfer
+    app_limits = tb.applicability.limits if tb.applicability else None
+    limits = (
+        (app_limits.t2_95, app_limits.t2_99, app_limits.q_95, app_limits.q_99)
+        if app_limits
+        else (math.nan,) * 4
+    )
+
+    def data() -> Any:
+        return plot_data(
+            session,
+            store,
+            record,
+            units=t.source.units,
+            source_dataset_sha256=t.source.training_dataset_sha256,
+            dataset_shas={
+                "target_standards": tb.target_standards_dataset_sha256,
+                "source_standards": tb.source_standards_dataset_sha256,
+                "validation": tb.validation_dataset_sha256,
+            },
+            limits=limits,
+        )
+
+    svg = web_plots.draw(kind, record_sha256(record), t, data)
+    return Response(
+        svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"}
+    )

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent, User
 from app.enums import Role
+from tests.factories import PLANT_DOMAIN, train_transfer_source, transfer_data
 from tests.helpers import PASSWORD, Actor
 
 
@@ -121,3 +122,69 @@ def test_the_transfer_card_page_of_an_unknown_transfer_is_a_404_page(
     response = client.get("/transfers/999999")
     assert response.status_code == 404
     assert "No such transfer" in response.text
+
+
+def _completed_transfer(client: TestClient, dev: dict[str, str], *, validation: bool) -> int:
+    source = train_transfer_source(client, dev)
+    plan = {
+        "source_model": "titer_pls",
+        "source_version": 1,
+        "target_domain": PLANT_DOMAIN,
+        "method": "pds",
+        "n_standards": 10,
+        "change_control": "CC-WEB-1",
+        "intended_use": "monitoring",
+        "operating_range": source["version"]["operating_range"],
+        "acceptance": {"max_rmse_ratio": 3.0},
+        "reason": "page test",
+    }
+    opened = client.post("/api/v1/transfers", json=plan, headers=dev)
+    assert opened.status_code == 201, opened.text
+    files = {"target_standards": ("s.parquet", transfer_data().target_bytes())}
+    if validation:
+        files["validation"] = ("v.parquet", transfer_data().validation_bytes())
+    number = opened.json()["number"]
+    done = client.post(
+        f"/api/v1/transfers/{number}/standards", data={"reason": "t"}, files=files, headers=dev
+    )
+    assert done.status_code == 201, done.text
+    return int(number)
+
+
+def test_the_record_card_shows_its_four_blocks_and_five_plots(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    number = _completed_transfer(client, actors[Role.developer].headers, validation=True)
+    assert _log_in(client, actors[Role.qa].user.username).status_code == 303
+    page = client.get(f"/transfers/{number}")
+    assert page.status_code == 200
+    for heading in ("Source", "Target", "Calibration transfer", "Governance", "Plots"):
+        assert f">{heading}</h2>" in page.text
+    assert "CC-WEB-1" in page.text
+    assert "g/L" in page.text
+    plots = re.findall(rf'src="(/transfers/{number}/plots/[a-z0-9]+\.svg)"', page.text)
+    assert len(plots) == 5
+    for url in plots:
+        svg = client.get(url)
+        assert svg.status_code == 200, url
+        assert svg.headers["content-type"] == "image/svg+xml"
+        assert svg.content.lstrip().startswith(b"<?xml")
+        assert b"No validation set" not in svg.content
+        assert client.get(url).content == svg.content  # cached, same bytes
+    assert client.get(f"/transfers/{number}/plots/bogus.svg").status_code == 404
+
+
+def test_without_a_validation_set_the_plots_say_so(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    number = _completed_transfer(client, actors[Role.developer].headers, validation=False)
+    assert _log_in(client, actors[Role.auditor].user.username).status_code == 303
+    svg = client.get(f"/transfers/{number}/plots/predicted.svg")
+    assert svg.status_code == 200
+    assert b"No validation set" in svg.content
+    assert client.get(f"/transfers/{number}/plots/spectra.svg").status_code == 200
+
+
+def test_plots_need_a_session(client: TestClient) -> None:
+    response = client.get("/transfers/1/plots/cv.svg", follow_redirects=False)
+    assert response.status_code == 303
