@@ -24,6 +24,7 @@ from app.api.routers import (
     transfers,
 )
 from app.settings import get_settings
+from app.web import pages as web_pages
 from app.web import routes as web_routes
 
 API_PREFIX = "/api/v1"
@@ -60,7 +61,7 @@ def create_app() -> FastAPI:
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
-    app.mount("/static", StaticFiles(directory=web_routes.HERE / "static"), name="web-static")
+    app.mount("/static", StaticFiles(directory=web_pages.HERE / "static"), name="web-static")
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
     for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -8,19 +8,13 @@ before anything is read or written.
 from __future__ import annotations
 
 import math
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
+from fastapi.responses import RedirectResponse, Response
 
 from app.api.deps import SessionDep, StoreDep
-from app.db.models import User
-from app.enums import Role, TransferStatus, VersionStatus
+from app.enums import TransferStatus, VersionStatus
 from app.errors import DomainError
 from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
@@ -29,62 +23,11 @@ from app.services import transfers as transfers_service
 from app.services.canonical import record_sha256
 from app.services.transfer_plots import plot_data
 from app.settings import get_settings
+from app.web import pages
 from app.web import plots as web_plots
 from app.web import session as web_session
 
-HERE = Path(__file__).resolve().parent
-PAGE_ROLES = frozenset({Role.admin, Role.developer, Role.qa, Role.auditor})
-
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=HERE / "templates")
-
-
-def _fixed(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.{digits}f}"
-
-
-def _sig(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
-
-
-def _utc(value: datetime | None) -> str:
-    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-templates.env.filters.update(fixed=_fixed, sig=_sig, utc=_utc)
-
-
-class _Redirect(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-def _render(
-    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
-) -> HTMLResponse:
-    base = {"csrf": web_session.csrf_token(request), "user": None}
-    return templates.TemplateResponse(request, name, base | context, status_code=status_code)
-
-
-def _error(request: Request, user: User | None, status: int, heading: str, detail: str) -> Response:
-    context = {"user": user, "status": status, "heading": heading, "detail": detail}
-    return _render(request, "error.html", context, status_code=status)
-
-
-def _signed_in(request: Request, session: Session) -> User | Response:
-    """The person behind the session, or the response to send instead (the login page, or a
-    403 for a service account)."""
-    user = web_session.page_user(request, session)
-    if user is None:
-        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-        return RedirectResponse(f"/login?next={target}", status_code=303)
-    if user.role not in PAGE_ROLES:
-        return _error(request, user, 403, "Not for service accounts", "Pages are for people.")
-    return user
 
 
 def _safe_next(value: str | None) -> str:
@@ -116,7 +59,7 @@ def _login_form(
     status: int = 200,
 ) -> Response:
     token = web_session.new_login_csrf()
-    response = _render(
+    response = pages.render(
         request,
         "login.html",
         {"next": next, "message": message, "username": username, "login_csrf": token},
@@ -156,7 +99,7 @@ def login_submit(
             username=username,
             status=401,
         )
-    if issued.user.role not in PAGE_ROLES:
+    if issued.user.role not in pages.PAGE_ROLES:
         return _login_form(request, next="/home", message="Pages are for people.", status=403)
     response = RedirectResponse(_safe_next(next), status_code=303)
     web_session.set_session_cookie(response, request, issued.token, issued.expires_at)
@@ -173,7 +116,9 @@ def logout(
     token = web_session.session_token(request)
     if user is not None and token is not None:
         if not web_session.csrf_ok(request, csrf_token):
-            return _error(request, user, 403, "Refused", "The form did not come from this site.")
+            return pages.error_page(
+                request, user, 403, "Refused", "The form did not come from this site."
+            )
         auth_service.logout(session, user, token)
     response = RedirectResponse("/login", status_code=303)
     web_session.clear_session_cookie(response, request)
@@ -203,7 +148,7 @@ def home(
     domain: Annotated[str | None, Query(max_length=100)] = None,
     change_control: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    user = _signed_in(request, session)
+    user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
     filters = {
@@ -247,18 +192,18 @@ def home(
         "due": [c for c in cards if c.status is VersionStatus.requalification_due],
         "rejected": [c for c in cards if c.status is VersionStatus.rejected][:20],
     }
-    return _render(request, "home.html", context)
+    return pages.render(request, "home.html", context)
 
 
 @router.get("/transfers/{number}")
 def transfer_card(request: Request, session: SessionDep, number: int) -> Response:
-    user = _signed_in(request, session)
+    user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
     try:
         record = transfers_service.get_transfer(session, str(number))
     except DomainError as exc:
-        return _error(request, user, exc.status_code, "No such transfer", exc.detail)
+        return pages.error_page(request, user, exc.status_code, "No such transfer", exc.detail)
     t = transfers_service.describe_transfer(session, record)
     context = {
         "user": user,
@@ -266,24 +211,28 @@ def transfer_card(request: Request, session: SessionDep, number: int) -> Respons
         "naive_unacceptable": _naive_unacceptable(t),
         "plots": [(k, web_plots.CAPTIONS[k]) for k in web_plots.KINDS],
     }
-    return _render(request, "transfer.html", context)
+    return pages.render(request, "transfer.html", context)
 
 
 @router.get("/transfers/{number}/plots/{kind}.svg")
 def transfer_plot(
     request: Request, session: SessionDep, store: StoreDep, number: int, kind: str
 ) -> Response:
-    user = _signed_in(request, session)
+    user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
     if kind not in web_plots.KINDS:
-        return _error(request, user, 404, "No such plot", f"plots: {', '.join(web_plots.KINDS)}")
+        return pages.error_page(
+            request, user, 404, "No such plot", f"plots: {', '.join(web_plots.KINDS)}"
+        )
     try:
         record = transfers_service.get_transfer(session, str(number))
     except DomainError as exc:
-        return _error(request, user, exc.status_code, "No such transfer", exc.detail)
+        return pages.error_page(request, user, exc.status_code, "No such transfer", exc.detail)
     if record.status is not TransferStatus.completed:
-        return _error(request, user, 409, "No plots yet", f"transfer #{number} is not completed")
+        return pages.error_page(
+            request, user, 409, "No plots yet", f"transfer #{number} is not completed"
+        )
     t = transfers_service.describe_transfer(session, record)
     tb = t.transfer
     app_limits = tb.applicability.limits if tb.applicability else None

@@ -1,0 +1,82 @@
+"""What every page shares: the templates and their number filters, rendering, the signed-in
+person (or where to send a visitor instead), error pages."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from app.db.models import User
+from app.enums import Role
+from app.web import session as web_session
+
+HERE = Path(__file__).resolve().parent
+PAGE_ROLES = frozenset({Role.admin, Role.developer, Role.qa, Role.auditor})
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def fixed(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def sig(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
+
+
+def utc(value: datetime | None) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters.update(fixed=fixed, sig=sig, utc=utc)
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> HTMLResponse:
+    base = {"csrf": web_session.csrf_token(request), "user": None}
+    return templates.TemplateResponse(request, name, base | context, status_code=status_code)
+
+
+def error_page(
+    request: Request, user: User | None, status: int, heading: str, detail: str
+) -> Response:
+    context = {"user": user, "status": status, "heading": heading, "detail": detail}
+    return render(request, "error.html", context, status_code=status)
+
+
+def signed_in(request: Request, session: Session) -> User | Response:
+    """The person behind the session, or the response to send instead (the login page, or a
+    403 for a service account)."""
+    user = web_session.page_user(request, session)
+    if user is None:
+        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    if user.role not in PAGE_ROLES:
+        return error_page(request, user, 403, "Not for service accounts", "Pages are for people.")
+    return user
+
+
+def signed_in_as(request: Request, session: Session, roles: Iterable[Role]) -> User | Response:
+    """:func:`signed_in`, and a 403 page for a person whose role may not see the page."""
+    user = signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    allowed = frozenset(roles)
+    if user.role not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        return error_page(request, user, 403, "Not for your role", f"This page is for {names}.")
+    return user
