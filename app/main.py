@@ -25,6 +25,7 @@ from app.api.routers import (
 )
 from app.settings import get_settings
 from app.web import pages as web_pages
+from app.web import records as web_records
 from app.web import routes as web_routes
 
 API_PREFIX = "/api/v1"
@@ -66,4 +67,5 @@ def create_app() -> FastAPI:
     for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(web_routes.router)  # the pages, after the API
+    app.include_router(web_records.router)
     return app

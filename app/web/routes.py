@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.api.deps import SessionDep, StoreDep
-from app.enums import TransferStatus, VersionStatus
+from app.enums import Role, TransferStatus, VersionStatus
 from app.errors import DomainError
 from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
@@ -209,6 +209,7 @@ def transfer_card(request: Request, session: SessionDep, number: int) -> Respons
         "user": user,
         "t": t,
         "naive_unacceptable": _naive_unacceptable(t),
+        "can_audit": user.role in (Role.qa, Role.auditor, Role.admin),
         "plots": [(k, web_plots.CAPTIONS[k]) for k in web_plots.KINDS],
     }
     return pages.render(request, "transfer.html", context)

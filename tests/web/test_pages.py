@@ -188,3 +188,62 @@ def test_without_a_validation_set_the_plots_say_so(
 def test_plots_need_a_session(client: TestClient) -> None:
     response = client.get("/transfers/1/plots/cv.svg", follow_redirects=False)
     assert response.status_code == 303
+
+
+def test_model_version_audit_log_and_account_pages(
+    client: TestClient, session: Session, actors: dict[Role, Actor]
+) -> None:
+    number = _completed_transfer(client, actors[Role.developer].headers, validation=True)
+    assert _log_in(client, actors[Role.auditor].user.username).status_code == 303
+    models = client.get("/models")
+    assert models.status_code == 200
+    assert 'href="/models/titer_pls"' in models.text
+    history = client.get("/models/titer_pls")
+    assert "Version history" in history.text
+    assert f'href="/transfers/{number}"' in history.text
+    version = client.get("/models/titer_pls/versions/2")
+    assert version.status_code == 200
+    assert "pending_requalification" in version.text
+    lineage = client.get("/models/titer_pls/versions/2/lineage.svg")
+    assert lineage.headers["content-type"] == "image/svg+xml"
+    assert b"transfer #" in lineage.content
+    trail = re.search(r'href="(/audit-trail\?entity_type=model_version[^"]+)"', version.text)
+    assert trail
+    audit_page = client.get(trail.group(1).replace("&amp;", "&"))
+    assert audit_page.status_code == 200
+    assert "model_version.create" in audit_page.text
+    log = client.get("/prediction-log?model=titer_pls&flagged=yes")
+    assert log.status_code == 200
+    assert "No call under these filters" in log.text
+    assert client.get("/prediction-log?model=nope").text.count("does not exist") == 1
+    csv = client.get("/prediction-log/export.csv?model=titer_pls")
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert client.get("/account").status_code == 200
+
+
+def test_developers_see_records_but_not_the_audit_pages(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    assert _log_in(client, actors[Role.developer].user.username).status_code == 303
+    assert client.get("/models").status_code == 200
+    assert client.get("/prediction-log").status_code == 403
+    assert client.get("/audit-trail?entity_type=user&entity_id=x").status_code == 403
+
+
+def test_changing_the_password_on_the_account_page(
+    client: TestClient, session: Session, actors: dict[Role, Actor]
+) -> None:
+    qa = actors[Role.qa].user
+    assert _log_in(client, qa.username).status_code == 303
+    page = client.get("/account")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    form = {"current_password": "wrong one", "new_password": "n" * 14, "confirm_password": "n" * 14}
+    assert client.post("/account/password", data=form).status_code == 403  # no CSRF token
+    wrong = client.post("/account/password", data=form | {"csrf_token": token.group(1)})
+    assert wrong.status_code == 401
+    differ = form | {"current_password": PASSWORD, "confirm_password": "m" * 14}
+    assert (
+        client.post("/account/password", data=differ | {"csrf_token": token.group(1)}).status_code
+        == 422
+    )

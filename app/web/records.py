@@ -1,0 +1,244 @@
+"""Pages of the registry's records: models and their versions (history, lineage drawn), the
+audit trail of one record, the prediction log (filters, CSV), the signed-in person's account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from app.api.deps import SessionDep
+from app.db.repositories.audit import EventFilter
+from app.enums import AuditEntityType, Role
+from app.errors import DomainError
+from app.services import accounts, prediction_log
+from app.services import audit as audit_service
+from app.services import models as models_service
+from app.web import pages
+from app.web import session as web_session
+from app.web.lineage import lineage_svg
+
+router = APIRouter(include_in_schema=False)
+AUDIT_ROLES = (Role.qa, Role.auditor, Role.admin)
+
+
+@router.get("/models")
+def models_page(request: Request, session: SessionDep) -> Response:
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    models = models_service.describe_models(session, models_service.list_models(session))
+    return pages.render(request, "models.html", {"user": user, "models": models})
+
+
+@router.get("/models/{name}")
+def model_page(request: Request, session: SessionDep, name: str) -> Response:
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    try:
+        model = models_service.describe_model(session, models_service.get_model(session, name))
+        versions = models_service.describe_versions(
+            session, models_service.list_versions(session, name)
+        )
+    except DomainError as exc:
+        return pages.error_page(request, user, exc.status_code, "No such model", exc.detail)
+    versions.sort(key=lambda v: v.version, reverse=True)
+    context = {"user": user, "model": model, "versions": versions}
+    return pages.render(request, "model.html", context)
+
+
+@router.get("/models/{name}/versions/{version}")
+def version_page(request: Request, session: SessionDep, name: str, version: int) -> Response:
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    try:
+        row = models_service.get_version(session, name, version)
+    except DomainError as exc:
+        return pages.error_page(request, user, exc.status_code, "No such version", exc.detail)
+    card = models_service.describe_version(session, row)
+    lineage = models_service.lineage(session, name, version)
+    context = {"user": user, "v": card, "lineage": lineage, "can_audit": user.role in AUDIT_ROLES}
+    return pages.render(request, "version.html", context)
+
+
+@router.get("/models/{name}/versions/{version}/lineage.svg")
+def version_lineage(request: Request, session: SessionDep, name: str, version: int) -> Response:
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    try:
+        lineage = models_service.lineage(session, name, version)
+    except DomainError as exc:
+        return pages.error_page(request, user, exc.status_code, "No such version", exc.detail)
+    return Response(lineage_svg(lineage), media_type="image/svg+xml")
+
+
+@router.get("/audit-trail")
+def audit_trail(
+    request: Request,
+    session: SessionDep,
+    entity_type: AuditEntityType,
+    entity_id: Annotated[str, Query(max_length=200)],
+    label: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    user = pages.signed_in_as(request, session, AUDIT_ROLES)
+    if isinstance(user, Response):
+        return user
+    where = EventFilter(entity_type=entity_type, entity_ids=(entity_id,))
+    events, next_cursor = audit_service.list_events(
+        session, where=where, after_seq=cursor, limit=200
+    )
+    context = {
+        "user": user,
+        "events": events,
+        "entity_type": entity_type.value,
+        "entity_id": entity_id,
+        "label": label or f"{entity_type.value} {entity_id}",
+        "next_cursor": next_cursor,
+    }
+    return pages.render(request, "audit.html", context)
+
+
+@router.get("/prediction-log")
+def prediction_log_page(
+    request: Request,
+    session: SessionDep,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    version: Annotated[str | None, Query(max_length=10)] = None,
+    caller: Annotated[str | None, Query(max_length=64)] = None,
+    flagged: Annotated[str | None, Query(max_length=5)] = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    user = pages.signed_in_as(request, session, AUDIT_ROLES)
+    if isinstance(user, Response):
+        return user
+    form = {
+        "model": model or "",
+        "version": version or "",
+        "caller": caller or "",
+        "flagged": flagged or "",
+        "since": since or "",
+        "until": until or "",
+    }
+    entries, next_cursor, problem = [], None, None
+    try:
+        found, next_cursor = prediction_log.list_entries(
+            session,
+            model=model or None,
+            version=int(version) if version else None,
+            caller=caller or None,
+            flagged={"yes": True, "no": False}.get(flagged or ""),
+            since=_when(since, "since"),
+            until=_when(until, "until"),
+            cursor=cursor or None,
+            limit=100,
+        )
+        entries = [prediction_log.entry_read(e) for e in found]
+    except (DomainError, ValueError) as exc:
+        problem = getattr(exc, "detail", None) or str(exc)
+    query = "&".join(f"{k}={v}" for k, v in form.items() if v)
+    context = {
+        "user": user,
+        "form": form,
+        "entries": entries,
+        "next_cursor": next_cursor,
+        "problem": problem,
+        "export": "/api/v1/prediction-log/export" + (f"?{query}" if query else ""),
+        "page_export": "/prediction-log/export.csv" + (f"?{query}" if query else ""),
+        "query": query,
+    }
+    return pages.render(request, "prediction_log.html", context)
+
+
+def _when(text: str | None, label: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{label}: not a date-time, e.g. 2026-12-01T00:00:00Z") from None
+
+
+@router.get("/prediction-log/export.csv")
+def prediction_log_csv(
+    request: Request,
+    session: SessionDep,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    caller: Annotated[str | None, Query(max_length=64)] = None,
+    flagged: Annotated[str | None, Query(max_length=5)] = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    user = pages.signed_in_as(request, session, AUDIT_ROLES)
+    if isinstance(user, Response):
+        return user
+    try:
+        found, _ = prediction_log.list_entries(
+            session,
+            model=model,
+            version=version,
+            caller=caller,
+            flagged={"yes": True, "no": False}.get(flagged or ""),
+            since=_when(since, "since"),
+            until=_when(until, "until"),
+            limit=10_000,
+        )
+    except (DomainError, ValueError) as exc:
+        detail = getattr(exc, "detail", None) or str(exc)
+        return pages.error_page(request, user, 422, "Cannot export", detail)
+    return Response(
+        prediction_log.to_csv(found),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="prediction-log.csv"'},
+    )
+
+
+@router.get("/account")
+def account_page(
+    request: Request, session: SessionDep, changed: Annotated[int | None, Query(ge=1, le=1)] = None
+) -> Response:
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    done = "Your password was changed." if changed else None
+    return pages.render(request, "account.html", {"user": user, "message": None, "done": done})
+
+
+@router.post("/account/password")
+def account_password(
+    request: Request,
+    session: SessionDep,
+    current_password: Annotated[str, Form(max_length=1000)],
+    new_password: Annotated[str, Form(max_length=1000)],
+    confirm_password: Annotated[str, Form(max_length=1000)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    if not web_session.csrf_ok(request, csrf_token):
+        return pages.error_page(request, user, 403, "Refused", "The form did not come from here.")
+    message, status = None, 200
+    if new_password != confirm_password:
+        message, status = "The new password and its confirmation differ.", 422
+    else:
+        try:
+            changed = accounts.change_password(
+                session, user, current_password=current_password, new_password=new_password
+            )
+        except DomainError as exc:
+            message, status = exc.detail, exc.status_code
+        else:
+            if changed:
+                return RedirectResponse("/account?changed=1", status_code=303)
+            message, status = "The current password is wrong, or the account is locked.", 401
+    context = {"user": user, "message": message, "done": None}
+    return pages.render(request, "account.html", context, status_code=status)
