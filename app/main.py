@@ -19,6 +19,7 @@ from app.api.routers import (
     models,
     predict,
     prediction_log,
+    signatures,
     transfers,
 )
 from app.settings import get_settings
@@ -56,6 +57,16 @@ def create_app() -> FastAPI:
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
-    for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
+    for module in (
+        predict,
+        auth,
+        audit,
+        domains,
+        datasets,
+        models,
+        prediction_log,
+        transfers,
+        signatures,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
