@@ -1,4 +1,5 @@
-"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck."""
+"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck,
+lifecycle run."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ app = typer.Typer(
 user_app = typer.Typer(help="Users and service accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 store_app = typer.Typer(help="The artifact store.", no_args_is_help=True)
+lifecycle_app = typer.Typer(help="The versions' requalification lifecycle.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(store_app, name="store")
+app.add_typer(lifecycle_app, name="lifecycle")
 
 CLI_ACTOR = f"cli:{getpass.getuser()}"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
@@ -190,6 +193,24 @@ def store_fsck() -> None:
             typer.echo(f"  {d}")
     if not report.healthy:
         raise typer.Exit(1)
+
+
+@lifecycle_app.command("run")
+def lifecycle_run() -> None:
+    """Record requalification_due for every approved or requalified version past its review
+    date (for cron; running it again changes nothing)."""
+    from app.db.session import unit_of_work
+    from app.services.lifecycle import record_due_reviews
+
+    with unit_of_work() as session:
+        done = record_due_reviews(session, actor=CLI_ACTOR)
+        lines = [
+            f"{name}: {event.from_status.value} -> {event.to_status.value} ({event.reason})"
+            for name, event in done
+        ]
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{len(lines)} version(s) made requalification_due")
 
 
 if __name__ == "__main__":  # python -m app.cli, as the console script ssreg

@@ -21,6 +21,7 @@ from app.api.routers import (
     models,
     predict,
     prediction_log,
+    signatures,
     transfers,
 )
 from app.settings import get_settings
@@ -64,7 +65,17 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=web_pages.HERE / "static"), name="web-static")
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
-    for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
+    for module in (
+        predict,
+        auth,
+        audit,
+        domains,
+        datasets,
+        models,
+        prediction_log,
+        transfers,
+        signatures,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(web_routes.router)  # the pages, after the API
     app.include_router(web_records.router)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.db.session import dispose_engines, get_engine
+from app.enums import Role
 from app.settings import get_settings
 from app.store import get_store
 
@@ -113,3 +114,43 @@ def test_a_failing_seed_commits_nothing_and_leaves_no_artifact(
         assert connection.execute(text("SELECT count(*) FROM app_user")).scalar_one() == 0
         assert connection.execute(text("SELECT count(*) FROM audit_event")).scalar_one() == 0
     assert not (embedded / "creds.txt").exists()
+
+
+def test_lifecycle_run_records_passed_review_dates_once(embedded: Path) -> None:
+    from app.db.session import unit_of_work
+    from app.schemas.signatures import SignatureCreate
+    from app.services import auth, signatures
+    from tests.committed import committed_registry
+
+    dev, _ = committed_registry(get_engine(), get_store(), model_names=("m",), train=True)
+    with unit_of_work() as session:
+        qa = auth.create_user(
+            session,
+            username="qa",
+            full_name="QA",
+            role=Role.qa,
+            password="another long password",
+            actor="pytest",
+            reason="t",
+        ).user
+        for user, password, meaning in (
+            (dev, "long enough password", "authored"),
+            (qa, "another long password", "approved"),
+        ):
+            signer = session.merge(user)
+            data = SignatureCreate(
+                meaning=meaning, username=signer.username, password=password, comment="ok"
+            )
+            assert signatures.sign_version(session, "m", 1, data=data, actor=signer) is not None
+    result = runner.invoke(app, ["lifecycle", "run"])
+    assert result.exit_code == 0, result.output
+    assert "0 version(s) made requalification_due" in result.output
+    with get_engine().begin() as conn:
+        conn.execute(text("UPDATE model_version SET review_due_at = '2026-01-01 00:00:00.000000'"))
+    result = runner.invoke(app, ["lifecycle", "run"])
+    assert result.exit_code == 0, result.output
+    assert "m v1: approved -> requalification_due (periodic review date 2026-01-01" in result.output
+    assert "1 version(s) made requalification_due" in result.output
+    again = runner.invoke(app, ["lifecycle", "run"])
+    assert "0 version(s) made requalification_due" in again.output
+    assert runner.invoke(app, ["audit", "verify"]).exit_code == 0

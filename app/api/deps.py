@@ -136,6 +136,9 @@ ANY_ROLE = tuple(Role)
 Developer = Annotated[User, Depends(require(Role.developer))]
 Admin = Annotated[User, Depends(require(Role.admin))]
 Person = Annotated[User, Depends(require(Role.admin, Role.developer, Role.qa, Role.auditor))]
+QA = Annotated[User, Depends(require(Role.qa))]
+# Signatures (authored: developer; reviewed, approved, rejected: qa) and domain events.
+DeveloperOrQA = Annotated[User, Depends(require(Role.developer, Role.qa))]
 AuditReader = Annotated[User, Depends(require(Role.qa, Role.auditor, Role.admin))]
 PREDICTOR_ROLES = frozenset({Role.plant, Role.developer})
 Reader = Annotated[User, Depends(require(*ANY_ROLE))]

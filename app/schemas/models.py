@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from app.enums import CvScheme, HoldoutScheme, IntendedUse, VersionStatus
 from app.schemas.common import Name, Reason, Schema, Sha256Hex
+from app.schemas.signatures import SignatureRead
 
 
 class SoftSensorModelCreate(Schema):
@@ -164,6 +165,18 @@ class _VersionCard(Schema):
         description="the periodic-review date set at approval or requalification: past it the "
         "version is not served as qualified"
     )
+    qualified: bool = Field(
+        description="approved or requalified and not past its review date: may serve GMP "
+        "purposes its intended use covers"
+    )
+    signatures: list[SignatureRead] = Field(
+        description="Part 11 signatures on the version, oldest first (a transferred version's "
+        "requalification is signed on its transfer record)"
+    )
+    approvable: bool = Field(
+        description="QA may approve (or requalify) the version by a signature on it now"
+    )
+    approval_blockers: list[str] = Field(description="why it cannot be approved now, in words")
     reason: str
     created_by: str
     created_at: datetime

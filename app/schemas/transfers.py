@@ -18,6 +18,7 @@ from app.enums import IntendedUse, TransferMethod, TransferStatus, VersionStatus
 from app.schemas.common import Name, Reason, Schema
 from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
 from app.schemas.models import OperatingRange
+from app.schemas.signatures import SignatureRead
 
 # PDS windows wider than this cost O(p * w^3) to fit and are never what a user means.
 MAX_PDS_WINDOW = 51
@@ -391,6 +392,17 @@ class GovernanceBlock(Schema):
     cancelled_at: datetime | None = None
     cancel_reason: str | None = Field(
         default=None, description="why a transfer awaiting its standards was cancelled"
+    )
+    signatures: list[SignatureRead] = Field(
+        default_factory=list,
+        description="Part 11 signatures on the record, oldest first; valid: the record still "
+        "hashes to what was signed",
+    )
+    approvable: bool = Field(
+        default=False, description="QA may approve the record now (see approval_blockers)"
+    )
+    approval_blockers: list[str] = Field(
+        default_factory=list, description="why the record cannot be approved now, in words"
     )
 
 

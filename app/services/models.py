@@ -20,6 +20,7 @@ from app.db.models import Dataset, ModelVersion, SoftSensorModel, User
 from app.db.repositories import datasets as dataset_rows
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import models as model_rows
+from app.db.repositories import signatures as signature_rows
 from app.db.repositories import transfers as transfer_rows
 from app.db.repositories import users as user_rows
 from app.enums import HoldoutScheme, VersionStatus
@@ -35,9 +36,10 @@ from app.schemas.models import (
     TrainedVersionRead,
     TransferredVersionRead,
 )
-from app.services import audit
+from app.services import approval, audit
 from app.services.artifacts import dump_npz, put_artifact
 from app.services.datasets import load_dataset_arrays
+from app.services.qualification import is_qualified
 from app.store import ArtifactStore
 
 HOLDOUT_SEED = 20261127  # fixed: the same request on the same data gives the same split
@@ -401,12 +403,24 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
         ],
     )
 
+    signed = signature_rows.of_entities(session, [v.id for v in versions] + list(transfers.keys()))
+    signatures = approval.signed_views([*versions, *transfers.values()], signed)
+
     def sha(dataset_id: uuid.UUID | None) -> str | None:
         return datasets[dataset_id].sha256 if dataset_id is not None else None
 
     cards: list[VersionCard] = []
     for v in versions:
         ds = datasets[v.dataset_id]
+        label = f"{models[v.model_id].name} v{v.version}"
+        transfer_of_v = transfers.get(v.transfer_id) if v.transfer_id is not None else None
+        blockers = approval.version_blockers(
+            v,
+            label,
+            signatures[v.id],
+            transfer=transfer_of_v,
+            transfer_signatures=signatures[transfer_of_v.id] if transfer_of_v else [],
+        )
         common: dict[str, Any] = {
             "model_name": models[v.model_id].name,
             "domain": domains[v.domain_id].name,
@@ -416,6 +430,10 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
             "axis_min": float(ds.axis[0]),
             "axis_max": float(ds.axis[-1]),
             "created_by": users.get(v.created_by_id, "?"),
+            "qualified": is_qualified(v.status, v.review_due_at),
+            "signatures": signatures[v.id],
+            "approvable": not blockers,
+            "approval_blockers": [b.detail for b in blockers],
             "warnings": small_data_warnings(
                 int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
             ),

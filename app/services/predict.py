@@ -45,6 +45,7 @@ from app.schemas.predict import FLAG_CONFIDENCE
 from app.services import models as models_service
 from app.services.artifacts import load_npz
 from app.services.auth import Caller
+from app.services.qualification import is_qualified
 from app.services.spectra_bodies import check_purpose, parse_arrow_body, parse_json_body
 from app.settings import get_settings
 from app.store import ArtifactStore
@@ -121,6 +122,7 @@ class CalledVersion:
     record: VersionRecord
     status: VersionStatus
     transfer_status: TransferStatus | None
+    review_due_at: datetime | None
 
 
 class _RecordCache:
@@ -162,7 +164,7 @@ def resolve_version(connection: Connection, model_name: str, version: int) -> Ca
             models_service.get_version(session, model_name, version)  # the precise 404
         raise AssertionError("unreachable: the version exists but the join found nothing")
     record = version_records.get(connection, now.version_id)
-    return CalledVersion(record, now.status, now.transfer_status)
+    return CalledVersion(record, now.status, now.transfer_status, now.review_due_at)
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,8 +202,8 @@ class Evaluation:
 
     @property
     def qualified(self) -> bool:
-        """True only for an approved version."""
-        return self.version.status is VersionStatus.approved
+        """Approved or requalified, and not past its review date."""
+        return is_qualified(self.version.status, self.version.review_due_at)
 
     @property
     def n_spectra(self) -> int:

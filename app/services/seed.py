@@ -3,7 +3,10 @@ audited like any other): demo users, the development domain, the simulated BATCH
 dataset and model ``titer_pls`` v1 trained on it; then the plant domain and transfer #1 of
 ``titer_pls`` v1 to the plant probe (24 Kennard–Stone standards among 60 plant-probe spectra of
 BATCH-2026-001, validated on BATCH-2026-002 measured on the plant probe), which creates
-``titer_pls`` v2 in status ``pending_requalification``."""
+``titer_pls`` v2 in status ``pending_requalification``. Then the records are signed with the
+demo users' passwords, through the signature service: the developer signs v1 ``authored`` and
+QA approves it; the developer signs transfer #1 ``authored``, QA signs it ``reviewed`` and
+``approved``, which requalifies v2."""
 
 from __future__ import annotations
 
@@ -24,11 +27,12 @@ from app.core.simulate import (
 )
 from app.db.models import ModelVersion, User
 from app.db.repositories import users as user_rows
-from app.enums import IntendedUse, Role, TransferMethod
+from app.enums import IntendedUse, Role, SignatureMeaning, TransferMethod
 from app.schemas.datasets import DatasetCreate, DomainCreate
 from app.schemas.models import ModelVersionCreate, OperatingRange, SoftSensorModelCreate
+from app.schemas.signatures import SignatureCreate
 from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
-from app.services import auth, datasets, domains, models, transfers
+from app.services import auth, datasets, domains, models, signatures, transfers
 from app.store import ArtifactStore
 
 SEED = 2026
@@ -128,6 +132,13 @@ def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
         f"R2={holdout.get('r2', float('nan')):.4f} RMSE={holdout.get('rmse', float('nan')):.4f} g/L"
     )
     result.notes.append(_seed_transfer(session, store, version, dev))
+    result.notes.extend(
+        _seed_signatures(
+            session,
+            dev=(dev, result.credentials[DEMO_USERS[Role.developer]]),
+            qa=(users[Role.qa], result.credentials[DEMO_USERS[Role.qa]]),
+        )
+    )
     return result
 
 
@@ -244,5 +255,39 @@ def _seed_transfer(session: Session, store: ArtifactStore, source: ModelVersion,
         f"of {r['n_candidates']}; on {r['n_validation']} validation spectra of "
         f"{VALIDATION_BATCH}: naive R2={naive['r2']:.3f} RMSE={naive['rmse']:.3f} g/L, "
         f"corrected R2={post['r2']:.4f} RMSE={post['rmse']:.4f} g/L; verdict {done.verdict}; "
-        f"target version pending_requalification"
+        "target version created pending_requalification"
     )
+
+
+def _seed_signatures(session: Session, *, dev: tuple[User, str], qa: tuple[User, str]) -> list[str]:
+    """Sign v1 and transfer #1 as the demo developer and QA would; returns the notes."""
+    steps = [
+        ("version", dev, SignatureMeaning.authored, "calibration built and checked"),
+        (
+            "version",
+            qa,
+            SignatureMeaning.approved,
+            "demo seed: held-out figures reviewed against the intended use (monitoring)",
+        ),
+        ("transfer", dev, SignatureMeaning.authored, "transfer run and record checked"),
+        ("transfer", qa, SignatureMeaning.reviewed, "demo seed: record reviewed"),
+        (
+            "transfer",
+            qa,
+            SignatureMeaning.approved,
+            "demo seed: acceptance criteria passed on the validation batch; v2 requalified",
+        ),
+    ]
+    notes = []
+    for record, (user, password), meaning, comment in steps:
+        data = SignatureCreate(
+            meaning=meaning, username=user.username, password=password, comment=comment
+        )
+        if record == "version":
+            signed = signatures.sign_version(session, "titer_pls", 1, data=data, actor=user)
+        else:
+            signed = signatures.sign_transfer(session, "1", data=data, actor=user)
+        assert signed is not None, "the demo passwords were generated here"
+        status = signed.version.status.value if signed.version else "?"
+        notes.append(f"{signed.record} signed {meaning.value} by {user.username} ({status})")
+    return notes

@@ -47,6 +47,7 @@ from app.db.models import (
 )
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import models as model_rows
+from app.db.repositories import signatures as signature_rows
 from app.db.repositories import transfers as transfers_repo
 from app.db.repositories import users as users_repo
 from app.enums import AuditAction, AuditEntityType, TransferMethod, TransferStatus, VersionStatus
@@ -58,13 +59,14 @@ from app.errors import (
     NotFound,
 )
 from app.schemas.datasets import DatasetCreate
+from app.schemas.signatures import SignatureRead
 from app.schemas.transfers import (
     MAX_CANDIDATES,
     StandardsForm,
     TransferCreate,
     TransferRead,
 )
-from app.services import audit, datasets, domains, models
+from app.services import approval, audit, datasets, domains, models
 from app.services.artifacts import dump_npz, load_npz, put_artifact
 from app.services.transfer_evaluation import (
     CandidateStandards,
@@ -873,10 +875,11 @@ class RecordRows:
     dataset_shas: dict[uuid.UUID, str]
     target_versions: dict[uuid.UUID, ModelVersion]
     usernames: dict[uuid.UUID, str]
+    signatures: dict[uuid.UUID, list[SignatureRead]]
 
     @classmethod
     def load(cls, session: Session, transfers: Sequence[TransferRecord]) -> RecordRows:
-        """Six statements whatever the number of transfers (none for an empty page)."""
+        """Seven statements whatever the number of transfers (none for an empty page)."""
         versions = model_rows.versions_by_ids(session, (t.source_version_id for t in transfers))
         domain_ids = {t.target_domain_id for t in transfers} | {
             v.domain_id for v in versions.values()
@@ -897,6 +900,9 @@ class RecordRows:
                     for t in transfers
                     for u in (t.created_by_id, t.completed_by_id, t.cancelled_by_id)
                 },
+            ),
+            signatures=approval.signed_views(
+                transfers, signature_rows.of_entities(session, (t.id for t in transfers))
             ),
         )
 
@@ -987,6 +993,13 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
     def sha(dataset_id: uuid.UUID | None) -> str | None:
         return shas.get(dataset_id) if dataset_id is not None else None
 
+    signatures = rows.signatures.get(transfer.id, [])
+    blockers = approval.transfer_blockers(
+        transfer,
+        target_version,
+        signatures,
+        target_label=f"{model.name} v{target_version.version}" if target_version else None,
+    )
     return {
         "id": transfer.id,
         "number": transfer.number,
@@ -1070,6 +1083,9 @@ def _record(transfer: TransferRecord, rows: RecordRows) -> dict[str, Any]:
             ),
             "cancelled_at": transfer.cancelled_at,
             "cancel_reason": transfer.cancel_reason,
+            "signatures": signatures,
+            "approvable": not blockers,
+            "approval_blockers": [b.detail for b in blockers],
         },
         "artifact_sha256": transfer.artifact_sha256,
     }

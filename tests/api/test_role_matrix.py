@@ -124,6 +124,65 @@ def _change_password(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> A
     return c.post("/api/v1/users/me/password", json=body, headers=h)
 
 
+def _signature(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> dict[str, Any]:
+    """The developer signs authored (they made the record), QA reviewed; others are refused
+    by role before the body matters."""
+    if h == ctx["dev"]:
+        return {"meaning": "authored", "username": "test-developer", "password": PASSWORD}
+    return {"meaning": "reviewed", "username": "test-qa", "password": PASSWORD}
+
+
+def _sign_version(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    url = f"/api/v1/models/{ctx['model']}/versions/1/signatures"
+    return c.post(url, json=_signature(c, h, ctx), headers=h)
+
+
+def _completed_transfer(c: TestClient, ctx: dict[str, Any]) -> int:
+    if "completed" not in ctx:
+        r = _post_standards(c, ctx["dev"], ctx)
+        assert r.status_code == 201, r.text
+        ctx["completed"] = r.json()["number"]
+    return int(ctx["completed"])
+
+
+def _sign_transfer(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    url = f"/api/v1/transfers/{_completed_transfer(c, ctx)}/signatures"
+    return c.post(url, json=_signature(c, h, ctx), headers=h)
+
+
+def _approved_version(c: TestClient, ctx: dict[str, Any]) -> int:
+    """A freshly trained version, authored and approved (once per test)."""
+    if "approved" not in ctx:
+        r = _post_version(c, ctx["dev"], ctx)
+        assert r.status_code == 201, r.text
+        number = r.json()["version"]
+        url = f"/api/v1/models/{ctx['model']}/versions/{number}/signatures"
+        for headers, body in (
+            (ctx["dev"], {"meaning": "authored", "username": "test-developer"}),
+            (ctx["qa"], {"meaning": "approved", "username": "test-qa", "comment": "ok"}),
+        ):
+            r = c.post(url, json={**body, "password": PASSWORD}, headers=headers)
+            assert r.status_code == 201, r.text
+        ctx["approved"] = number
+    return int(ctx["approved"])
+
+
+def _mark_due(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    number = _approved_version(c, ctx)
+    url = f"/api/v1/models/{ctx['model']}/versions/{number}/requalification-due"
+    return c.post(url, json={"reason": "t"}, headers=h)
+
+
+def _retire(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    body = {"reason": "t", "username": "test-qa", "password": PASSWORD}
+    return c.post(f"/api/v1/models/{ctx['model']}/versions/1/retire", json=body, headers=h)
+
+
+def _domain_event(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    body = {"kind": "instrument_serviced", "description": "annual service"}
+    return c.post(f"/api/v1/domains/{ctx['domain']}/events", json=body, headers=h)
+
+
 # (method, path template) -> (roles allowed, request builder)
 POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
     ("POST", "/api/v1/users"): (
@@ -225,6 +284,25 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/artifact", headers=h),
     ),
     ("POST", "/api/v1/models/{name}/versions/{version}/predict"): (frozenset({P, D}), _predict),
+    ("POST", "/api/v1/models/{name}/versions/{version}/signatures"): (
+        frozenset({D, Q}),
+        _sign_version,
+    ),
+    ("POST", "/api/v1/models/{name}/versions/{version}/retire"): (frozenset({Q}), _retire),
+    ("POST", "/api/v1/models/{name}/versions/{version}/requalification-due"): (
+        frozenset({Q}),
+        _mark_due,
+    ),
+    ("GET", "/api/v1/models/{name}/versions/{version}/lifecycle"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/lifecycle", headers=h),
+    ),
+    ("POST", "/api/v1/transfers/{id}/signatures"): (frozenset({D, Q}), _sign_transfer),
+    ("POST", "/api/v1/domains/{name}/events"): (frozenset({D, Q}), _domain_event),
+    ("GET", "/api/v1/domains/{name}/events"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/domains/{ctx['domain']}/events", headers=h),
+    ),
     ("POST", "/api/v1/transfers"): (frozenset({D}), _open_transfer),
     ("POST", "/api/v1/transfers/{id}/standards"): (frozenset({D}), _post_standards),
     ("POST", "/api/v1/transfers/{id}/cancel"): (frozenset({D}), _cancel_transfer),
@@ -278,6 +356,7 @@ def ctx(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
         "sha": sha,
         "model": "matrix_pls",
         "dev": dev,
+        "qa": actors[Q].headers,
         "admin": actors[A].headers,
     }
     version = _post_version(client, dev, ctx)

@@ -137,7 +137,19 @@ def test_seed_demo_records_transfer_1(
     v2 = session.scalars(
         select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == 2)
     ).one()
-    assert v2.status == VersionStatus.pending_requalification
+    # Signed through the services: v1 authored and approved, transfer #1 authored, reviewed
+    # and approved, which requalified v2.
+    assert v2.status == VersionStatus.requalified
+    assert v2.review_due_at is not None
     assert v2.transfer_id == transfer.id
+    signed = record["governance"]["signatures"]
+    assert [s["meaning"] for s in signed] == ["authored", "reviewed", "approved"]
+    assert [s["signer_username"] for s in signed] == ["demo-developer", "demo-qa", "demo-qa"]
+    assert all(s["valid"] for s in signed)
+    v1 = models.describe_version(session, models.get_version(session, "titer_pls", 1))
+    assert v1.status == VersionStatus.approved
+    assert v1.qualified
+    assert [s.meaning.value for s in v1.signatures] == ["authored", "approved"]
+    assert models.describe_version(session, v2).qualified
     again = seed_demo(session, store)
     assert not again.created

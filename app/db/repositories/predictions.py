@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select
@@ -41,12 +42,13 @@ class VersionRecord:
 
 @dataclass(frozen=True)
 class VersionStatusNow:
-    """A version's id and the statuses that may change at any moment (its own, its transfer
-    record's)."""
+    """A version's id and what may change at any moment: its status, its review date, its
+    transfer record's status."""
 
     version_id: uuid.UUID
     status: VersionStatus
     transfer_status: TransferStatus | None
+    review_due_at: datetime | None
 
 
 _mv, _model, _ds, _tr = (
@@ -56,7 +58,7 @@ _mv, _model, _ds, _tr = (
     TransferRecord.__table__,
 )
 _STATUS = (
-    select(_mv.c.id, _mv.c.status, _tr.c.status)
+    select(_mv.c.id, _mv.c.status, _tr.c.status, _mv.c.review_due_at)
     .select_from(
         _mv.join(_model, _model.c.id == _mv.c.model_id).outerjoin(
             _tr, _tr.c.id == _mv.c.transfer_id
@@ -100,8 +102,8 @@ def version_status(
     row = connection.execute(_STATUS, {"model_name": model_name, "version": version}).one_or_none()
     if row is None:
         return None
-    version_id, status, transfer_status = row
-    return VersionStatusNow(version_id, status, transfer_status)
+    version_id, status, transfer_status, review_due_at = row
+    return VersionStatusNow(version_id, status, transfer_status, review_due_at)
 
 
 def version_record(connection: Connection, version_id: uuid.UUID) -> VersionRecord:
