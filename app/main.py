@@ -13,6 +13,7 @@ from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
     audit,
     auth,
+    change_controls,
     datasets,
     domains,
     health,
@@ -34,6 +35,7 @@ TAGS = [
     {"name": "transfers", "description": "calibration-transfer records"},
     {"name": "predictions", "description": "corrected predictions and their log"},
     {"name": "audit", "description": "the hash-chained audit trail"},
+    {"name": "change control", "description": "everything under a change-control reference"},
 ]
 
 
@@ -56,6 +58,16 @@ def create_app() -> FastAPI:
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
-    for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
+    for module in (
+        predict,
+        auth,
+        audit,
+        domains,
+        datasets,
+        models,
+        prediction_log,
+        transfers,
+        change_controls,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
