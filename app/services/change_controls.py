@@ -26,6 +26,7 @@ import uuid
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +122,11 @@ class Dossier:
             return f"version {version_id}"
         return f"{self.models[version.model_id].name} v{version.version}"
 
-    @property
+    @cached_property
     def version_by_id(self) -> dict[uuid.UUID, ModelVersion]:
         return {v.id: v for v in self.versions}
 
-    @property
+    @cached_property
     def transfer_by_id(self) -> dict[uuid.UUID, TransferRecord]:
         return {t.id: t for t in self.transfers}
 
@@ -141,6 +142,7 @@ class Dossier:
         out.update({(SignedEntity.model_version, v.id): record_sha256(v) for v in self.versions})
         return out
 
+    @cached_property
     def signature_validity(self) -> dict[uuid.UUID, bool]:
         hashes = self.record_hashes()
         return {
@@ -254,7 +256,7 @@ def collect(session: Session, ref: str) -> Dossier:
 
 def describe(session: Session, dossier: Dossier) -> ChangeControlRead:
     """The API view of a dossier: records through the transfers and models services."""
-    validity = dossier.signature_validity()
+    validity = dossier.signature_validity
     return ChangeControlRead(
         ref=dossier.ref,
         transfers=transfers.describe_transfers(session, dossier.transfers),
@@ -421,7 +423,7 @@ def _rows(rows: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def _report(dossier: Dossier, files: dict[str, bytes], hashes: dict[str, Any]) -> bytes:
-    validity = dossier.signature_validity()
+    validity = dossier.signature_validity
     template = _TEMPLATES.get_template("change_control_report.html")
     html = template.render(
         ref=dossier.ref,
@@ -466,7 +468,7 @@ def _zip(files: dict[str, bytes]) -> bytes:
 def export(session: Session, store: ArtifactStore, ref: str) -> Bundle:
     """The zip bundle of everything under ``ref`` with its manifest and offline verifier."""
     dossier = collect(session, ref)
-    validity = dossier.signature_validity()
+    validity = dossier.signature_validity
     files: dict[str, bytes] = {}
     for t in dossier.transfers:
         files[f"records/transfers/{t.number}.json"] = _record_file(

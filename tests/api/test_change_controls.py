@@ -418,6 +418,8 @@ def test_a_signature_invalid_at_export_is_reported_not_a_bundle_failure(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "INVALID (the record changed after signing)" in done.stdout
     assert done.stdout.count(": valid") == 3
+    report = _files(bundle.read_bytes())["report.html"].decode()
+    assert report.count("INVALID: the record changed after signing") == 1
 
 
 @pytest.mark.parametrize(
@@ -514,3 +516,20 @@ def test_a_corrupt_stored_artifact_refuses_the_export(
     path.write_bytes(path.read_bytes() + b"x")
     r = client.get(f"/api/v1/change-controls/{REF}/export", headers=_qa(actors))
     assert_error(r, 500, "corrupt", under_cc["v2"]["artifact_sha256"], code="integrity_failure")
+
+
+def test_a_reference_carried_by_a_domain_event_alone_exports_and_verifies(
+    client: TestClient, actors: dict[Role, Actor], under_cc: dict[str, Any], tmp_path: Path
+) -> None:
+    body = client.get("/api/v1/change-controls/CC-OTHER", headers=_qa(actors)).json()
+    assert body["transfers"] == []
+    assert body["versions"] == []
+    assert [e["kind"] for e in body["domain_events"]] == ["probe_replaced"]
+    assert [e["action"] for e in body["audit_events"]] == ["domain.event"]
+    bundle = tmp_path / "other.zip"
+    bundle.write_bytes(_export(client, actors, "CC-OTHER").content)
+    files = _files(bundle.read_bytes())
+    assert not any(name.startswith("records/") for name in files)
+    assert json.loads(files["hashes.json"]) == {"datasets": [], "artifacts": []}
+    done = _run_verifier(bundle, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
