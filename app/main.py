@@ -15,6 +15,7 @@ from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
     audit,
     auth,
+    change_controls,
     datasets,
     domains,
     health,
@@ -40,6 +41,7 @@ TAGS = [
     {"name": "transfers", "description": "calibration-transfer records"},
     {"name": "predictions", "description": "corrected predictions and their log"},
     {"name": "audit", "description": "the hash-chained audit trail"},
+    {"name": "change control", "description": "everything under a change-control reference"},
 ]
 
 
@@ -75,6 +77,7 @@ def create_app() -> FastAPI:
         prediction_log,
         transfers,
         signatures,
+        change_controls,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(web_routes.router)  # the pages, after the API

@@ -1,16 +1,29 @@
 """Canonical JSON: the bytes every content hash of the registry is computed over.
 
 The same rules serve the signatures (a record's content at signing), the prediction log's
-``results_sha256`` and the change-control export, and are documented in the README so that an
-auditor can recompute a hash with their own code:
+``results_sha256`` and the change-control export, and are documented in the README
+("Canonical JSON") so that an auditor can recompute a hash with their own code;
+``tests/test_canonical_docs.py`` does so from the README's text alone. A hash is the sha256,
+64 lowercase hex digits, of:
 
-- UTF-8 JSON text, no whitespace between tokens (separators ``,`` and ``:``), object keys sorted
-  by Unicode code point, non-ASCII characters written as themselves (not ``\\u`` escapes);
-- ``null``, ``true``, ``false``; integers as integers; other numbers as the shortest decimal that
-  reads back to the same IEEE-754 double (Python's ``repr``: ``0.1``, ``1.0``, ``1e-05``);
-  NaN and infinities as ``null``;
-- UUIDs as lowercase hyphenated strings; timestamps as UTC ISO 8601 with microseconds and the
-  offset, ``2026-12-02T07:56:47.324270+00:00``; enumerations as their value.
+- values as JSON values (:func:`plain`): ``null``, ``true``, ``false``, integers and strings as
+  themselves; enumerations as their value; finite floats as numbers, NaN and infinities as
+  ``null``; UUIDs as lowercase hyphenated strings; timestamps (timezone-aware; a naive one is
+  refused) converted to UTC, ISO 8601 with exactly six fraction digits and ``+00:00``
+  (``2026-12-02T07:56:47.324270+00:00``, never ``Z``); mappings and sequences element-wise;
+- UTF-8 text without a byte-order mark and without whitespace between tokens (separators ``,``
+  and ``:``), object keys sorted by Unicode code point;
+- strings with ``"`` and ``\\`` escaped, U+0008/09/0A/0C/0D as ``\\b \\t \\n \\f \\r``, the
+  other characters below U+0020 as ``\\u00xx`` (lowercase hex), every other character (non-ASCII
+  included) as itself;
+- integers in decimal; floats as the shortest decimal that reads back to the same IEEE-754
+  double, positional when its decimal exponent e satisfies -4 <= e < 16 (``0.1``, ``2.0``,
+  ``0.0001``), else scientific with a signed exponent of at least two digits (``1e-05``,
+  ``1.5e+16``) — Python's ``repr``.
+
+A record's content (:func:`record_content`) is every column of its row by name, except the
+lifecycle columns of its table (:data:`LIFECYCLE_COLUMNS`: a version's ``status`` and
+``review_due_at``).
 """
 
 from __future__ import annotations

@@ -32,3 +32,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if at.tzinfo is None:
         raise InvalidInput("cursor is not one this service issued")
     return at, parsed_id
+
+
+def encode_keyed_cursor(at: datetime, key: str) -> str:
+    """An opaque cursor for a list ordered by a time and a text key (e.g. a reference)."""
+    raw = f"{at.isoformat()}|{key}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_keyed_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (time, key) a cursor of :func:`encode_keyed_cursor` stands for; 422 otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, key = raw.split("|", 1)
+        at = datetime.fromisoformat(when)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput(
+            "cursor is not one this service issued: pass the next page's URL from the Link header"
+        ) from None
+    if at.tzinfo is None:
+        raise InvalidInput("cursor is not one this service issued")
+    return at, key

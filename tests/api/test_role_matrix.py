@@ -327,6 +327,18 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/audit/verify", headers=h),
     ),
+    ("GET", "/api/v1/change-controls"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/change-controls", headers=h),
+    ),
+    ("GET", "/api/v1/change-controls/{ref}"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/change-controls/CC-MATRIX", headers=h),
+    ),
+    ("GET", "/api/v1/change-controls/{ref}/export"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get("/api/v1/change-controls/CC-MATRIX/export", headers=h),
+    ),
 }
 PUBLIC = {("POST", "/api/v1/auth/token"), ("GET", "/healthz"), ("GET", "/readyz")}
 
