@@ -12,13 +12,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep, StoreDep
-from app.enums import Role, TransferStatus, VersionStatus
+from app.db.models import User
+from app.enums import Role, SignatureMeaning, TransferStatus, VersionStatus
 from app.errors import DomainError
+from app.schemas.signatures import SignatureCreate
 from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
 from app.services import models as models_service
+from app.services import signatures as signatures_service
 from app.services import transfers as transfers_service
 from app.services.canonical import record_sha256
 from app.services.transfer_plots import plot_data
@@ -195,24 +200,124 @@ def home(
     return pages.render(request, "home.html", context)
 
 
+def _meanings(t: TransferRead, user: User) -> list[str]:
+    """The signatures ``user`` may give this record now (the service checks again)."""
+    if t.status is not TransferStatus.completed:
+        return []
+    status = t.governance.requalification_status
+    if status in (VersionStatus.rejected, VersionStatus.retired):
+        return []
+    makers = {t.governance.created_by, t.governance.completed_by}
+    if user.role is Role.developer:
+        authored = any(
+            s.meaning is SignatureMeaning.authored and s.signer_username == user.username
+            for s in t.governance.signatures
+        )
+        return [] if user.username not in makers or authored else ["authored"]
+    if user.role is not Role.qa or user.username in makers:
+        return []
+    meanings = ["reviewed"]
+    if t.governance.approvable:
+        meanings.append("approved")
+    if status is VersionStatus.pending_requalification:
+        meanings.append("rejected")
+    return meanings
+
+
 @router.get("/transfers/{number}")
-def transfer_card(request: Request, session: SessionDep, number: int) -> Response:
+def transfer_card(
+    request: Request,
+    session: SessionDep,
+    number: int,
+    signed: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
+    notice = (
+        f"Signed: {signed}. The record and its status below are as they are now."
+        if signed
+        else None
+    )
+    return _transfer_card(request, session, user, number, sign_notice=notice)
+
+
+def _transfer_card(
+    request: Request,
+    session: Session,
+    user: User,
+    number: int,
+    *,
+    sign_notice: str | None = None,
+    sign_error: str | None = None,
+    status: int = 200,
+) -> Response:
     try:
         record = transfers_service.get_transfer(session, str(number))
     except DomainError as exc:
         return pages.error_page(request, user, exc.status_code, "No such transfer", exc.detail)
     t = transfers_service.describe_transfer(session, record)
     context = {
+        "sign_notice": sign_notice,
+        "sign_error": sign_error,
+        "meanings": _meanings(t, user),
         "user": user,
         "t": t,
         "naive_unacceptable": _naive_unacceptable(t),
         "can_audit": user.role in (Role.qa, Role.auditor, Role.admin),
         "plots": [(k, web_plots.CAPTIONS[k]) for k in web_plots.KINDS],
     }
-    return pages.render(request, "transfer.html", context)
+    return pages.render(request, "transfer.html", context, status_code=status)
+
+
+@router.post("/transfers/{number}/sign")
+def sign_transfer(
+    request: Request,
+    session: SessionDep,
+    number: int,
+    meaning: Annotated[str, Form(max_length=20)],
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1000)],
+    comment: Annotated[str, Form(max_length=4000)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Sign from the record card: the same service, rules and audit as the API."""
+    user = pages.signed_in(request, session)
+    if isinstance(user, Response):
+        return user
+    if not web_session.csrf_ok(request, csrf_token):
+        return pages.error_page(request, user, 403, "Refused", "The form did not come from here.")
+    try:
+        data = SignatureCreate(
+            meaning=SignatureMeaning(meaning),
+            username=username,
+            password=password,
+            comment=comment or None,
+        )
+    except (ValidationError, ValueError) as exc:
+        message = _first_error(exc)
+        return _transfer_card(request, session, user, number, sign_error=message, status=422)
+    try:
+        signed = signatures_service.sign_transfer(session, str(number), data=data, actor=user)
+    except DomainError as exc:
+        session.rollback()  # nothing of a refused signature is kept
+        return _transfer_card(
+            request, session, user, number, sign_error=exc.detail, status=exc.status_code
+        )
+    if signed is None:  # wrong credentials: audited and counted, committed with this page
+        message = (
+            "The user name or password entered is wrong, or the account is locked: "
+            "nothing was signed."
+        )
+        return _transfer_card(request, session, user, number, sign_error=message, status=401)
+    return RedirectResponse(f"/transfers/{number}?signed={meaning}", status_code=303)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"meaning must be one of {', '.join(m.value for m in SignatureMeaning)}"
 
 
 @router.get("/transfers/{number}/plots/{kind}.svg")

@@ -247,3 +247,57 @@ def test_changing_the_password_on_the_account_page(
         client.post("/account/password", data=differ | {"csrf_token": token.group(1)}).status_code
         == 422
     )
+
+
+def _csrf_of(page_text: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page_text)
+    assert found
+    return found.group(1)
+
+
+def test_signing_on_the_card_authored_then_approved(
+    client: TestClient, session: Session, actors: dict[Role, Actor]
+) -> None:
+    dev, qa = actors[Role.developer], actors[Role.qa]
+    number = _completed_transfer(client, dev.headers, validation=True)
+    assert _log_in(client, dev.user.username).status_code == 303
+    card = client.get(f"/transfers/{number}")
+    assert 'value="authored"' in card.text
+    assert 'value="approved"' not in card.text  # the author never sees an approval
+    form = {"meaning": "authored", "username": dev.user.username, "password": PASSWORD}
+    forged = client.post(f"/transfers/{number}/sign", data=form, follow_redirects=False)
+    assert forged.status_code == 403  # no CSRF token
+    form["csrf_token"] = _csrf_of(card.text)
+    done = client.post(f"/transfers/{number}/sign", data=form, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    again = client.get(done.headers["location"])
+    assert "Signed: authored" in again.text
+    assert 'action="/transfers/' not in again.text.split("Signatures")[1]  # signed once
+    client.cookies.clear()
+
+    assert _log_in(client, qa.user.username).status_code == 303
+    card = client.get(f"/transfers/{number}")
+    assert 'value="approved"' in card.text
+    approve = {
+        "meaning": "approved",
+        "username": qa.user.username,
+        "csrf_token": _csrf_of(card.text),
+    }
+    wrong = client.post(
+        f"/transfers/{number}/sign", data=approve | {"password": "nope", "comment": "ok"}
+    )
+    assert wrong.status_code == 401
+    assert "nothing was signed" in wrong.text
+    no_comment = client.post(f"/transfers/{number}/sign", data=approve | {"password": PASSWORD})
+    assert no_comment.status_code == 422
+    assert "comment is required" in no_comment.text
+    ok = client.post(
+        f"/transfers/{number}/sign",
+        data=approve | {"password": PASSWORD, "comment": "record reviewed, criteria met"},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303, ok.text
+    after = client.get(ok.headers["location"])
+    assert "requalified" in after.text
+    assert "record reviewed, criteria met" in after.text
+    assert after.text.count(">valid<") == 2
