@@ -86,10 +86,10 @@ def _spectra(data: PlotData, _: TransferRead) -> bytes:
         ax.plot(
             s.axis,
             s.corrected_mean,
-            color=CORRECTED,
-            lw=1.2,
+            color="#e07b00",
+            lw=1.3,
             ls="--",
-            label="target corrected, mean",
+            label="target corrected, mean (lies on the source's when the transfer works)",
         )
     else:
         ax.text(
