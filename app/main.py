@@ -11,6 +11,7 @@ from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
+    aliases,
     audit,
     auth,
     datasets,
@@ -56,6 +57,16 @@ def create_app() -> FastAPI:
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
-    for module in (predict, auth, audit, domains, datasets, models, prediction_log, transfers):
+    for module in (
+        predict,
+        auth,
+        audit,
+        domains,
+        datasets,
+        models,
+        aliases,
+        prediction_log,
+        transfers,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

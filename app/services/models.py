@@ -17,6 +17,7 @@ from app import __version__
 from app.core.metrics import regression_metrics
 from app.core.pls import LinearSoftSensor, PLSSoftSensor
 from app.db.models import Dataset, ModelVersion, SoftSensorModel, User
+from app.db.repositories import aliases as alias_rows
 from app.db.repositories import datasets as dataset_rows
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import models as model_rows
@@ -380,6 +381,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
     users = user_rows.usernames(session, (v.created_by_id for v in versions))
     sources = model_rows.versions_by_ids(session, (v.source_version_id for v in versions))
     transfers = model_rows.transfers_by_ids(session, (v.transfer_id for v in versions))
+    aliases = alias_rows.current_by_version(session, (v.id for v in versions))
     datasets = dataset_rows.by_ids(
         session,
         [v.dataset_id for v in versions]
@@ -409,6 +411,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
             "axis_min": float(ds.axis[0]),
             "axis_max": float(ds.axis[-1]),
             "created_by": users.get(v.created_by_id, "?"),
+            "aliases": aliases.get(v.id, []),
             "warnings": small_data_warnings(
                 int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
             ),
