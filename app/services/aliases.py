@@ -34,10 +34,11 @@ from app.services import audit
 from app.services import models as models_service
 from app.services.qualification import is_qualified
 
-ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# The brief's ^[a-z0-9][a-z0-9._-]{0,63}$ plus upper case: the issue's own alias (and the
+# demo's) is ``plant-2000L``. Names are case-sensitive.
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ALIAS_RULE = (
-    "1 to 64 characters: lowercase letters, digits, '.', '_' or '-', starting with a letter or "
-    "a digit"
+    "1 to 64 characters: letters, digits, '.', '_' or '-', starting with a letter or a digit"
 )
 
 
