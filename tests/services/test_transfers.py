@@ -10,13 +10,21 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
+from app.db.models import (
+    AccountScope,
+    AliasAssignment,
+    Domain,
+    ModelVersion,
+    SoftSensorModel,
+    TransferRecord,
+    User,
+)
 from app.enums import IntendedUse, TransferMethod, TransferStatus, VersionStatus
 from app.errors import Conflict
 from app.schemas.models import OperatingRange
 from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
 from app.services import audit, models, transfers
-from app.services.seed import N_STANDARDS, PLANT_DOMAIN, seed_demo
+from app.services.seed import N_STANDARDS, PLANT_DOMAIN, seed_demo, seed_plant_access
 from app.store import LocalStore
 from tests.committed import committed_registry, run_together, training
 from tests.factories import make_spectral_table, simulate_spectra
@@ -120,7 +128,7 @@ def test_concurrent_completions_and_trainings_number_versions_without_deadlock(
 def test_seed_demo_records_transfer_1(
     session: Session, store: LocalStore, settings_env: None
 ) -> None:
-    seed_demo(session, store)
+    result = seed_demo(session, store)
     transfer = transfers.get_transfer(session, "1")
     record = transfers.describe_transfer(session, transfer).model_dump()
     assert record["status"] == TransferStatus.completed
@@ -139,5 +147,23 @@ def test_seed_demo_records_transfer_1(
     ).one()
     assert v2.status == VersionStatus.pending_requalification
     assert v2.transfer_id == transfer.id
+    # demo-plant is bound to the plant domain and titer_pls; no alias while v2 is pending
+    plant = session.scalars(select(User).where(User.username == "demo-plant")).one()
+    (scope,) = session.scalars(select(AccountScope).where(AccountScope.user_id == plant.id))
+    domain = session.scalars(select(Domain).where(Domain.name == PLANT_DOMAIN)).one()
+    assert scope.domain_ids == [str(domain.id)]
+    assert scope.model_ids == [str(model.id)]
+    assert session.scalars(select(AliasAssignment)).all() == []
+    assert any("alias plant-2000L not set" in note for note in result.notes)
+    # once v2 is qualified (signatures, on the lifecycle branch) the seed's call sets it
+    v2.status = VersionStatus.requalified
+    qa = session.scalars(select(User).where(User.username == "demo-qa")).one()
+    assert seed_plant_access(session, plant, qa)[-1].startswith("alias plant-2000L -> titer_pls v2")
+    (moved,) = session.scalars(select(AliasAssignment))
+    assert (moved.alias, moved.version_id, moved.signer_username) == (
+        "plant-2000L",
+        v2.id,
+        "demo-qa",
+    )
     again = seed_demo(session, store)
     assert not again.created
