@@ -26,7 +26,6 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.orm import DeclarativeBase
 
-
 _SCALARS = frozenset({str, int, bool, float, type(None)})
 
 
