@@ -49,10 +49,19 @@ def _input_format(request: Request) -> InputFormat:
     return input_format
 
 
+# The JSON body's schema with its references pointing at the document's components (the
+# purpose enum is one: PredictionRead puts it there), not at a local "$defs".
+_JSON_SCHEMA = {
+    k: v
+    for k, v in PredictRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    ).items()
+    if k != "$defs"
+}
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()},
+        "application/json": {"schema": _JSON_SCHEMA},
         ARROW_STREAM: {
             "schema": {
                 "type": "string",
