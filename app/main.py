@@ -13,6 +13,7 @@ from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
+    aliases,
     audit,
     auth,
     change_controls,
@@ -74,6 +75,7 @@ def create_app() -> FastAPI:
         domains,
         datasets,
         models,
+        aliases,
         prediction_log,
         transfers,
         signatures,

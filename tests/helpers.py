@@ -91,3 +91,49 @@ def counted_statements(session: Session) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(connection, "before_cursor_execute", _count)
+
+
+def grant_scope(
+    client: Any,
+    admin: dict[str, str],
+    domains: list[str],
+    *,
+    username: str = "test-plant",
+    models: list[str] | None = None,
+) -> Any:
+    """POST /users/{username}/scopes as an administrator (201 asserted); returns the body."""
+    body: dict[str, Any] = {"domains": domains, "reason": "test scope"}
+    if models is not None:
+        body["models"] = models
+    r = client.post(f"/api/v1/users/{username}/scopes", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def set_lifecycle(
+    session: Session,
+    model: str,
+    version: int,
+    status: str,
+    *,
+    review_due_at: Any = None,
+) -> None:
+    """Put a version into ``status`` (and ``review_due_at``) directly through the test session.
+
+    BYPASSES THE LIFECYCLE: no signature, no lifecycle event, no audit row. A stand-in until
+    the signature and lifecycle services exist on this branch; switch these calls to signed
+    approvals / requalifications then.
+    """
+    from datetime import timedelta
+
+    from app.db.base import utcnow
+    from app.enums import VersionStatus
+
+    row = session.scalars(
+        select(ModelVersion)
+        .join(SoftSensorModel, SoftSensorModel.id == ModelVersion.model_id)
+        .where(SoftSensorModel.name == model, ModelVersion.version == version)
+    ).one()
+    row.status = VersionStatus(status)
+    row.review_due_at = utcnow() + timedelta(days=365) if review_due_at is None else review_due_at
+    session.flush()

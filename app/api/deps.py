@@ -133,12 +133,17 @@ def require(*roles: Role) -> Callable[[Session, HTTPAuthorizationCredentials | N
 
 
 ANY_ROLE = tuple(Role)
+PEOPLE = (Role.admin, Role.developer, Role.qa, Role.auditor)
 Developer = Annotated[User, Depends(require(Role.developer))]
 Admin = Annotated[User, Depends(require(Role.admin))]
-Person = Annotated[User, Depends(require(Role.admin, Role.developer, Role.qa, Role.auditor))]
 QA = Annotated[User, Depends(require(Role.qa))]
+Person = Annotated[User, Depends(require(*PEOPLE))]
 # Signatures (authored: developer; reviewed, approved, rejected: qa) and domain events.
 DeveloperOrQA = Annotated[User, Depends(require(Role.developer, Role.qa))]
 AuditReader = Annotated[User, Depends(require(Role.qa, Role.auditor, Role.admin))]
 PREDICTOR_ROLES = frozenset({Role.plant, Role.developer})
-Reader = Annotated[User, Depends(require(*ANY_ROLE))]
+# Reading records (datasets and their content, artifacts, lineage, transfers, domains):
+# people only. Service accounts (plant) read what a prediction client needs - the models,
+# versions and aliases within their scope (CatalogReader; the route applies the scope).
+Reader = Annotated[User, Depends(require(*PEOPLE))]
+CatalogReader = Annotated[User, Depends(require(*ANY_ROLE))]

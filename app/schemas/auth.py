@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from app.enums import Role
-from app.schemas.common import Reason, Schema
+from app.schemas.common import Name, Reason, Schema
 
 
 class TokenRead(Schema):
@@ -21,7 +21,42 @@ class UserCreate(Schema):
     full_name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Role
     password: Annotated[str | None, Field(default=None, min_length=12, max_length=200)] = None
+    domains: Annotated[
+        list[Name] | None,
+        Field(
+            description="service accounts only: the domains it may predict on (its first "
+            "scope; without it the account is bound to no domain and may call nothing)"
+        ),
+    ] = None
+    models: Annotated[
+        list[Name] | None,
+        Field(description="service accounts only, with domains: the only models it may call"),
+    ] = None
     reason: Reason
+
+
+class ScopeCreate(Schema):
+    """A service account's new scope (in force from now; the previous one stays in history)."""
+
+    domains: Annotated[
+        list[Name], Field(min_length=1, description="the domains it may predict on (names)")
+    ]
+    models: Annotated[
+        list[Name] | None,
+        Field(description="the only models it may call (names); omit or null: any model"),
+    ] = None
+    reason: Reason
+
+
+class ScopeRead(Schema):
+    """A service account's scope in force."""
+
+    sequence: int
+    domains: list[str]
+    models: list[str] | None = Field(description="null: every model of those domains")
+    granted_at: datetime
+    granted_by: str | None
+    reason: str
 
 
 class UserRead(Schema):
@@ -65,6 +100,10 @@ class UserAdminRead(UserRead):
         description="locked after failed logins until then (null: not locked)"
     )
     created_by: str | None = None
+    scope: ScopeRead | None = Field(
+        default=None,
+        description="service accounts: the scope in force (null: bound to no domain)",
+    )
 
 
 class ApiKeyIssued(UserRead):

@@ -180,6 +180,9 @@ class _VersionCard(Schema):
     reason: str
     created_by: str
     created_at: datetime
+    aliases: list[str] = Field(
+        default_factory=list, description="the model's aliases that name this version now"
+    )
     warnings: list[str] = Field(
         description="what a reviewer must know about the calibration's size, in words"
     )

@@ -20,22 +20,26 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.enums import TransferStatus, VersionStatus
+from app.enums import IntendedUse, PredictionPurpose, TransferStatus, VersionStatus
 from app.schemas.common import Schema
 from app.schemas.models import OperatingRange
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 # Flags compare T² and Q with the model's 99% limits; see PredictionLimits.flag_confidence.
 FLAG_CONFIDENCE = 0.99
+NOT_FOR_GMP = "not for GMP use: purpose 'evaluation'"
+MAX_SAMPLE_ID = 200
 Purpose = Annotated[
-    str,
+    PredictionPurpose,
     Field(
-        min_length=1,
-        max_length=500,
-        description="why the prediction is made (kept in the prediction log), e.g. 'batch 42 "
-        "in-process control'",
+        description="why the prediction is made (kept in the prediction log). 'evaluation' "
+        "(the default) is served by any version that is not retired and marked not for GMP "
+        "use; advisory, monitoring, control and release need a qualified version (approved "
+        "or requalified, review date not passed) whose intended use covers the purpose "
+        "(advisory < monitoring < control < release), else 409",
     ),
 ]
+SampleId = Annotated[str, Field(min_length=1, max_length=MAX_SAMPLE_ID)]
 
 
 class PredictRequest(Schema):
@@ -57,6 +61,13 @@ class PredictRequest(Schema):
         ),
     ] = None
     purpose: Purpose | None = None
+    sample_ids: Annotated[
+        list[SampleId] | None,
+        Field(
+            description="the client's sample ids, one per spectrum in the same order, all "
+            "different; kept in the prediction log with the results and echoed back"
+        ),
+    ] = None
 
 
 class TransferRecordRef(Schema):
@@ -114,13 +125,32 @@ class PredictionRead(Schema):
 
     model: str
     version: int
+    alias: Annotated[
+        str | None,
+        Field(description="the alias the call went through (null for a call by version)"),
+    ]
     status: VersionStatus
     qualified: Annotated[
         bool,
         Field(
-            description="true only when the version is approved; predictions from any other "
-            "version are not qualified for GxP decisions"
+            description="true when the version is approved or requalified and its periodic "
+            "review date has not passed"
         ),
+    ]
+    intended_use: Annotated[
+        IntendedUse, Field(description="what the version is qualified for (and below)")
+    ]
+    review_due_at: datetime | None
+    purpose: Purpose
+    for_gmp: Annotated[
+        bool,
+        Field(
+            description="true when the call stated a purpose other than evaluation and the "
+            "version was qualified for it; false for evaluation calls"
+        ),
+    ]
+    notice: Annotated[
+        str | None, Field(description="'not for GMP use: ...' on evaluation calls, else null")
     ]
     artifact_sha256: str
     units: str
@@ -139,6 +169,9 @@ class PredictionRead(Schema):
     q: Annotated[list[float], Field(description="Q (squared prediction error) of each spectrum")]
     flags: PredictionFlags
     flag_counts: FlagCounts
+    sample_ids: Annotated[
+        list[str] | None, Field(description="the sample ids sent, in request order")
+    ]
 
 
 class PredictionLogEntry(Schema):
@@ -153,13 +186,51 @@ class PredictionLogEntry(Schema):
     artifact_sha256: str
     transfer_id: uuid.UUID | None
     transfer_number: int | None
-    qualified: Annotated[bool, Field(description="the version was approved at the call")]
+    alias: Annotated[str | None, Field(description="the alias called through, if any")] = None
+    qualified: Annotated[
+        bool,
+        Field(
+            description="the version was qualified (approved or requalified, review "
+            "date not passed) at the call"
+        ),
+    ]
     n_spectra: int
     input_sha256: Annotated[str, Field(description="sha256 of the exact request body bytes")]
     input_format: Literal["json", "arrow"]
     flag_counts: FlagCounts
     flag_confidence: float
     purpose: str | None
+    for_gmp: Annotated[
+        bool | None,
+        Field(description="the call was for GMP use (null for calls logged before this field)"),
+    ] = None
+
+
+class PredictionResults(Schema):
+    """What a call reported, per spectrum in request order."""
+
+    predictions: list[float]
+    t2: list[float]
+    q: list[float]
+    flags: PredictionFlags
+    sample_ids: list[str] | None
+
+
+class PredictionLogRead(PredictionLogEntry):
+    """One call with what it reported, as the log keeps it."""
+
+    results: Annotated[
+        PredictionResults | None,
+        Field(description="null for calls logged before results were kept"),
+    ]
+    results_sha256: Annotated[
+        str | None,
+        Field(description="sha256 of the canonical JSON of results (see the README)"),
+    ]
+    results_valid: Annotated[
+        bool | None,
+        Field(description="results recomputed to results_sha256 (null when none were kept)"),
+    ]
 
 
 class PredictionLogPage(Schema):

@@ -217,12 +217,23 @@ def login(
 
 
 @dataclass(frozen=True)
+class CallerScope:
+    """A service account's scope in force: the domains (UUID strings) it may predict on and,
+    when set, the only models it may call."""
+
+    domain_ids: frozenset[str]
+    model_ids: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who is calling, as a Core query reads it (no ORM object): for the prediction path."""
+    """Who is calling, as a Core query reads it (no ORM object): for the prediction path.
+    ``scope``: the account's scope in force, None when it has none."""
 
     id: uuid.UUID
     username: str
     role: Role
+    scope: CallerScope | None = None
 
 
 def _is_api_key(credential: str) -> bool:
@@ -270,4 +281,10 @@ def resolve_caller(connection: Connection, credential: str) -> Caller | None:
     )
     if row is None or not _usable(row.is_active, row.expires_at):
         return None
-    return Caller(row.id, row.username, row.role)
+    scope = None
+    if row.has_scope:
+        scope = CallerScope(
+            frozenset(row.scope_domain_ids or ()),
+            None if row.scope_model_ids is None else frozenset(row.scope_model_ids),
+        )
+    return Caller(row.id, row.username, row.role, scope)

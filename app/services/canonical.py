@@ -39,6 +39,12 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.orm import DeclarativeBase
 
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
 
 def plain(value: Any) -> Any:
     """``value`` as plain JSON types under the rules above."""
@@ -57,6 +63,9 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        kinds = set(map(type, value))
+        if kinds <= _SCALARS and (float not in kinds or all(map(_finite, value))):
+            return list(value)  # already plain (the per-spectrum results): same output, faster
         return [plain(v) for v in value]
     if hasattr(value, "tolist"):  # numpy scalars and arrays
         return plain(value.tolist())

@@ -17,6 +17,7 @@ from app import __version__
 from app.core.metrics import regression_metrics
 from app.core.pls import LinearSoftSensor, PLSSoftSensor
 from app.db.models import Dataset, ModelVersion, SoftSensorModel, User
+from app.db.repositories import aliases as alias_rows
 from app.db.repositories import datasets as dataset_rows
 from app.db.repositories import domains as domain_rows
 from app.db.repositories import models as model_rows
@@ -389,6 +390,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
     users = user_rows.usernames(session, (v.created_by_id for v in versions))
     sources = model_rows.versions_by_ids(session, (v.source_version_id for v in versions))
     transfers = model_rows.transfers_by_ids(session, (v.transfer_id for v in versions))
+    aliases = alias_rows.current_by_version(session, (v.id for v in versions))
     datasets = dataset_rows.by_ids(
         session,
         [v.dataset_id for v in versions]
@@ -434,6 +436,7 @@ def describe_versions(session: Session, versions: Sequence[ModelVersion]) -> lis
             "signatures": signatures[v.id],
             "approvable": not blockers,
             "approval_blockers": [b.detail for b in blockers],
+            "aliases": aliases.get(v.id, []),
             "warnings": small_data_warnings(
                 int(v.split["n_train"]), int(v.split["n_holdout"]), v.n_components
             ),

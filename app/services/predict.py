@@ -3,19 +3,28 @@
 A call has two steps, both in the caller's unit of work:
 
 :func:`evaluate`
-    resolves ``name`` + ``version`` (the status is read fresh every time, since QA may approve
-    or retire a version at any moment; the rest of the version's record is immutable and
-    cached by id), takes the serving model from an in-process cache keyed by the artifact's
-    sha256 (the artifact is read, re-hashed and parsed without pickle once per process),
-    parses the body (:mod:`app.services.spectra_bodies`) and applies
-    :meth:`~app.core.serving.ServingModel.evaluate` and the flags. It writes nothing.
+    resolves ``name`` + ``version``, or ``name`` + ``alias`` (the alias's newest assignment),
+    reading fresh what may change at any moment (the version's status and review date, the
+    alias pointer; the caller's scope came with the caller's own query) while the rest of the
+    version's record is immutable and cached by id; checks a plant caller's scope (403), then
+    takes the serving model from an in-process cache keyed by the artifact's sha256 (the
+    artifact is read, re-hashed and parsed without pickle once per process), parses the body
+    (:mod:`app.services.spectra_bodies`), checks the purpose against the version (409) and
+    applies :meth:`~app.core.serving.ServingModel.evaluate` and the flags. It writes nothing.
 :func:`record`
     adds one :class:`~app.db.models.PredictionLog` row to the caller's transaction.
 
+Purpose rules: ``evaluation`` (the default) is served by any version that is not retired and
+is marked not for GMP use; any other purpose needs a qualified version
+(:func:`~app.services.qualification.is_qualified`) whose intended use covers it, else 409
+naming both.
+
 Predictions change no record, so they write no audit-chain event: the prediction log, which
-the database keeps append-only, is their ALCOA+ record (who, when, which version and artifact,
-the sha256 of the exact input bytes, how many spectra, the flag counts and the purpose). The
-spectra themselves are not kept.
+the database keeps append-only, is their ALCOA+ record (who, when, which version, alias and
+artifact, the sha256 of the exact input bytes, how many spectra, the flag counts, the purpose
+and whether it was for GMP use) together with what was reported: ``results`` (predictions,
+T², Q, flags and the client's sample ids) and their canonical sha256. The spectra themselves
+are not kept.
 """
 
 from __future__ import annotations
@@ -38,13 +47,15 @@ from app.core.serving import ServingModel
 from app.core.spectra import FloatArray
 from app.db.base import utcnow
 from app.db.repositories import predictions as predictions_repo
-from app.db.repositories.predictions import VersionRecord
-from app.enums import TransferStatus, VersionStatus
-from app.errors import Conflict, IntegrityFailure, InvalidInput, WouldBlock
-from app.schemas.predict import FLAG_CONFIDENCE
+from app.db.repositories.predictions import VersionRecord, VersionStatusNow
+from app.enums import QUALIFIED_STATUSES, PredictionPurpose, TransferStatus, VersionStatus
+from app.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, WouldBlock
+from app.schemas.predict import FLAG_CONFIDENCE, NOT_FOR_GMP
 from app.services import models as models_service
+from app.services import scopes
 from app.services.artifacts import load_npz
 from app.services.auth import Caller
+from app.services.canonical import sha256_hex
 from app.services.qualification import is_qualified
 from app.services.spectra_bodies import check_purpose, parse_arrow_body, parse_json_body
 from app.settings import get_settings
@@ -117,12 +128,19 @@ serving_models = ServingModelCache()
 
 @dataclass(frozen=True)
 class CalledVersion:
-    """A version as a prediction sees it: its immutable record and its statuses right now."""
+    """A version as a prediction sees it: its immutable record and its statuses right now
+    (and the alias it was called through, if any)."""
 
     record: VersionRecord
     status: VersionStatus
     transfer_status: TransferStatus | None
     review_due_at: datetime | None
+    alias: str | None = None
+
+    @property
+    def qualified(self) -> bool:
+        """Approved or requalified and not past its review date."""
+        return is_qualified(self.status, self.review_due_at)
 
 
 class _RecordCache:
@@ -163,8 +181,28 @@ def resolve_version(connection: Connection, model_name: str, version: int) -> Ca
         with Session(bind=connection) as session:  # joins the connection's transaction
             models_service.get_version(session, model_name, version)  # the precise 404
         raise AssertionError("unreachable: the version exists but the join found nothing")
+    return _called(connection, now)
+
+
+def _called(
+    connection: Connection, now: VersionStatusNow, alias: str | None = None
+) -> CalledVersion:
     record = version_records.get(connection, now.version_id)
-    return CalledVersion(record, now.status, now.transfer_status, now.review_due_at)
+    return CalledVersion(record, now.status, now.transfer_status, now.review_due_at, alias)
+
+
+def resolve_alias(connection: Connection, model_name: str, alias: str) -> CalledVersion:
+    """The version ``alias`` names now (its newest assignment, read in this transaction), or
+    404: unknown model, unknown alias, or an alias that was withdrawn."""
+    now = predictions_repo.alias_status(connection, model_name=model_name, alias=alias)
+    if now is None:
+        with Session(bind=connection) as session:  # joins the connection's transaction
+            models_service.get_model(session, model_name)  # the precise 404
+        raise NotFound(f"model {model_name!r} has no alias {alias!r}")
+    if now is False:
+        raise NotFound(f"alias {alias!r} of {model_name} was withdrawn: it names no version")
+    assert isinstance(now, VersionStatusNow)
+    return _called(connection, now, alias)
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,17 +231,37 @@ class Evaluation:
     version: CalledVersion
     input_sha256: str
     input_format: InputFormat
-    purpose: str | None
+    purpose: PredictionPurpose
     predictions: FloatArray
     t2: FloatArray
     q: FloatArray
     flags: dict[str, np.ndarray]
     flag_counts: dict[str, int]
+    sample_ids: list[str] | None = None
 
     @property
     def qualified(self) -> bool:
-        """Approved or requalified, and not past its review date."""
-        return is_qualified(self.version.status, self.version.review_due_at)
+        """The version is approved or requalified and not past its review date."""
+        return self.version.qualified
+
+    @property
+    def for_gmp(self) -> bool:
+        """Fit for a GMP decision: a purpose other than evaluation, which passed its check."""
+        return self.purpose is not PredictionPurpose.evaluation
+
+    @property
+    def notice(self) -> str | None:
+        return None if self.for_gmp else NOT_FOR_GMP
+
+    def results(self) -> dict[str, Any]:
+        """What was reported, per row, as the prediction log keeps it."""
+        return {
+            "predictions": self.predictions.tolist(),
+            "t2": self.t2.tolist(),
+            "q": self.q.tolist(),
+            "flags": {name: self.flags[name].tolist() for name in FLAG_NAMES},
+            "sample_ids": self.sample_ids,
+        }
 
     @property
     def n_spectra(self) -> int:
@@ -219,35 +277,80 @@ class Prediction:
     occurred_at: datetime
 
 
+def check_purpose_allowed(called: CalledVersion, purpose: PredictionPurpose) -> None:
+    """409 unless ``purpose`` may be served by the version: evaluation by any version that
+    is not retired, any other purpose only by a qualified version whose intended use covers
+    it. The message names the version's state and intended use, and what the purpose needs."""
+    needed = purpose.intended_use
+    if needed is None:
+        return
+    record = called.record
+    qualified = called.qualified
+    if qualified and record.intended_use.covers(needed):
+        return
+    if qualified:
+        state = f"{called.status.value} (qualified)"
+    elif called.status in QUALIFIED_STATUSES:
+        assert called.review_due_at is not None
+        due = called.review_due_at.strftime("%Y-%m-%d %H:%M UTC")
+        state = f"{called.status.value} but its periodic review was due on {due} (not qualified)"
+    else:
+        state = f"{called.status.value} (not qualified)"
+    through = f" (alias {called.alias!r})" if called.alias else ""
+    raise Conflict(
+        f"{record.model} v{record.version}{through} is {state}; purpose {purpose.value!r} "
+        f"needs a qualified version whose intended use covers {needed.value} (this one: "
+        f"{record.intended_use.value}). Purpose 'evaluation' is served, not for GMP use."
+    )
+
+
 def evaluate(
     connection: Connection,
     store: ArtifactStore,
     *,
+    caller: Caller,
     model_name: str,
-    version: int,
+    version: int | None = None,
+    alias: str | None = None,
     body: bytes,
     input_format: InputFormat,
     purpose: str | None,
     may_load: bool = True,
 ) -> Evaluation:
-    """Read the version, parse ``body`` and predict, with flags; writes nothing.
+    """Read the version (by number, or the one ``alias`` names now), check the caller's
+    scope, parse ``body``, check the purpose and predict, with flags; writes nothing.
 
-    ``purpose`` is the query parameter; a JSON body may carry it instead (not both). With
-    ``may_load=False`` (on the event loop) a model not yet in the cache raises
-    :class:`~app.errors.WouldBlock` rather than reading its artifact.
+    ``purpose`` is the query parameter; a JSON body may carry it instead (not both); absent,
+    it is ``evaluation``. With ``may_load=False`` (on the event loop) a model not yet in the
+    cache raises :class:`~app.errors.WouldBlock` rather than reading its artifact.
 
     Raises
     ------
     NotFound
-        Unknown model or version.
+        Unknown model, version or alias; a withdrawn alias.
+    Forbidden
+        A plant caller whose scope does not cover the version's domain or model.
     Conflict
-        The version is retired.
+        The version is retired; or the purpose needs a qualified version whose intended use
+        covers it, and this one is not.
     InvalidInput
-        A malformed body, a wrong axis or channel count, a non-finite value, too many rows.
+        A malformed body, a wrong axis or channel count, a non-finite value, too many rows,
+        an unknown purpose, sample ids that are not one unique text per spectrum.
     """
     input_sha256 = _hash_in_background(body)
-    called = resolve_version(connection, model_name, version)
+    if alias is not None:
+        called = resolve_alias(connection, model_name, alias)
+    else:
+        assert version is not None
+        called = resolve_version(connection, model_name, version)
     record = called.record
+    scopes.check_call(
+        caller,
+        model_id=record.model_id,
+        model=record.model,
+        domain_id=record.domain_id,
+        domain=record.domain,
+    )
     if called.status is VersionStatus.retired:
         raise Conflict(
             f"{record.model} version {record.version} is retired; predict with a current version"
@@ -269,7 +372,10 @@ def evaluate(
     )
     if purpose is not None and parsed.purpose is not None:
         raise InvalidInput("give purpose once: in the JSON body or as a query parameter")
-    purpose = check_purpose(purpose) if purpose is not None else parsed.purpose
+    purpose_now = (
+        check_purpose(purpose) if purpose is not None else parsed.purpose
+    ) or PredictionPurpose.evaluation
+    check_purpose_allowed(called, purpose_now)
 
     y, t2, q = model.evaluate(parsed.spectra)
     flags = {
@@ -285,18 +391,20 @@ def evaluate(
         version=called,
         input_sha256=input_sha256(),
         input_format=input_format,
-        purpose=purpose,
+        purpose=purpose_now,
         predictions=y,
         t2=t2,
         q=q,
         flags=flags,
         flag_counts=counts,
+        sample_ids=parsed.sample_ids,
     )
 
 
 def record(connection: Connection, evaluation: Evaluation, *, actor: Caller) -> Prediction:
     """Add the call's prediction-log row to ``connection``'s transaction (executed now)."""
     version = evaluation.version.record
+    results = evaluation.results()
     log: dict[str, Any] = {
         "id": uuid.uuid4(),
         "occurred_at": utcnow(),
@@ -310,7 +418,11 @@ def record(connection: Connection, evaluation: Evaluation, *, actor: Caller) -> 
         "input_sha256": evaluation.input_sha256,
         "input_format": evaluation.input_format,
         "flag_counts": {**evaluation.flag_counts, "flag_confidence": FLAG_CONFIDENCE},
-        "purpose": evaluation.purpose,
+        "purpose": evaluation.purpose.value,
+        "alias": evaluation.version.alias,
+        "for_gmp": evaluation.for_gmp,
+        "results": results,
+        "results_sha256": sha256_hex(results),
     }
     predictions_repo.insert_prediction_log(connection, log)
     return Prediction(evaluation, log["id"], log["occurred_at"])

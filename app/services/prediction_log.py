@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.db.repositories import prediction_log as prediction_log_rows
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.schemas.common import read_from
-from app.schemas.predict import PredictionLogEntry
+from app.schemas.predict import PredictionLogEntry, PredictionLogRead
 from app.services import models as models_service
 from app.services import transfers
 from app.services.audit import check_time_bounds
+from app.services.canonical import sha256_hex
 from app.services.paging import decode_cursor, encode_cursor
 
 LogEntry = prediction_log_rows.LogRow
@@ -85,6 +87,23 @@ def entry_read(entry: LogEntry) -> PredictionLogEntry:
     )
 
 
+def get_entry(session: Session, log_id: uuid.UUID) -> PredictionLogRead:
+    """One call with what it reported; ``results_valid``: its results recomputed to the
+    stored sha256 (canonical JSON, :mod:`app.services.canonical`)."""
+    entry = prediction_log_rows.by_id(session, log_id)
+    if entry is None:
+        raise NotFound(f"prediction-log entry {log_id} does not exist")
+    row = entry.row
+    base = entry_read(entry).model_dump()
+    valid = None
+    if row.results is not None:
+        valid = row.results_sha256 is not None and sha256_hex(row.results) == row.results_sha256
+    return PredictionLogRead.model_validate(
+        base
+        | {"results": row.results, "results_sha256": row.results_sha256, "results_valid": valid}
+    )
+
+
 CSV_COLUMNS = (
     "id",
     "occurred_at",
@@ -92,6 +111,7 @@ CSV_COLUMNS = (
     "caller_id",
     "model",
     "version",
+    "alias",
     "artifact_sha256",
     "transfer_number",
     "transfer_id",
@@ -105,6 +125,7 @@ CSV_COLUMNS = (
     "any_flag",
     "flag_confidence",
     "purpose",
+    "for_gmp",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

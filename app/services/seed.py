@@ -32,7 +32,8 @@ from app.schemas.datasets import DatasetCreate, DomainCreate
 from app.schemas.models import ModelVersionCreate, OperatingRange, SoftSensorModelCreate
 from app.schemas.signatures import SignatureCreate
 from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
-from app.services import auth, datasets, domains, models, signatures, transfers
+from app.services import aliases, auth, datasets, domains, models, scopes, signatures, transfers
+from app.services.qualification import is_qualified
 from app.store import ArtifactStore
 
 SEED = 2026
@@ -139,7 +140,42 @@ def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
             qa=(users[Role.qa], result.credentials[DEMO_USERS[Role.qa]]),
         )
     )
+    result.notes.extend(seed_plant_access(session, users[Role.plant], users[Role.qa]))
     return result
+
+
+PLANT_ALIAS = "plant-2000L"
+PLANT_CHANGE_CONTROL = "CC-2026-0042"  # the transfer's: one change, one dossier
+
+
+def seed_plant_access(session: Session, plant: User, qa: User) -> list[str]:
+    """Bind demo-plant to the plant domain and titer_pls; point ``plant-2000L`` at v2 when v2
+    is qualified (requalified by the signatures of the lifecycle; until then the alias is
+    left out and the note says so)."""
+    scopes.add_scope(
+        session,
+        plant,
+        domains=[PLANT_DOMAIN],
+        models=["titer_pls"],
+        actor=ACTOR,
+        reason="demo seed: the plant DCS predicts titer on the 2000 L probe",
+    )
+    notes = [f"{plant.username} scoped to {PLANT_DOMAIN}, model titer_pls"]
+    v2 = models.get_version(session, "titer_pls", 2)
+    if not is_qualified(v2.status, v2.review_due_at):
+        notes.append(f"alias {PLANT_ALIAS} not set: titer_pls v2 is {v2.status.value}")
+        return notes
+    aliases.assign_for_seed(
+        session,
+        model_name="titer_pls",
+        alias=PLANT_ALIAS,
+        version=2,
+        actor=qa,
+        reason="demo seed: the plant uses the requalified transferred version",
+        change_control=PLANT_CHANGE_CONTROL,
+    )
+    notes.append(f"alias {PLANT_ALIAS} -> titer_pls v2 ({PLANT_CHANGE_CONTROL})")
+    return notes
 
 
 def _simulated_domain(session: Session, dev: User, **fields: str) -> None:

@@ -8,15 +8,20 @@ the row, channel or column at fault (rows and channels count from 0).
 Bodies
 ------
 JSON
-    ``{"spectra": [[...], ...], "axis": [...]?, "purpose": "..."?}``.
+    ``{"spectra": [[...], ...], "axis": [...]?, "purpose": "..."?, "sample_ids": [...]?}``.
 Arrow IPC stream, channel columns
     One row per spectrum, one numeric column ``<prefix><position>`` per channel (e.g.
-    ``wn_400`` ... ``wn_1800``); the column names are the axis. Other columns are ignored.
+    ``wn_400`` ... ``wn_1800``); the column names are the axis. A string column
+    ``sample_id`` is read as the sample ids; other columns are ignored.
 Arrow IPC stream, list column
     One row per spectrum, one column ``spectra`` of type ``FixedSizeList<float64>`` whose size
     is the channel count; the schema metadata carry the axis under ``axis`` (a JSON list of
     numbers) and optionally the spectral prefix under ``prefix``. The schema then has one
-    field however many channels there are.
+    field however many channels there are. A string column ``sample_id`` is read as the
+    sample ids.
+
+Sample ids, when sent, are one text of 1 to :data:`MAX_SAMPLE_ID` characters per spectrum,
+all different; they are kept in the prediction log with the results.
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import pyarrow.ipc as ipc
 import simdjson
 
 from app.core.spectra import FloatArray, check_same_axis
+from app.enums import PredictionPurpose
 from app.errors import InvalidInput
+from app.schemas.predict import MAX_SAMPLE_ID
 
-_JSON_FIELDS = frozenset({"spectra", "axis", "purpose"})
-MAX_PURPOSE = 500
+_JSON_FIELDS = frozenset({"spectra", "axis", "purpose", "sample_ids"})
 SPECTRA_COLUMN = "spectra"
+SAMPLE_ID_COLUMN = "sample_id"
 AXIS_KEY = b"axis"
 PREFIX_KEY = b"prefix"
 
@@ -48,7 +55,8 @@ class SpectraInput:
 
     spectra: FloatArray
     axis: FloatArray | None
-    purpose: str | None
+    purpose: PredictionPurpose | None
+    sample_ids: list[str] | None = None
 
 
 def _check_row_count(n: int, max_rows: int) -> None:
@@ -73,13 +81,45 @@ def _check_finite(X: FloatArray, axis: FloatArray, prefix: str) -> None:
         )
 
 
-def check_purpose(purpose: Any) -> str | None:
-    """The purpose as given, or 422 unless it is a text of 1 to MAX_PURPOSE characters."""
-    if purpose is None:
+_PURPOSES = ", ".join(p.value for p in PredictionPurpose)
+
+
+def check_purpose(purpose: Any) -> PredictionPurpose | None:
+    """The purpose as given (None when absent), or 422 naming the allowed ones."""
+    if purpose is None or isinstance(purpose, PredictionPurpose):
+        return purpose
+    try:
+        return PredictionPurpose(purpose)
+    except ValueError:
+        shown = json.dumps(purpose)[:80] if isinstance(purpose, str) else type(purpose).__name__
+        raise InvalidInput(f"purpose {shown} is not one of: {_PURPOSES}") from None
+
+
+def check_sample_ids(values: Any, n_spectra: int) -> list[str] | None:
+    """Sample ids as given (None when absent), or 422: one text of 1 to MAX_SAMPLE_ID
+    characters per spectrum, all different."""
+    if values is None:
         return None
-    if not isinstance(purpose, str) or not 1 <= len(purpose) <= MAX_PURPOSE:
-        raise InvalidInput(f"purpose must be a text of 1 to {MAX_PURPOSE} characters")
-    return purpose
+    if not isinstance(values, list):
+        raise InvalidInput("sample_ids must be a list of texts, one per spectrum")
+    if len(values) != n_spectra:
+        raise InvalidInput(
+            f"{len(values)} sample ids for {n_spectra} spectra: send one per spectrum, in "
+            "the same order"
+        )
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not 1 <= len(value) <= MAX_SAMPLE_ID:
+            raise InvalidInput(
+                f"sample id {i} must be a text of 1 to {MAX_SAMPLE_ID} characters "
+                "(ids count from 0)"
+            )
+    if len(set(values)) != len(values):
+        seen: set[str] = set()
+        for value in values:
+            if value in seen:
+                raise InvalidInput(f"sample id {value!r} is sent twice: sample ids must be unique")
+            seen.add(value)
+    return list(values)
 
 
 def _json_document(body: bytes) -> Any:
@@ -133,8 +173,8 @@ def _parse_json_fast(body: bytes, *, n_channels: int, max_rows: int) -> SpectraI
     simdjson copies the numbers of ``spectra`` straight into one float64 buffer, where the
     strict path makes a Python float per value before numpy copies them again. Its
     ``as_buffer`` flattens nested lists, so the body must have exactly one ``[`` per list we
-    expect (spectra, each row, the axis): any other list, or a ``[`` inside the purpose text,
-    sends the body to the strict path. So does anything that path must explain (a syntax
+    expect (spectra, each row, the axis, the sample ids): any other list, or a ``[`` inside a
+    text, sends the body to the strict path. So does anything that path must explain (a syntax
     error, NaN, a value that is not a number, a short row, an unknown field).
     """
     parser = _parsers.acquire()
@@ -158,15 +198,18 @@ def _read_fast(
     if "spectra" not in keys or not keys <= _JSON_FIELDS:
         return None
     rows, axis, purpose = doc["spectra"], doc.get("axis"), doc.get("purpose")
+    sample_ids = doc.get("sample_ids")
     if not isinstance(rows, simdjson.Array):
         return None
     _check_row_count(len(rows), max_rows)
-    if not (axis is None or isinstance(axis, simdjson.Array)) or not (
-        purpose is None or isinstance(purpose, str)
+    if (
+        not (axis is None or isinstance(axis, simdjson.Array))
+        or not (purpose is None or isinstance(purpose, str))
+        or not (sample_ids is None or isinstance(sample_ids, simdjson.Array))
     ):
         return None
     n = len(rows)
-    if body.count(b"[") != 1 + n + (axis is not None):
+    if body.count(b"[") != 1 + n + (axis is not None) + (sample_ids is not None):
         return None
     if any(not isinstance(row, simdjson.Array) or len(row) != n_channels for row in rows):
         return None
@@ -174,13 +217,15 @@ def _read_fast(
     if X.size != n * n_channels:
         return None
     axis_arr = None if axis is None else np.frombuffer(axis.as_buffer(of_type="d"), np.float64)
-    return SpectraInput(X.reshape(n, n_channels), axis_arr, purpose)
+    ids = None if sample_ids is None else sample_ids.as_list()
+    return SpectraInput(X.reshape(n, n_channels), axis_arr, purpose, ids)  # type: ignore[arg-type]
 
 
 def parse_json_body(
     body: bytes, *, n_channels: int, axis: FloatArray, prefix: str, max_rows: int
 ) -> SpectraInput:
-    """``{"spectra": [[...], ...], "axis": [...]?, "purpose": "..."?}`` -> spectra.
+    """``{"spectra": [[...], ...], "axis": [...]?, "purpose": "..."?, "sample_ids": [...]?}``
+    -> spectra.
 
     ``axis`` and ``prefix`` are the model's (``prefix`` only labels channels in messages); a
     body's axis, when given, must equal the model's.
@@ -190,15 +235,21 @@ def parse_json_body(
     InvalidInput
         Naming the row (and channel) at fault: a row without the model's channel count, a
         value that is not a number, a NaN or infinite value; an unknown field; an axis that
-        departs from the model's (naming the channel); a purpose that is not a text of 1 to
-        ``MAX_PURPOSE`` characters; no rows or more than ``max_rows``.
+        departs from the model's (naming the channel); a purpose that is not one of
+        :class:`~app.enums.PredictionPurpose`; sample ids that are not one unique text per
+        spectrum; no rows or more than ``max_rows``.
     """
     fast = _parse_json_fast(body, n_channels=n_channels, max_rows=max_rows)
     parsed = fast or _parse_json_strict(body, n_channels=n_channels, max_rows=max_rows)
     _check_finite(parsed.spectra, axis, prefix)
     if parsed.axis is not None:
         check_axis(axis, parsed.axis)
-    return SpectraInput(parsed.spectra, parsed.axis, check_purpose(parsed.purpose))
+    return SpectraInput(
+        parsed.spectra,
+        parsed.axis,
+        check_purpose(parsed.purpose),
+        check_sample_ids(parsed.sample_ids, parsed.spectra.shape[0]),
+    )
 
 
 def _parse_json_strict(body: bytes, *, n_channels: int, max_rows: int) -> SpectraInput:
@@ -210,8 +261,8 @@ def _parse_json_strict(body: bytes, *, n_channels: int, max_rows: int) -> Spectr
     unknown = sorted(set(doc) - _JSON_FIELDS)
     if unknown:
         raise InvalidInput(
-            f"unknown field {unknown[0]!r}: the JSON body has spectra, and optionally axis "
-            "and purpose"
+            f"unknown field {unknown[0]!r}: the JSON body has spectra, and optionally axis, "
+            "purpose and sample_ids"
         )
     rows = doc.get("spectra")
     if not isinstance(rows, list):
@@ -236,10 +287,7 @@ def _parse_json_strict(body: bytes, *, n_channels: int, max_rows: int) -> Spectr
             axis_arr = np.asarray(_number_list(given_axis, "axis"), dtype=np.float64)
         except OverflowError:
             raise InvalidInput("axis holds a number too large for float64") from None
-    purpose = doc.get("purpose")
-    if purpose is not None and not isinstance(purpose, str):
-        raise InvalidInput(f"purpose must be a text of 1 to {MAX_PURPOSE} characters")
-    return SpectraInput(X, axis_arr, purpose)
+    return SpectraInput(X, axis_arr, doc.get("purpose"), doc.get("sample_ids"))
 
 
 def parse_arrow_body(
@@ -265,10 +313,28 @@ def parse_arrow_body(
         raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
     # The schema's own lookup: building the list of column names costs more for 701 columns.
     if table.schema.get_field_index(SPECTRA_COLUMN) >= 0:
-        return _arrow_list_layout(
+        parsed = _arrow_list_layout(
             table, n_channels=n_channels, axis=axis, prefix=prefix, max_rows=max_rows
         )
-    return _arrow_channel_columns(table, axis=axis, prefix=prefix, max_rows=max_rows)
+    else:
+        parsed = _arrow_channel_columns(table, axis=axis, prefix=prefix, max_rows=max_rows)
+    if table.schema.get_field_index(SAMPLE_ID_COLUMN) < 0:
+        return parsed
+    return SpectraInput(parsed.spectra, parsed.axis, None, _arrow_sample_ids(table))
+
+
+def _arrow_sample_ids(table: pa.Table) -> list[str]:
+    column = table.column(SAMPLE_ID_COLUMN)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InvalidInput(
+            f"column {SAMPLE_ID_COLUMN!r} must hold texts (its type is {column.type})"
+        )
+    if column.null_count:
+        i = int(np.argmax(np.asarray(column.combine_chunks().is_null())))
+        raise InvalidInput(f"row {i} of {SAMPLE_ID_COLUMN!r} is null: send one id per spectrum")
+    ids = check_sample_ids(column.to_pylist(), table.num_rows)
+    assert ids is not None
+    return ids
 
 
 def _arrow_channel_columns(

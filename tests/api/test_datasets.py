@@ -400,12 +400,17 @@ def test_registering_needs_authentication(client: TestClient, domain: str) -> No
 
 
 @pytest.mark.parametrize("role", list(Role))
-def test_every_role_reads_records_and_content(
+def test_every_person_reads_records_and_content_and_plant_keys_do_not(
     client: TestClient, actors: dict[Role, Actor], dev: dict[str, str], domain: str, role: Role
 ) -> None:
     blob = make_spectral_table()
     digest = upload_dataset(client, dev, blob, domain=domain).json()["sha256"]
     headers = actors[role].headers
+    if role is Role.plant:  # service accounts download only what predicting needs
+        assert client.get(f"/api/v1/datasets/{digest}", headers=headers).status_code == 403
+        r = client.get(f"/api/v1/datasets/{digest}/content", headers=headers)
+        assert r.status_code == 403
+        return
     record = client.get(f"/api/v1/datasets/{digest}", headers=headers)
     assert record.status_code == 200
     assert record.json()["sha256"] == digest

@@ -108,12 +108,15 @@ def test_missing_reason_is_422(client: TestClient, actors: dict[Role, Actor]) ->
 
 
 @pytest.mark.parametrize("role", list(Role))
-def test_every_role_reads_domains(
+def test_every_person_reads_domains_and_plant_keys_do_not(
     client: TestClient, actors: dict[Role, Actor], role: Role
 ) -> None:
     create_domain(client, actors[Role.developer].headers, "plant-raman-2000L")
     create_domain(client, actors[Role.developer].headers, "dev-raman-ambr250")
     listed = client.get("/api/v1/domains", headers=actors[role].headers)
+    if role is Role.plant:
+        assert listed.status_code == 403
+        return
     assert listed.status_code == 200
     assert [d["name"] for d in listed.json()] == ["dev-raman-ambr250", "plant-raman-2000L"]
     one = client.get("/api/v1/domains/plant-raman-2000L", headers=actors[role].headers)

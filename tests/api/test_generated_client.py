@@ -43,7 +43,7 @@ def served(backend: str, tmp_path: Path, worker_id_safe: str) -> Iterator[dict[s
     url, pg_name = fresh_database(backend, f"{worker_id_safe}_gen_{os.getpid()}", tmp_path)
     engine = make_engine(url)
     with unit_of_work(bind=engine) as session:
-        for role in (Role.developer, Role.qa):
+        for role in (Role.developer, Role.qa, Role.admin):
             auth.create_user(
                 session,
                 username=f"gen-{role.value}",
@@ -280,6 +280,16 @@ def test_a_generated_client_runs_the_whole_arc(
     )
     assert card.transfer_number == opened.number
 
+    # an administrator binds the plant key to the target version's domain
+    admin_token = httpx.post(
+        f"{base}/api/v1/auth/token", data={"username": "gen-admin", "password": PASSWORD}
+    ).json()["access_token"]
+    scoped = httpx.post(
+        f"{base}/api/v1/users/gen-plant/scopes",
+        json={"domains": [card.domain], "reason": "generated-client test"},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    assert scoped.status_code == 201, scoped.text
     plant = client_pkg.AuthenticatedClient(base_url=base, token=served["api_key"])
     prediction = _parsed(
         ops["predict"].sync_detailed(

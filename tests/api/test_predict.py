@@ -32,7 +32,7 @@ from tests.factories import (
     transfer_data,
     upload_dataset,
 )
-from tests.helpers import Actor
+from tests.helpers import Actor, grant_scope
 
 N_CHANNELS = 40
 URL = "/api/v1/models/titer_pls/versions/1/predict"
@@ -81,7 +81,7 @@ def test_prediction_equals_the_artifacts_linear_model(
     r = _post(client, plant, _json(spectra=X))
     assert r.status_code == 200, r.text
     out = PredictionRead.model_validate(r.json())  # the response honours its documented schema
-    model = _artifact_model(client, plant)
+    model = _artifact_model(client, actors[Role.developer].headers)
     np.testing.assert_allclose(out.predictions, X @ model.coef + model.intercept, rtol=0, atol=1e-9)
     t2, q = model.diagnose(X)
     np.testing.assert_allclose(out.t2, t2, rtol=1e-9, atol=1e-12)
@@ -117,12 +117,14 @@ def test_arrow_and_json_bodies_give_identical_predictions(
 def test_a_nested_or_unusual_json_body_gives_the_same_numbers(
     client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any]
 ) -> None:
-    """A '[' in the purpose text and integer values take the strict parser: same result."""
+    """A '[' in a sample id and integer values take the strict parser: same result."""
     dev = actors[Role.developer].headers
     X = np.round(trained["X"] * 1000)
     fast = _post(client, dev, _json(spectra=X)).json()
-    strict = _post(client, dev, _json(spectra=X.astype(int), purpose="run [3] check")).json()
+    ids = [f"run [{i}]" for i in range(len(X))]
+    strict = _post(client, dev, _json(spectra=X.astype(int), sample_ids=ids)).json()
     assert strict["predictions"] == fast["predictions"]
+    assert strict["sample_ids"] == ids
 
 
 @pytest.mark.parametrize("fmt", ["json", "arrow"])
@@ -265,7 +267,7 @@ def test_each_call_writes_one_prediction_log_row_and_no_audit_event(
     X[:2] *= 10  # two spectra far outside the calibration
     content = _arrow(X, trained["axis"])
     events = session.scalar(select(func.count()).select_from(AuditEvent))
-    r = _post(client, plant.headers, content, ARROW_STREAM, purpose="batch 42 IPC")
+    r = _post(client, plant.headers, content, ARROW_STREAM, purpose="evaluation")
     assert r.status_code == 200, r.text
     out = r.json()
     log = session.get(PredictionLog, uuid.UUID(out["prediction_log_id"]))
@@ -279,7 +281,8 @@ def test_each_call_writes_one_prediction_log_row_and_no_audit_event(
     assert log.n_spectra == len(X)
     assert log.input_sha256 == hashlib.sha256(content).hexdigest() == out["input_sha256"]
     assert log.input_format == "arrow"
-    assert log.purpose == "batch 42 IPC"
+    assert log.purpose == "evaluation"
+    assert log.for_gmp is False
     assert log.occurred_at == PredictionRead.model_validate(out).occurred_at
     assert log.flag_counts == {**out["flag_counts"], "flag_confidence": 0.99}
     assert log.flag_counts["t2_exceeded"] >= 2
@@ -292,7 +295,10 @@ def test_purpose_given_twice_is_422(
 ) -> None:
     before = session.scalar(select(func.count()).select_from(PredictionLog))
     r = _post(
-        client, actors[Role.plant].headers, _json(spectra=trained["X"], purpose="a"), purpose="b"
+        client,
+        actors[Role.plant].headers,
+        _json(spectra=trained["X"], purpose="evaluation"),
+        purpose="advisory",
     )
     assert r.status_code == 422
     assert "give purpose once" in r.json()["detail"]
@@ -449,6 +455,7 @@ def test_a_transferred_version_predicts_as_core_transform_then_predict(
     )
     assert record.status_code == 201, record.text
 
+    grant_scope(client, actors[Role.admin].headers, [PLANT_DOMAIN])
     plant = actors[Role.plant].headers
     r = client.post(
         "/api/v1/models/titer_pls/versions/2/predict",
@@ -457,8 +464,8 @@ def test_a_transferred_version_predicts_as_core_transform_then_predict(
     )
     assert r.status_code == 200, r.text
     out = r.json()
-    source = _artifact_model(client, plant)
-    artifact = client.get("/api/v1/models/titer_pls/versions/2/artifact", headers=plant)
+    source = _artifact_model(client, dev)
+    artifact = client.get("/api/v1/models/titer_pls/versions/2/artifact", headers=dev)
     with np.load(io.BytesIO(artifact.content), allow_pickle=False) as npz:
         transfer = ServingModel.from_arrays(dict(npz)).transfer
     assert transfer is not None

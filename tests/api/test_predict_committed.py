@@ -38,11 +38,18 @@ from app.enums import Role
 from app.errors import WouldBlock
 from app.main import create_app
 from app.services import auth as auth_service
+from app.services import scopes
 from app.services.predict import serving_models
 from app.settings import get_settings
 from app.store import get_store
 from tests.conftest import _drop_pg_database, fresh_database
-from tests.factories import create_domain, make_spectral_table, simulate_spectra, upload_dataset
+from tests.factories import (
+    DOMAIN,
+    create_domain,
+    make_spectral_table,
+    simulate_spectra,
+    upload_dataset,
+)
 from tests.helpers import PASSWORD
 
 CACHES = (get_settings, get_store)
@@ -131,6 +138,10 @@ def plant(deployed: Engine, backend: str) -> Iterator[Plant]:
         body = {"dataset_sha256": ds["sha256"], "intended_use": "monitoring", "reason": "first"}
         r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
         assert r.status_code == 201, r.text
+        with Session(deployed) as session, session.begin():
+            scopes.grant_scope(
+                session, "plant-dcs", domains=[DOMAIN], models=None, actor="pytest", reason="t"
+            )
         yield Plant(
             client,
             deployed,

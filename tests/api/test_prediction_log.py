@@ -45,7 +45,7 @@ def test_the_log_lists_each_call_in_time_order_with_its_provenance(
     plant, dev, qa = actors[Role.plant], actors[Role.developer], actors[Role.qa]
     X = trained["X"]
     calls = [
-        _predict(client, plant, X[:3], purpose="batch 42 in-process control"),
+        _predict(client, plant, X[:3], purpose="evaluation"),
         _predict(client, dev, X[3:4]),
         _predict(client, plant, np.vstack([X[:2], X[:1] * 10.0])),  # one spectrum flagged
     ]
@@ -74,8 +74,10 @@ def test_the_log_lists_each_call_in_time_order_with_its_provenance(
         plant.user.username,
     ]
     assert entries[0]["caller_id"] == str(plant.user.id)
-    assert entries[0]["purpose"] == "batch 42 in-process control"
-    assert entries[1]["purpose"] is None
+    assert entries[0]["purpose"] == "evaluation"
+    assert entries[1]["purpose"] == "evaluation"  # the default, logged as such
+    assert [e["for_gmp"] for e in entries] == [False, False, False]
+    assert [e["alias"] for e in entries] == [None, None, None]
     assert entries[2]["flag_counts"]["any_flag"] >= 1
 
 
@@ -147,15 +149,23 @@ def test_bad_queries_are_refused_in_the_envelope(
     assert_error(_log(client, actors[Role.qa], **params), status, words)
 
 
-def test_the_csv_export_has_the_same_rows_and_defuses_formulas(
+def test_csv_cells_defuse_formulas() -> None:
+    """Purposes are a closed vocabulary now, but rows logged before kept free text."""
+    from app.services.prediction_log import _cell
+
+    assert _cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
+    assert _cell("batch 7, day 3") == "batch 7, day 3"
+
+
+def test_the_csv_export_has_the_same_rows_one_per_call(
     client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any]
 ) -> None:
     plant, auditor = actors[Role.plant], actors[Role.auditor]
     X = trained["X"]
     calls = [
-        _predict(client, plant, X[:2], purpose='=HYPERLINK("http://evil")'),
+        _predict(client, plant, X[:2], purpose="evaluation"),
         _predict(client, plant, X[:1] * 10.0),
-        _predict(client, plant, X[2:3], purpose="batch 7, day 3"),
+        _predict(client, plant, X[2:3]),
     ]
     r = client.get(EXPORT, params={"limit": 2}, headers=auditor.headers)
     assert r.status_code == 200, r.text
@@ -164,7 +174,10 @@ def test_the_csv_export_has_the_same_rows_and_defuses_formulas(
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [row["id"] for row in rows] == [c["prediction_log_id"] for c in calls[:2]]
     first, second = rows
-    assert first["purpose"] == '\'=HYPERLINK("http://evil")'  # shown, never evaluated
+    assert first["purpose"] == "evaluation"
+    assert first["for_gmp"] == "false"
+    assert first["alias"] == ""
+    assert "sample_ids" not in first  # per-spectrum content: GET /prediction-log/{id}
     assert first["caller"] == plant.user.username
     assert first["model"] == "titer_pls"
     assert first["version"] == "1"
@@ -173,9 +186,9 @@ def test_the_csv_export_has_the_same_rows_and_defuses_formulas(
     assert first["input_sha256"] == calls[0]["input_sha256"]
     assert first["occurred_at"] == calls[0]["occurred_at"]
     assert int(second["any_flag"]) == calls[1]["flag_counts"]["any_flag"] >= 1
-    assert second["purpose"] == ""
+    assert second["purpose"] == "evaluation"
     rest = client.get(r.links["next"]["url"], headers=auditor.headers)
     (last,) = csv.DictReader(io.StringIO(rest.text))
     assert last["id"] == calls[2]["prediction_log_id"]
-    assert last["purpose"] == "batch 7, day 3"  # quoted by the writer, read back whole
+    assert last["purpose"] == "evaluation"
     assert "next" not in rest.links

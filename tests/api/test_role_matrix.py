@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from app.enums import Role
 from app.main import create_app
 from tests.factories import create_domain, make_spectral_table, simulate_spectra, upload_dataset
-from tests.helpers import PASSWORD, Actor
+from tests.helpers import PASSWORD, Actor, grant_scope, set_lifecycle
 
 ANY = frozenset(Role)
 A, D, Q, P, U = Role.admin, Role.developer, Role.qa, Role.plant, Role.auditor
+PEOPLE = frozenset({A, D, Q, U})  # plant keys read only the models, versions and aliases
 _counter = itertools.count()
 
 Request = Callable[[TestClient, dict[str, str], dict[str, Any]], Any]
@@ -76,9 +78,39 @@ def _predict(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
     X, _, _ = simulate_spectra(2, 12, seed=5)
     return c.post(
         f"/api/v1/models/{ctx['model']}/versions/1/predict",
-        json={"spectra": X.tolist(), "purpose": "role matrix"},
+        json={"spectra": X.tolist(), "purpose": "evaluation"},
         headers=h,
     )
+
+
+def _predict_by_alias(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    X, _, _ = simulate_spectra(2, 12, seed=5)
+    return c.post(
+        f"/api/v1/models/{ctx['model']}/aliases/matrix-alias/predict",
+        json={"spectra": X.tolist(), "purpose": "monitoring"},
+        headers=h,
+    )
+
+
+def _move_alias(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    body = {
+        "version": 1,
+        "reason": "t",
+        "change_control": "CC-MATRIX",
+        "username": "test-qa",
+        "password": PASSWORD,
+    }
+    return c.post(f"/api/v1/models/{ctx['model']}/aliases/{_unique()}", json=body, headers=h)
+
+
+def _grant_scope(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    name = _new_user(c, ctx, "plant")
+    body = {"domains": [ctx["domain"]], "reason": "t"}
+    return c.post(f"/api/v1/users/{name}/scopes", json=body, headers=h)
+
+
+def _log_entry(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    return c.get(f"/api/v1/prediction-log/{ctx['log_id']}", headers=h)
 
 
 def _cancel_transfer(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
@@ -238,19 +270,23 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
             headers=h,
         ),
     ),
-    ("GET", "/api/v1/domains"): (ANY, lambda c, h, ctx: c.get("/api/v1/domains", headers=h)),
+    ("POST", "/api/v1/users/{username}/scopes"): (frozenset({A}), _grant_scope),
+    ("GET", "/api/v1/domains"): (PEOPLE, lambda c, h, ctx: c.get("/api/v1/domains", headers=h)),
     ("GET", "/api/v1/domains/{name}"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/domains/{ctx['domain']}", headers=h),
     ),
     ("POST", "/api/v1/datasets"): (frozenset({D}), _post_dataset),
-    ("GET", "/api/v1/datasets"): (ANY, lambda c, h, ctx: c.get("/api/v1/datasets", headers=h)),
+    ("GET", "/api/v1/datasets"): (
+        PEOPLE,
+        lambda c, h, ctx: c.get("/api/v1/datasets", headers=h),
+    ),
     ("GET", "/api/v1/datasets/{sha256}"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/datasets/{ctx['sha']}", headers=h),
     ),
     ("GET", "/api/v1/datasets/{sha256}/content"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/datasets/{ctx['sha']}/content", headers=h),
     ),
     ("POST", "/api/v1/models"): (
@@ -276,11 +312,11 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1", headers=h),
     ),
     ("GET", "/api/v1/models/{name}/versions/{version}/lineage"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/lineage", headers=h),
     ),
     ("GET", "/api/v1/models/{name}/versions/{version}/artifact"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/artifact", headers=h),
     ),
     ("POST", "/api/v1/models/{name}/versions/{version}/predict"): (frozenset({P, D}), _predict),
@@ -294,21 +330,41 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         _mark_due,
     ),
     ("GET", "/api/v1/models/{name}/versions/{version}/lifecycle"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/lifecycle", headers=h),
     ),
     ("POST", "/api/v1/transfers/{id}/signatures"): (frozenset({D, Q}), _sign_transfer),
     ("POST", "/api/v1/domains/{name}/events"): (frozenset({D, Q}), _domain_event),
     ("GET", "/api/v1/domains/{name}/events"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/domains/{ctx['domain']}/events", headers=h),
+    ),
+    ("POST", "/api/v1/models/{name}/aliases/{alias}"): (frozenset({Q}), _move_alias),
+    ("GET", "/api/v1/models/{name}/aliases"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/aliases", headers=h),
+    ),
+    ("GET", "/api/v1/models/{name}/aliases/{alias}"): (
+        ANY,
+        lambda c, h, ctx: c.get(
+            f"/api/v1/models/{ctx['model']}/aliases/matrix-alias",
+            params={"at": "2099-01-01T00:00:00Z"},
+            headers=h,
+        ),
+    ),
+    ("POST", "/api/v1/models/{name}/aliases/{alias}/predict"): (
+        frozenset({P, D}),
+        _predict_by_alias,
     ),
     ("POST", "/api/v1/transfers"): (frozenset({D}), _open_transfer),
     ("POST", "/api/v1/transfers/{id}/standards"): (frozenset({D}), _post_standards),
     ("POST", "/api/v1/transfers/{id}/cancel"): (frozenset({D}), _cancel_transfer),
-    ("GET", "/api/v1/transfers"): (ANY, lambda c, h, ctx: c.get("/api/v1/transfers", headers=h)),
+    ("GET", "/api/v1/transfers"): (
+        PEOPLE,
+        lambda c, h, ctx: c.get("/api/v1/transfers", headers=h),
+    ),
     ("GET", "/api/v1/transfers/{id}"): (
-        ANY,
+        PEOPLE,
         lambda c, h, ctx: c.get(f"/api/v1/transfers/{ctx['transfer']}", headers=h),
     ),
     ("GET", "/api/v1/audit"): (
@@ -319,6 +375,7 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/prediction-log", headers=h),
     ),
+    ("GET", "/api/v1/prediction-log/{log_id}"): (frozenset({Q, U, A}), _log_entry),
     ("GET", "/api/v1/prediction-log/export"): (
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/prediction-log/export", headers=h),
@@ -356,7 +413,7 @@ def test_every_route_has_an_access_decision() -> None:
 
 
 @pytest.fixture
-def ctx(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
+def ctx(client: TestClient, actors: dict[Role, Actor], session: Session) -> dict[str, Any]:
     dev = actors[D].headers
     domain = create_domain(client, dev, name="matrix-domain")["name"]
     blob = make_spectral_table(n_samples=20, n_channels=12, seed=1)
@@ -383,6 +440,26 @@ def ctx(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
     opened = _open_transfer(client, dev, ctx)
     assert opened.status_code == 201, opened.text
     ctx["transfer"] = opened.json()["number"]
+    # The plant actor's scope; v1 qualified (bypassing the lifecycle) and named by an alias.
+    grant_scope(client, actors[A].headers, [domain])
+    set_lifecycle(session, "matrix_pls", 1, "approved")
+    alias = {
+        "version": 1,
+        "reason": "t",
+        "change_control": "CC-MATRIX",
+        "username": "test-qa",
+        "password": PASSWORD,
+    }
+    moved = client.post(
+        "/api/v1/models/matrix_pls/aliases/matrix-alias", json=alias, headers=actors[Q].headers
+    )
+    assert moved.status_code == 201, moved.text
+    predicted = _predict(client, dev, ctx)
+    assert predicted.status_code == 200, predicted.text
+    ctx["log_id"] = predicted.json()["prediction_log_id"]
+    # The prediction wrote on the test connection outside the request session's savepoint;
+    # a request that commits takes it in, so later refused requests (rolled back) keep it.
+    assert client.get("/api/v1/users/me", headers=dev).status_code == 200
     return ctx
 
 

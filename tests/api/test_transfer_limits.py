@@ -29,7 +29,7 @@ from tests.factories import (
     train_transfer_source,
     transfer_data,
 )
-from tests.helpers import Actor
+from tests.helpers import Actor, grant_scope
 
 N_STANDARDS = 12
 SEED = 3  # transfer_data's campaign; its plant probe measured with seed + 1
@@ -146,6 +146,7 @@ def test_predictions_flag_in_control_target_spectra_rarely_and_another_process(
     client: TestClient, dev: dict[str, str], source: dict[str, Any], actors: dict[Role, Actor]
 ) -> None:
     record = _transfer(client, dev, source, validation=transfer_data().validation_bytes())
+    grant_scope(client, actors[Role.admin].headers, [PLANT_DOMAIN])
     plant = actors[Role.plant].headers
     in_control = _predict(client, plant, _plant("BATCH-2026-003"))
     n = len(in_control["predictions"])

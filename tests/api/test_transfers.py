@@ -35,7 +35,7 @@ from tests.factories import (
     transfer_data,
     upload_dataset,
 )
-from tests.helpers import Actor, assert_error, nothing_written, record_counts
+from tests.helpers import Actor, assert_error, grant_scope, nothing_written, record_counts
 
 MODEL = {"name": "titer_pls", "analyte": "titer", "units": "g/L", "reason": "new soft sensor"}
 N_STANDARDS = 12
@@ -621,6 +621,7 @@ def test_the_log_and_the_audit_trail_filter_by_transfer_number_or_uuid(
     r = _standards(client, dev, opened["number"], validation=data.validation_bytes())
     assert r.status_code == 201, r.text
     record = r.json()
+    grant_scope(client, actors[Role.admin].headers, [DOMAIN, PLANT_DOMAIN])
     plant, qa = actors[Role.plant].headers, actors[Role.qa].headers
     for version in (1, 2):
         call = client.post(

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
+from app.enums import PredictionPurpose
 from app.errors import InvalidInput
 from app.services.spectra_bodies import (
-    MAX_PURPOSE,
+    MAX_SAMPLE_ID,
     SpectraInput,
     parse_arrow_body,
     parse_json_body,
@@ -78,19 +79,47 @@ def _refusal(parse: Any, body: bytes) -> str:
 
 
 def test_good_json_gives_the_spectra_axis_and_purpose() -> None:
-    parsed = _json(orjson.dumps({"spectra": X.tolist(), "axis": AXIS.tolist(), "purpose": "ipc"}))
+    parsed = _json(
+        orjson.dumps({"spectra": X.tolist(), "axis": AXIS.tolist(), "purpose": "monitoring"})
+    )
     np.testing.assert_array_equal(parsed.spectra, X)
     assert parsed.spectra.dtype == np.float64
     assert parsed.spectra.flags.c_contiguous
     np.testing.assert_array_equal(parsed.axis, AXIS)
-    assert parsed.purpose == "ipc"
+    assert parsed.purpose is PredictionPurpose.monitoring
+    assert parsed.sample_ids is None
 
 
 def test_json_integers_and_nested_layout_read_the_same_numbers() -> None:
     as_ints = [[1, 2, 3, 4, 5]]
-    odd = b'{"purpose": "x [y]", "spectra": [[1, 2, 3, 4, 5]]}'  # a "[" in the text
+    odd = b'{"sample_ids": ["x [y]"], "spectra": [[1, 2, 3, 4, 5]]}'  # a "[" in the text
     np.testing.assert_array_equal(_json(orjson.dumps({"spectra": as_ints})).spectra, as_ints)
     np.testing.assert_array_equal(_json(odd).spectra, as_ints)
+    assert _json(odd).sample_ids == ["x [y]"]
+
+
+def test_json_sample_ids_are_read_on_the_fast_path_too() -> None:
+    ids = ["A-1", "A-2", "A-3"]
+    parsed = _json(orjson.dumps({"spectra": X.tolist(), "sample_ids": ids}))
+    assert parsed.sample_ids == ids
+    np.testing.assert_array_equal(parsed.spectra, X)
+
+
+@pytest.mark.parametrize(
+    ("ids", "words"),
+    [
+        (["a", "b"], "2 sample ids for 3 spectra"),
+        (["a", "b", "c", "d"], "4 sample ids for 3 spectra"),
+        (["a", "a", "b"], "'a' is sent twice"),
+        (["a", "", "b"], "sample id 1 must be a text of 1 to"),
+        (["a", 2, "b"], "sample id 1 must be a text"),
+        (["a", "b", "c" * (MAX_SAMPLE_ID + 1)], "sample id 2 must be a text"),
+        ("abc", "must be a list of texts"),
+    ],
+)
+def test_json_bad_sample_ids_are_refused(ids: Any, words: str) -> None:
+    detail = _refusal(_json, orjson.dumps({"spectra": X.tolist(), "sample_ids": ids}))
+    assert words in detail
 
 
 def test_json_wrong_channel_count_names_the_row() -> None:
@@ -122,9 +151,12 @@ def test_json_unknown_field_is_named() -> None:
     assert "unknown field 'sample'" in detail
 
 
-def test_json_purpose_too_long_is_refused() -> None:
-    body = orjson.dumps({"spectra": X.tolist(), "purpose": "p" * (MAX_PURPOSE + 1)})
-    assert f"1 to {MAX_PURPOSE} characters" in _refusal(_json, body)
+@pytest.mark.parametrize("purpose", ["batch 42 in-process control", "Monitoring", 3])
+def test_json_unknown_purpose_is_refused_naming_the_allowed_ones(purpose: Any) -> None:
+    body = orjson.dumps({"spectra": X.tolist(), "purpose": purpose})
+    assert "is not one of: evaluation, advisory, monitoring, control, release" in _refusal(
+        _json, body
+    )
 
 
 def test_json_value_that_is_not_a_number_names_its_position() -> None:
@@ -151,6 +183,31 @@ def test_arrow_with_wn_columns_gives_the_spectra_and_ignores_other_columns() -> 
     np.testing.assert_array_equal(parsed.spectra, X)
     assert parsed.spectra.flags.c_contiguous
     np.testing.assert_array_equal(parsed.axis, AXIS)
+
+
+def test_arrow_sample_id_column_is_read_in_the_channel_layout() -> None:
+    assert _arrow(_columns_body(X, sample_id=["a", "b", "c"])).sample_ids == ["a", "b", "c"]
+    assert _arrow(_columns_body(X, batch=["x", "y", "z"])).sample_ids is None
+
+
+@pytest.mark.parametrize(
+    ("ids", "words"),
+    [
+        (["a", "b", "a"], "'a' is sent twice"),
+        (["a", None, "c"], "row 1 of 'sample_id' is null"),
+        ([1, 2, 3], "must hold texts"),
+    ],
+)
+def test_arrow_bad_sample_id_column_is_refused(ids: Any, words: str) -> None:
+    assert words in _refusal(_arrow, _columns_body(X, sample_id=ids))
+
+
+def test_arrow_sample_id_column_is_read_in_the_list_layout() -> None:
+    table = pa.ipc.open_stream(_list_body(X.tolist())).read_all()
+    with_ids = table.append_column("sample_id", pa.array(["p", "q", "r"]))
+    assert _arrow(_stream(with_ids)).sample_ids == ["p", "q", "r"]
+    short = table.append_column("sample_id", pa.array(["p", "q", "q"]))
+    assert "'q' is sent twice" in _refusal(_arrow, _stream(short))
 
 
 def test_arrow_column_axis_mismatch_names_the_column() -> None:

@@ -10,7 +10,15 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
+from app.db.models import (
+    AccountScope,
+    AliasAssignment,
+    Domain,
+    ModelVersion,
+    SoftSensorModel,
+    TransferRecord,
+    User,
+)
 from app.enums import IntendedUse, TransferMethod, TransferStatus, VersionStatus
 from app.errors import Conflict
 from app.schemas.models import OperatingRange
@@ -120,7 +128,8 @@ def test_concurrent_completions_and_trainings_number_versions_without_deadlock(
 def test_seed_demo_records_transfer_1(
     session: Session, store: LocalStore, settings_env: None
 ) -> None:
-    seed_demo(session, store)
+    result = seed_demo(session, store)
+    assert any(n.startswith("alias plant-2000L -> titer_pls v2") for n in result.notes)
     transfer = transfers.get_transfer(session, "1")
     record = transfers.describe_transfer(session, transfer).model_dump()
     assert record["status"] == TransferStatus.completed
@@ -151,5 +160,18 @@ def test_seed_demo_records_transfer_1(
     assert v1.qualified
     assert [s.meaning.value for s in v1.signatures] == ["authored", "approved"]
     assert models.describe_version(session, v2).qualified
+    # demo-plant is bound to the plant domain and titer_pls; alias plant-2000L names v2
+    plant = session.scalars(select(User).where(User.username == "demo-plant")).one()
+    (scope,) = session.scalars(select(AccountScope).where(AccountScope.user_id == plant.id))
+    domain = session.scalars(select(Domain).where(Domain.name == PLANT_DOMAIN)).one()
+    assert scope.domain_ids == [str(domain.id)]
+    assert scope.model_ids == [str(model.id)]
+    (moved,) = session.scalars(select(AliasAssignment))
+    assert (moved.alias, moved.version_id, moved.signer_username) == (
+        "plant-2000L",
+        v2.id,
+        "demo-qa",
+    )
+    assert moved.change_control == "CC-2026-0042"
     again = seed_demo(session, store)
     assert not again.created

@@ -8,11 +8,15 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import Admin, CurrentUser, Person, SessionDep
 from app.db.models import User
+from app.enums import Role
+from app.errors import InvalidInput
 from app.schemas.auth import (
     AccountChange,
     ApiKeyIssued,
     PasswordChange,
     RoleChange,
+    ScopeCreate,
+    ScopeRead,
     TokenRead,
     UserAdminRead,
     UserCreate,
@@ -20,7 +24,7 @@ from app.schemas.auth import (
     UserRead,
 )
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
-from app.services import accounts
+from app.services import accounts, scopes
 from app.services import auth as auth_service
 
 router = APIRouter(tags=["auth"])
@@ -57,7 +61,12 @@ def issue_token(
     responses={**ERRORS, **CONFLICT},
 )
 def create_user(body: UserCreate, session: SessionDep, actor: Admin) -> UserCreated:
-    """Create a user (password) or a service account (role plant: API key returned once)."""
+    """Create a user (password) or a service account (role plant: API key returned once;
+    ``domains`` and optionally ``models`` give its first scope, audited ``user.scope``)."""
+    if (body.domains is not None or body.models is not None) and body.role is not Role.plant:
+        raise InvalidInput("domains and models scope service accounts (role plant) only")
+    if body.models is not None and body.domains is None:
+        raise InvalidInput("models narrows a scope of domains: give domains as well")
     created = auth_service.create_user(
         session,
         username=body.username,
@@ -67,6 +76,15 @@ def create_user(body: UserCreate, session: SessionDep, actor: Admin) -> UserCrea
         actor=actor,
         reason=body.reason,
     )
+    if body.domains is not None:
+        scopes.add_scope(
+            session,
+            created.user,
+            domains=body.domains,
+            models=body.models,
+            actor=actor,
+            reason=body.reason,
+        )
     read = UserRead.model_validate(created.user)
     return UserCreated(**read.model_dump(), api_key=created.api_key)
 
@@ -106,12 +124,48 @@ def list_users(session: SessionDep, _: Admin) -> list[UserAdminRead]:
     """Every account, active or not (nothing is deleted), in user-name order."""
     rows = accounts.list_users(session)
     names = {u.id: u.username for u in rows}
+    in_force = scopes.current_scopes(session, [u for u in rows if u.role is Role.plant])
     return [
         UserAdminRead.model_validate(u).model_copy(
-            update={"created_by": names.get(u.created_by_id) if u.created_by_id else None}
+            update={
+                "created_by": names.get(u.created_by_id) if u.created_by_id else None,
+                "scope": _scope_read(in_force.get(u.id)),
+            }
         )
         for u in rows
     ]
+
+
+def _scope_read(view: scopes.ScopeView | None) -> ScopeRead | None:
+    return None if view is None else ScopeRead.model_validate(view, from_attributes=True)
+
+
+@router.post(
+    "/users/{username}/scopes",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserAdminRead,
+    responses=_ADMIN,
+)
+def grant_scope(
+    username: UsernamePath,
+    body: ScopeCreate,
+    session: SessionDep,
+    actor: Admin,
+) -> UserAdminRead:
+    """Bind a service account (role plant; 422 otherwise) to domains and optionally models:
+    a new scope row, in force at once (the previous one is kept as history), audited
+    ``user.scope`` with the scope before and after. Its predictions on a version of another
+    domain, or of a model not listed, are then a 403. Role: admin."""
+    user = scopes.grant_scope(
+        session,
+        username,
+        domains=body.domains,
+        models=body.models,
+        actor=actor,
+        reason=body.reason,
+    )
+    view = scopes.current_scopes(session, [user]).get(user.id)
+    return UserAdminRead.model_validate(user).model_copy(update={"scope": _scope_read(view)})
 
 
 @router.post("/users/{username}/deactivate", response_model=UserAdminRead, responses=_ADMIN)

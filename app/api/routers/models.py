@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.deps import CatalogReader, Developer, Reader, SessionDep, StoreDep
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.models import (
     LineageRead,
@@ -14,6 +14,7 @@ from app.schemas.models import (
     SoftSensorModelRead,
 )
 from app.services import models as models_service
+from app.services import scopes
 
 router = APIRouter(prefix="/models", tags=["models"])
 VersionNumber = Annotated[int, Path(ge=1)]
@@ -34,13 +35,20 @@ def create_model(
 
 
 @router.get("", response_model=list[SoftSensorModelRead], responses=ERRORS)
-def list_models(session: SessionDep, _: Reader) -> list[SoftSensorModelRead]:
-    return models_service.describe_models(session, models_service.list_models(session))
+def list_models(session: SessionDep, reader: CatalogReader) -> list[SoftSensorModelRead]:
+    """Every model (plant: those within its scope)."""
+    shown = scopes.visible_models(
+        session, scopes.read_scope(session, reader), models_service.list_models(session)
+    )
+    return models_service.describe_models(session, shown)
 
 
 @router.get("/{name}", response_model=SoftSensorModelRead, responses={**ERRORS, **NOT_FOUND})
-def get_model(name: str, session: SessionDep, _: Reader) -> SoftSensorModelRead:
-    return models_service.describe_model(session, models_service.get_model(session, name))
+def get_model(name: str, session: SessionDep, reader: CatalogReader) -> SoftSensorModelRead:
+    """The model (plant: 403 outside its scope)."""
+    model = models_service.get_model(session, name)
+    scopes.check_model(session, scopes.read_scope(session, reader), model)
+    return models_service.describe_model(session, model)
 
 
 @router.post(
@@ -60,8 +68,13 @@ def train_version(
 @router.get(
     "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
 )
-def list_versions(name: str, session: SessionDep, _: Reader) -> list[ModelVersionRead]:
-    return models_service.describe_versions(session, models_service.list_versions(session, name))
+def list_versions(name: str, session: SessionDep, reader: CatalogReader) -> list[ModelVersionRead]:
+    """The model's versions in number order (plant: those within its scope)."""
+    scope = scopes.read_scope(session, reader)
+    model = models_service.get_model(session, name)
+    scopes.check_model(session, scope, model)
+    shown = [v for v in models_service.list_versions(session, name) if scope.allows_version(v)]
+    return models_service.describe_versions(session, shown)
 
 
 @router.get(
@@ -70,11 +83,12 @@ def list_versions(name: str, session: SessionDep, _: Reader) -> list[ModelVersio
     responses={**ERRORS, **NOT_FOUND},
 )
 def get_version(
-    name: str, version: VersionNumber, session: SessionDep, _: Reader
+    name: str, version: VersionNumber, session: SessionDep, reader: CatalogReader
 ) -> ModelVersionRead:
-    return models_service.describe_version(
-        session, models_service.get_version(session, name, version)
-    )
+    """The version card, with the aliases naming it now (plant: 403 outside its scope)."""
+    row = models_service.get_version(session, name, version)
+    scopes.check_version(session, scopes.read_scope(session, reader), row)
+    return models_service.describe_version(session, row)
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""``POST /models/{name}/versions/{v}/predict``: corrected predictions for plant systems."""
+"""``POST /models/{name}/versions/{v}/predict`` and ``POST /models/{name}/aliases/{alias}/
+predict``: corrected predictions for plant systems."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from app.store import LocalStore
 
 router = APIRouter(prefix="/models", tags=["predictions"])
 VersionNumber = Annotated[int, Path(ge=1)]
+AliasName = Annotated[str, Path(max_length=64, description="the alias, e.g. plant-2000L")]
 _FORMATS: dict[str, InputFormat] = {"application/json": "json", ARROW_STREAM: "arrow"}
 
 
@@ -47,10 +49,19 @@ def _input_format(request: Request) -> InputFormat:
     return input_format
 
 
+# The JSON body's schema with its references pointing at the document's components (the
+# purpose enum is one: PredictionRead puts it there), not at a local "$defs".
+_JSON_SCHEMA = {
+    k: v
+    for k, v in PredictRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    ).items()
+    if k != "$defs"
+}
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
-        "application/json": {"schema": PredictRequest.model_json_schema()},
+        "application/json": {"schema": _JSON_SCHEMA},
         ARROW_STREAM: {
             "schema": {
                 "type": "string",
@@ -60,7 +71,9 @@ _REQUEST_BODY: dict[str, Any] = {
                 "prefix of the version's dataset; the column names are the axis; other columns "
                 "are ignored), or one column 'spectra' of type FixedSizeList<float64> (list "
                 "size = channel count) with the axis in the schema metadata under 'axis' (a "
-                "JSON list of numbers) and optionally the prefix under 'prefix'.",
+                "JSON list of numbers) and optionally the prefix under 'prefix'. In either "
+                "layout an optional string column 'sample_id' carries the sample ids (one "
+                "per row, unique). The purpose goes in the query parameter.",
             }
         },
     },
@@ -83,8 +96,14 @@ def _payload(logged: predict_service.Prediction) -> dict[str, Any]:
     return {
         "model": record.model,
         "version": record.version,
+        "alias": result.version.alias,
         "status": result.version.status,
         "qualified": result.qualified,
+        "intended_use": record.intended_use,
+        "review_due_at": result.version.review_due_at,
+        "purpose": result.purpose,
+        "for_gmp": result.for_gmp,
+        "notice": result.notice,
         "artifact_sha256": record.artifact_sha256,
         "units": record.units,
         "transfer_record": transfer,
@@ -110,19 +129,31 @@ def _payload(logged: predict_service.Prediction) -> dict[str, Any]:
         "q": result.q,
         "flags": result.flags,
         "flag_counts": result.flag_counts,
+        "sample_ids": result.sample_ids,
     }
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    **NOT_FOUND,
+    409: {
+        "model": ErrorBody,
+        "description": "the version is retired, or the purpose needs a qualified version "
+        "whose intended use covers it",
+    },
+    413: {"model": ErrorBody, "description": "body larger than the upload limit"},
+    415: {"model": ErrorBody, "description": "neither JSON nor an Arrow IPC stream"},
+}
+PurposeQuery = Annotated[
+    Purpose | None,
+    Query(description="for Arrow bodies (JSON bodies may carry it instead); default evaluation"),
+]
 
 
 @router.post(
     "/{name}/versions/{version}/predict",
     response_model=PredictionRead,
-    responses={
-        **ERRORS,
-        **NOT_FOUND,
-        409: {"model": ErrorBody, "description": "the version is retired"},
-        413: {"model": ErrorBody, "description": "body larger than the upload limit"},
-        415: {"model": ErrorBody, "description": "neither JSON nor an Arrow IPC stream"},
-    },
+    responses=_RESPONSES,
     openapi_extra={"requestBody": _REQUEST_BODY},
 )
 async def predict(
@@ -132,31 +163,38 @@ async def predict(
     transactions: TransactionsDep,
     store: StoreDep,
     credentials: Credentials,
-    purpose: Annotated[
-        Purpose | None, Query(description="for Arrow bodies (JSON bodies may carry it instead)")
-    ] = None,
+    purpose: PurposeQuery = None,
 ) -> Response:
     """Predict the analyte from spectra with the version's collapsed model (transfer + PLS).
 
     Returns, per spectrum and in request order, the prediction, Hotelling T², Q and flags
-    (columnar: one list per quantity), and for the call the version, its status, artifact and
-    transfer record, ``qualified`` (true only for an approved version) and the id of the
-    prediction-log row written with it. Roles: plant, developer.
+    (columnar: one list per quantity), the sample ids sent, and for the call the version, its
+    status, intended use and review date, artifact and transfer record, ``qualified``
+    (approved or requalified, review date not passed), the ``purpose``, ``for_gmp`` and the
+    id of the prediction-log row written with it (which keeps these results and their
+    sha256). Roles: plant (within its scope: the version's domain and model), developer.
+
+    Purpose (``purpose``, in the JSON body or the query): ``evaluation`` (the default) is
+    served by any version that is not retired, with ``for_gmp: false`` and a ``notice`` "not
+    for GMP use". ``advisory``, ``monitoring``, ``control`` and ``release`` need a qualified
+    version whose intended use covers the purpose (advisory < monitoring < control <
+    release): otherwise 409 naming the version's state and intended use.
 
     Bodies (``Content-Type``):
 
-    - ``application/json``: ``{"spectra": [[...], ...], "axis": [...], "purpose": "..."}``,
-      ``axis`` and ``purpose`` optional; each row has the model's channel count.
+    - ``application/json``: ``{"spectra": [[...], ...], "axis": [...], "purpose": "...",
+      "sample_ids": [...]}``, all but ``spectra`` optional; each row has the model's channel
+      count; ``sample_ids`` one unique text (1-200 characters) per spectrum.
     - ``application/vnd.apache.arrow.stream``, channel columns: one numeric column
       ``<prefix><position>`` per channel (e.g. ``wn_400`` ... ``wn_1800``, the prefix of the
-      version's dataset); the column names are the axis and must equal the model's. Other
-      columns (e.g. ``sample_id``) are ignored.
+      version's dataset); the column names are the axis and must equal the model's. A string
+      column ``sample_id`` is read as the sample ids; other columns are ignored.
     - ``application/vnd.apache.arrow.stream``, list column: one column ``spectra`` of type
       ``FixedSizeList<float64>`` whose list size is the model's channel count, one list per
       spectrum, no nulls; the schema metadata hold the axis under ``axis`` (a JSON list of
       numbers, equal to the model's) and optionally the spectral prefix under ``prefix``. The
       schema has one field however many channels, so a single spectrum of 701 channels is a
-      message of about 11 KB instead of 73 KB.
+      message of about 11 KB instead of 73 KB. An optional string column ``sample_id``.
 
     A refusal names the row, channel or column at fault (counted from 0).
     """
@@ -170,8 +208,52 @@ async def predict(
         body,
         name=name,
         version=version,
+        alias=None,
         purpose=purpose,
     )
+    return await _run(call, body)
+
+
+@router.post(
+    "/{name}/aliases/{alias}/predict",
+    response_model=PredictionRead,
+    responses=_RESPONSES,
+    openapi_extra={"requestBody": _REQUEST_BODY},
+)
+async def predict_by_alias(
+    request: Request,
+    name: str,
+    alias: AliasName,
+    transactions: TransactionsDep,
+    store: StoreDep,
+    credentials: Credentials,
+    purpose: PurposeQuery = None,
+) -> Response:
+    """Predict with the version the alias names now, resolved in the same transaction as the
+    prediction and its log row; the response and the log row name the alias.
+
+    Bodies, purposes, scope and response exactly as ``POST
+    /models/{name}/versions/{v}/predict``. An alias whose version has since become
+    unqualified still resolves: ``evaluation`` is served, any other purpose is a 409. A
+    withdrawn or unknown alias is a 404. Roles: plant (within its scope), developer.
+    """
+    body = await request.body()
+    call = partial(
+        _predict_and_commit,
+        transactions,
+        store,
+        credentials,
+        request,
+        body,
+        name=name,
+        version=None,
+        alias=alias,
+        purpose=purpose,
+    )
+    return await _run(call, body)
+
+
+async def _run(call: partial[bytes], body: bytes) -> Response:
     # Everything after the body - authentication and role, the version, parsing, the model,
     # the log row and its COMMIT - is one unit of work. A small call on the embedded SQLite
     # runs it right here on the event loop when nothing there would wait (write lock free,
@@ -203,14 +285,15 @@ def _predict_and_commit(
     body: bytes,
     *,
     name: str,
-    version: int,
+    version: int | None,
+    alias: str | None,
     purpose: str | None,
     on_event_loop: bool = False,
 ) -> bytes:
     """authorize -> evaluate -> record; returns the response body.
 
-    401/403, then 415, then the prediction (:func:`~app.services.predict.evaluate`) and its
-    log row (:func:`~app.services.predict.record`).
+    401/403, then 415, then the prediction (:func:`~app.services.predict.evaluate`: 404,
+    the scope's 403, 409, 422) and its log row (:func:`~app.services.predict.record`).
 
     Reads first (on SQLite without the write lock), then parsing and the prediction, then the
     log row (the write lock, on SQLite, only for that). On the event loop, raises
@@ -223,8 +306,10 @@ def _predict_and_commit(
         evaluation = predict_service.evaluate(
             connection,
             store,
+            caller=caller,
             model_name=name,
             version=version,
+            alias=alias,
             body=body,
             input_format=_input_format(request),
             purpose=purpose,

@@ -3,6 +3,7 @@ or CSV for a spreadsheet)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.api.deps import AuditReader, SessionDep
 from app.api.links import set_next_link
 from app.schemas.common import ERRORS, NOT_FOUND
-from app.schemas.predict import PredictionLogPage
+from app.schemas.predict import PredictionLogPage, PredictionLogRead
 from app.services import prediction_log
 
 router = APIRouter(prefix="/prediction-log", tags=["predictions"])
@@ -72,8 +73,9 @@ def list_prediction_log(
     filters: Filters,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PredictionLogPage:
-    """Prediction calls in time order: caller, version, artifact, transfer record, the sha256
-    of the input, flag counts and purpose. Roles: qa, auditor, admin."""
+    """Prediction calls in time order: caller, version, alias, artifact, transfer record, the
+    sha256 of the input, flag counts, purpose and for_gmp (per call; a call's per-spectrum
+    results: ``GET /prediction-log/{id}``). Roles: qa, auditor, admin."""
     entries, next_cursor = filters.entries(session, limit)
     return PredictionLogPage(
         entries=[prediction_log.entry_read(e) for e in entries],
@@ -109,3 +111,14 @@ def export_prediction_log(
     if next_cursor is not None:
         set_next_link(request, response, cursor=next_cursor)
     return response
+
+
+@router.get("/{log_id}", response_model=PredictionLogRead, responses={**ERRORS, **NOT_FOUND})
+def get_prediction_log_entry(
+    log_id: uuid.UUID, session: SessionDep, _: AuditReader
+) -> PredictionLogRead:
+    """One call as the log keeps it, with what it reported: ``results`` (predictions, T²,
+    Q, flags and the client's sample ids, per spectrum in request order), their
+    ``results_sha256`` (canonical JSON, see the README) and ``results_valid`` (the stored
+    results recomputed to that sha256). Roles: qa, auditor, admin."""
+    return prediction_log.get_entry(session, log_id)

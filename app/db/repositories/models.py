@@ -117,3 +117,18 @@ def referenced_digests(session: Session) -> set[str]:
         )
     )
     return digests
+
+
+def models_with_versions_in(
+    session: Session, model_ids: Iterable[uuid.UUID], domain_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Those of ``model_ids`` that have a version reading one of ``domain_ids`` (one query)."""
+    models, domains = set(model_ids), set(domain_ids)
+    if not models or not domains:
+        return set()
+    stmt = (
+        select(ModelVersion.model_id)
+        .where(ModelVersion.model_id.in_(models), ModelVersion.domain_id.in_(domains))
+        .distinct()
+    )
+    return set(session.scalars(stmt))

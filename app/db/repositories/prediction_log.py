@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from app.db.models import ModelVersion, PredictionLog, SoftSensorModel, TransferRecord
 
@@ -50,6 +50,7 @@ def page(
         .join(mv, mv.id == log.model_version_id)
         .join(m, m.id == mv.model_id)
         .outerjoin(tr, tr.id == log.transfer_id)
+        .options(defer(log.results, raiseload=True))  # per-row content: GET /{id} only
         .order_by(log.occurred_at, log.id)
     )
     if where.model_id is not None:
@@ -70,3 +71,17 @@ def page(
     if after is not None:
         stmt = stmt.where(tuple_(log.occurred_at, log.id) > tuple_(*after))
     return [LogRow(r[0], r[1], r[2], r[3]) for r in session.execute(stmt.limit(limit))]
+
+
+def by_id(session: Session, log_id: uuid.UUID) -> LogRow | None:
+    """One log row with its results and the names beside it."""
+    log, mv, m, tr = PredictionLog, ModelVersion, SoftSensorModel, TransferRecord
+    stmt = (
+        select(log, m.name, mv.version, tr.number)
+        .join(mv, mv.id == log.model_version_id)
+        .join(m, m.id == mv.model_id)
+        .outerjoin(tr, tr.id == log.transfer_id)
+        .where(log.id == log_id)
+    )
+    row = session.execute(stmt).one_or_none()
+    return None if row is None else LogRow(row[0], row[1], row[2], row[3])

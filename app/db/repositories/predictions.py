@@ -1,4 +1,5 @@
-"""Queries of the prediction route: a version's status and immutable record, the log insert.
+"""Queries of the prediction routes: a version's status and immutable record (by number or
+through an alias), the log insert.
 
 Queries only: no cache, no commit, no business rule. The statements are built once, on the
 tables: constructing a SELECT costs more than running it on an indexed key, and Core
@@ -12,10 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
 
-from app.db.models import Dataset, ModelVersion, PredictionLog, SoftSensorModel, TransferRecord
-from app.enums import TransferStatus, VersionStatus
+from app.db.models import (
+    AliasAssignment,
+    Dataset,
+    Domain,
+    ModelVersion,
+    PredictionLog,
+    SoftSensorModel,
+    TransferRecord,
+)
+from app.enums import IntendedUse, TransferStatus, VersionStatus
 
 
 @dataclass(frozen=True)
@@ -23,8 +32,12 @@ class VersionRecord:
     """The immutable part of a version: everything but its status (safe to cache by id)."""
 
     id: uuid.UUID
+    model_id: uuid.UUID
     model: str
     version: int
+    domain_id: uuid.UUID
+    domain: str
+    intended_use: IntendedUse
     artifact_sha256: str
     units: str
     spectral_prefix: str
@@ -42,7 +55,7 @@ class VersionRecord:
 
 @dataclass(frozen=True)
 class VersionStatusNow:
-    """A version's id and what may change at any moment: its status, its review date, its
+    """A version's id and what may change at any moment: its status and review date, its
     transfer record's status."""
 
     version_id: uuid.UUID
@@ -51,11 +64,13 @@ class VersionStatusNow:
     review_due_at: datetime | None
 
 
-_mv, _model, _ds, _tr = (
+_mv, _model, _ds, _tr, _dom, _alias = (
     ModelVersion.__table__,
     SoftSensorModel.__table__,
     Dataset.__table__,
     TransferRecord.__table__,
+    Domain.__table__,
+    AliasAssignment.__table__,
 )
 _STATUS = (
     select(_mv.c.id, _mv.c.status, _tr.c.status, _mv.c.review_due_at)
@@ -69,8 +84,12 @@ _STATUS = (
 _RECORD = (
     select(
         _mv.c.id,
+        _mv.c.model_id,
         _model.c.name.label("model"),
         _mv.c.version,
+        _mv.c.domain_id,
+        _dom.c.name.label("domain"),
+        _mv.c.intended_use,
         _mv.c.artifact_sha256,
         _model.c.units,
         _ds.c.spectral_prefix,
@@ -88,9 +107,32 @@ _RECORD = (
     .select_from(
         _mv.join(_model, _model.c.id == _mv.c.model_id)
         .join(_ds, _ds.c.id == _mv.c.dataset_id)
+        .join(_dom, _dom.c.id == _mv.c.domain_id)
         .outerjoin(_tr, _tr.c.id == _mv.c.transfer_id)
     )
     .where(_mv.c.id == bindparam("version_id"))
+)
+# The alias now: its newest assignment (the unique (model_id, alias, sequence) index answers
+# the max), and the version it names with that version's current statuses. A withdrawn alias
+# has a row with no version (every version column NULL).
+_newest = _alias.alias("newest")
+_NEWEST_SEQUENCE = (
+    select(func.max(_newest.c.sequence))
+    .where(_newest.c.model_id == _alias.c.model_id, _newest.c.alias == _alias.c.alias)
+    .scalar_subquery()
+)
+_ALIAS_STATUS = (
+    select(_mv.c.id, _mv.c.status, _tr.c.status, _mv.c.review_due_at)
+    .select_from(
+        _model.join(_alias, _alias.c.model_id == _model.c.id)
+        .outerjoin(_mv, _mv.c.id == _alias.c.version_id)
+        .outerjoin(_tr, _tr.c.id == _mv.c.transfer_id)
+    )
+    .where(
+        _model.c.name == bindparam("model_name"),
+        _alias.c.alias == bindparam("alias"),
+        _alias.c.sequence == _NEWEST_SEQUENCE,
+    )
 )
 _INSERT_LOG = insert(cast(Table, PredictionLog.__table__))
 
@@ -103,6 +145,22 @@ def version_status(
     if row is None:
         return None
     version_id, status, transfer_status, review_due_at = row
+    return VersionStatusNow(version_id, status, transfer_status, review_due_at)
+
+
+def alias_status(
+    connection: Connection, *, model_name: str, alias: str
+) -> VersionStatusNow | bool | None:
+    """The version the alias names now, with its current statuses; False when the alias was
+    withdrawn (it names no version); None when the model or the alias is unknown."""
+    row = connection.execute(
+        _ALIAS_STATUS, {"model_name": model_name, "alias": alias}
+    ).one_or_none()
+    if row is None:
+        return None
+    version_id, status, transfer_status, review_due_at = row
+    if version_id is None:
+        return False
     return VersionStatusNow(version_id, status, transfer_status, review_due_at)
 
 
