@@ -177,7 +177,8 @@ def test_a_domain_event_makes_its_qualified_versions_due(
     r = client.post(EVENTS, json=event | {"kind": "recalibrated"}, headers=dev.headers)
     assert r.status_code == 201, r.text
     assert r.json()["versions_made_due"] == []
-    r = client.get(EVENTS, headers=actors[Role.plant].headers)
+    assert client.get(EVENTS, headers=actors[Role.plant].headers).status_code == 403
+    r = client.get(EVENTS, headers=actors[Role.auditor].headers)
     assert [e["kind"] for e in r.json()] == ["probe_replaced", "recalibrated"]
     assert len(r.json()[0]["versions_made_due"]) == 1
 
