@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -154,3 +155,27 @@ def test_lifecycle_run_records_passed_review_dates_once(embedded: Path) -> None:
     again = runner.invoke(app, ["lifecycle", "run"])
     assert "0 version(s) made requalification_due" in again.output
     assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
+
+
+def test_sample_request_writes_a_body_the_demo_alias_answers(tmp_path: Path) -> None:
+    """The README's first prediction: the body ssreg sample-request writes is read by the
+    predict parser of a 701-channel model and carries its sample ids and purpose."""
+    import json
+
+    from app.services.spectra_bodies import parse_json_body
+
+    out = tmp_path / "body.json"
+    result = CliRunner().invoke(app, ["sample-request", "--out", str(out), "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("simulated reference") == 4
+    body = json.loads(out.read_text())
+    assert body["purpose"] == "monitoring"
+    assert len(body["sample_ids"]) == 4
+    axis = np.asarray(body["axis"])
+    parsed = parse_json_body(
+        out.read_bytes(), n_channels=axis.size, axis=axis, prefix="wn_", max_rows=10
+    )
+    assert parsed.spectra.shape == (4, axis.size)
+    assert parsed.sample_ids == body["sample_ids"]
+    bad = CliRunner().invoke(app, ["sample-request", "--out", str(out), "--purpose", "x"])
+    assert bad.exit_code != 0
