@@ -55,8 +55,9 @@ def jsonable(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} into an audit snapshot")
 
 
-def canonical_payload(event: AuditEvent) -> bytes:
-    body = {
+def hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    """The fields of an event its hash covers, as plain JSON values."""
+    return {
         "seq": event.seq,
         "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
         "actor": event.actor,
@@ -69,6 +70,10 @@ def canonical_payload(event: AuditEvent) -> bytes:
         "after": event.after,
         "prev_hash": event.prev_hash,
     }
+
+
+def canonical_payload(event: AuditEvent) -> bytes:
+    body = hashed_fields(event)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -63,7 +63,7 @@ from app.schemas.change_controls import (
     ChangeControlSummary,
 )
 from app.schemas.common import read_from
-from app.services import bundle_verifier, models, transfers
+from app.services import audit, bundle_verifier, models, transfers
 from app.services.canonical import canonical_json, record_content, record_sha256
 from app.services.paging import decode_keyed_cursor, encode_keyed_cursor
 from app.store import ArtifactStore
@@ -333,20 +333,7 @@ def safe_filename(ref: str) -> str:
 def audit_fields(event: AuditEvent) -> dict[str, Any]:
     """An event's fields exactly as its hash covers them (see app/services/audit.py), and
     the hash."""
-    return {
-        "seq": event.seq,
-        "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
-        "actor": event.actor,
-        "actor_id": str(event.actor_id) if event.actor_id else None,
-        "action": event.action,
-        "entity_type": event.entity_type,
-        "entity_id": event.entity_id,
-        "reason": event.reason,
-        "before": event.before,
-        "after": event.after,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    return audit.hashed_fields(event) | {"hash": event.hash}
 
 
 def _record_file(kind: SignedEntity, row: TransferRecord | ModelVersion, **extra: Any) -> bytes:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep
 from app.db.repositories.audit import EventFilter
@@ -129,15 +130,15 @@ def prediction_log_page(
     }
     entries, next_cursor, problem = [], None, None
     try:
-        found, next_cursor = prediction_log.list_entries(
+        found, next_cursor = _log_entries(
             session,
-            model=model or None,
-            version=int(version) if version else None,
-            caller=caller or None,
-            flagged={"yes": True, "no": False}.get(flagged or ""),
-            since=_when(since, "since"),
-            until=_when(until, "until"),
-            cursor=cursor or None,
+            model,
+            int(version) if version else None,
+            caller,
+            flagged,
+            since,
+            until,
+            cursor=cursor,
             limit=100,
         )
         entries = [prediction_log.entry_read(e) for e in found]
@@ -155,6 +156,32 @@ def prediction_log_page(
         "query": query,
     }
     return pages.render(request, "prediction_log.html", context)
+
+
+def _log_entries(
+    session: Session,
+    model: str | None,
+    version: int | None,
+    caller: str | None,
+    flagged: str | None,
+    since: str | None,
+    until: str | None,
+    *,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[prediction_log.LogEntry], str | None]:
+    """The log page the form's fields ask for (blank fields filter nothing)."""
+    return prediction_log.list_entries(
+        session,
+        model=model or None,
+        version=version,
+        caller=caller or None,
+        flagged={"yes": True, "no": False}.get(flagged or ""),
+        since=_when(since, "since"),
+        until=_when(until, "until"),
+        cursor=cursor or None,
+        limit=limit,
+    )
 
 
 def _when(text: str | None, label: str) -> datetime | None:
@@ -181,15 +208,8 @@ def prediction_log_csv(
     if isinstance(user, Response):
         return user
     try:
-        found, _ = prediction_log.list_entries(
-            session,
-            model=model,
-            version=version,
-            caller=caller,
-            flagged={"yes": True, "no": False}.get(flagged or ""),
-            since=_when(since, "since"),
-            until=_when(until, "until"),
-            limit=10_000,
+        found, _ = _log_entries(
+            session, model, version, caller, flagged, since, until, limit=10_000
         )
     except (DomainError, ValueError) as exc:
         detail = getattr(exc, "detail", None) or str(exc)
