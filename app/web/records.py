@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, StoreDep
 from app.db.repositories.audit import EventFilter
 from app.enums import AuditEntityType, Role
 from app.errors import DomainError
 from app.services import accounts, prediction_log
+from app.services import aliases as aliases_service
 from app.services import audit as audit_service
+from app.services import change_controls as change_controls_service
 from app.services import models as models_service
 from app.web import pages
 from app.web import session as web_session
@@ -47,7 +50,16 @@ def model_page(request: Request, session: SessionDep, name: str) -> Response:
     except DomainError as exc:
         return pages.error_page(request, user, exc.status_code, "No such model", exc.detail)
     versions.sort(key=lambda v: v.version, reverse=True)
-    context = {"user": user, "model": model, "versions": versions}
+    row = models_service.get_model(session, name)
+    now = aliases_service.current_aliases(session, row)
+    histories = {a.alias: aliases_service.history(session, row, a.alias).history for a in now}
+    context = {
+        "user": user,
+        "model": model,
+        "versions": versions,
+        "aliases": now,
+        "histories": histories,
+    }
     return pages.render(request, "model.html", context)
 
 
@@ -219,6 +231,43 @@ def prediction_log_csv(
         media_type="text/csv",
         headers={"Content-Disposition": 'attachment; filename="prediction-log.csv"'},
     )
+
+
+@router.get("/change-controls/{ref:path}/export.zip")
+def change_control_export(
+    request: Request, session: SessionDep, store: StoreDep, ref: str
+) -> Response:
+    user = pages.signed_in_as(request, session, AUDIT_ROLES)
+    if isinstance(user, Response):
+        return user
+    try:
+        bundle = change_controls_service.export(session, store, ref)
+    except DomainError as exc:
+        return pages.error_page(request, user, exc.status_code, "Cannot export", exc.detail)
+    return Response(
+        bundle.blob,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{bundle.filename}"',
+            "X-Manifest-SHA256": bundle.manifest_sha256,
+        },
+    )
+
+
+@router.get("/change-controls/{ref:path}")
+def change_control_page(request: Request, session: SessionDep, ref: str) -> Response:
+    user = pages.signed_in_as(request, session, AUDIT_ROLES)
+    if isinstance(user, Response):
+        return user
+    try:
+        dossier = change_controls_service.get(session, ref)
+    except DomainError as exc:
+        return pages.error_page(
+            request, user, exc.status_code, "No such change control", exc.detail
+        )
+    export = f"/change-controls/{quote(ref, safe='')}/export.zip"
+    context = {"user": user, "cc": dossier, "export": export}
+    return pages.render(request, "change_control.html", context)
 
 
 @router.get("/account")

@@ -99,6 +99,11 @@ def test_qa_reads_the_demo_record_with_its_blocks_and_plots(
         assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0"), i
     assert "requalified" in page.inner_text("body")
     page.screenshot(path=str(SCREENSHOTS / "transfer-record-card.png"), full_page=True)
+    page.goto(demo["base"] + "/models/titer_pls")
+    aliases = page.locator("table").first.inner_text()
+    assert "plant-2000L" in aliases
+    assert "CC-2026-0042" in aliases
+    page.screenshot(path=str(SCREENSHOTS / "model-versions-aliases.png"), full_page=True)
 
 
 def test_the_author_signs_and_qa_approves_with_the_password(

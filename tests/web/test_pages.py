@@ -301,3 +301,22 @@ def test_signing_on_the_card_authored_then_approved(
     assert "requalified" in after.text
     assert "record reviewed, criteria met" in after.text
     assert after.text.count(">valid<") == 2
+
+
+def test_the_change_control_page_and_its_bundle(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    number = _completed_transfer(client, actors[Role.developer].headers, validation=False)
+    assert _log_in(client, actors[Role.auditor].user.username).status_code == 303
+    card = client.get(f"/transfers/{number}")
+    assert 'href="/change-controls/CC-WEB-1"' in card.text
+    page = client.get("/change-controls/CC-WEB-1")
+    assert page.status_code == 200
+    assert f'href="/transfers/{number}"' in page.text
+    bundle = client.get("/change-controls/CC-WEB-1/export.zip")
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"] == "application/zip"
+    assert bundle.content[:2] == b"PK"
+    assert len(bundle.headers["x-manifest-sha256"]) == 64
+    assert client.get("/change-controls/CC-NOPE").status_code == 404
+    assert client.get("/models/titer_pls").status_code == 200  # no alias yet: "No alias."
