@@ -13,10 +13,11 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.db.models import User
-from app.enums import Role
+from app.enums import Role, SignatureMeaning
 from app.web import session as web_session
 
 HERE = Path(__file__).resolve().parent
@@ -80,3 +81,15 @@ def signed_in_as(request: Request, session: Session, roles: Iterable[Role]) -> U
         names = ", ".join(sorted(r.value for r in allowed))
         return error_page(request, user, 403, "Not for your role", f"This page is for {names}.")
     return user
+
+
+WRONG_CREDENTIALS = (
+    "The user name or password entered is wrong, or the account is locked: nothing was signed."
+)
+
+
+def first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"meaning must be one of {', '.join(m.value for m in SignatureMeaning)}"

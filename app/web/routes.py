@@ -295,7 +295,7 @@ def sign_transfer(
             comment=comment or None,
         )
     except (ValidationError, ValueError) as exc:
-        message = _first_error(exc)
+        message = pages.first_error(exc)
         return _transfer_card(request, session, user, number, sign_error=message, status=422)
     try:
         signed = signatures_service.sign_transfer(session, str(number), data=data, actor=user)
@@ -305,19 +305,10 @@ def sign_transfer(
             request, session, user, number, sign_error=exc.detail, status=exc.status_code
         )
     if signed is None:  # wrong credentials: audited and counted, committed with this page
-        message = (
-            "The user name or password entered is wrong, or the account is locked: "
-            "nothing was signed."
+        return _transfer_card(
+            request, session, user, number, sign_error=pages.WRONG_CREDENTIALS, status=401
         )
-        return _transfer_card(request, session, user, number, sign_error=message, status=401)
     return RedirectResponse(f"/transfers/{number}?signed={meaning}", status_code=303)
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"meaning must be one of {', '.join(m.value for m in SignatureMeaning)}"
 
 
 @router.get("/transfers/{number}/plots/{kind}.svg")

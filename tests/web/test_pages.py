@@ -320,3 +320,42 @@ def test_the_change_control_page_and_its_bundle(
     assert len(bundle.headers["x-manifest-sha256"]) == 64
     assert client.get("/change-controls/CC-NOPE").status_code == 404
     assert client.get("/models/titer_pls").status_code == 200  # no alias yet: "No alias."
+
+
+def test_a_trained_version_is_authored_and_approved_from_its_page(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    dev, qa = actors[Role.developer], actors[Role.qa]
+    train_transfer_source(client, dev.headers)
+    assert _log_in(client, dev.user.username).status_code == 303
+    page = client.get("/models/titer_pls/versions/1")
+    assert 'value="authored"' in page.text
+    assert 'value="approved"' not in page.text
+    form = {
+        "meaning": "authored",
+        "username": dev.user.username,
+        "password": PASSWORD,
+        "csrf_token": _csrf_of(page.text),
+    }
+    done = client.post("/models/titer_pls/versions/1/sign", data=form, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    assert "Signed: authored" in client.get(done.headers["location"]).text
+    client.cookies.clear()
+
+    assert _log_in(client, qa.user.username).status_code == 303
+    page = client.get("/models/titer_pls/versions/1")
+    assert 'value="approved"' in page.text
+    approve = {
+        "meaning": "approved",
+        "username": qa.user.username,
+        "password": PASSWORD,
+        "comment": "held-out figures reviewed",
+        "csrf_token": _csrf_of(page.text),
+    }
+    ok = client.post("/models/titer_pls/versions/1/sign", data=approve, follow_redirects=False)
+    assert ok.status_code == 303, ok.text
+    after = client.get(ok.headers["location"])
+    assert '<span class="status">approved</span>' in after.text
+    assert after.text.count(">valid<") == 2
+    twice = client.post("/models/titer_pls/versions/1/sign", data=approve)
+    assert twice.status_code == 409  # already approved: an illegal transition, nothing kept
