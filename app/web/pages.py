@@ -4,7 +4,7 @@ person (or where to send a visitor instead), error pages."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,13 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from app.db.models import User
 from app.enums import Role, SignatureMeaning
+from app.errors import DomainError
+from app.schemas.signatures import SignatureCreate, SignatureRead
 from app.web import session as web_session
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +83,60 @@ def signed_in_as(request: Request, session: Session, roles: Iterable[Role]) -> U
         names = ", ".join(sorted(r.value for r in allowed))
         return error_page(request, user, 403, "Not for your role", f"This page is for {names}.")
     return user
+
+
+def submit_signature(
+    request: Request,
+    session: Session,
+    user: User,
+    form: SignForm,
+    *,
+    sign: Callable[[SignatureCreate], object | None],
+    again: Callable[[str, int], Response],
+    done: str,
+) -> Response:
+    """A sign form posted: CSRF, then the signature service (``sign``), then where to go.
+
+    A refusal rolls the session back (nothing of it is kept) and shows the page again with
+    the reason (``again(message, status)``); wrong credentials are a 401 page whose audit
+    events commit with it; a signature redirects to ``done`` with ``?signed=<meaning>``."""
+    if not web_session.csrf_ok(request, form.csrf_token):
+        return error_page(request, user, 403, "Refused", "The form did not come from here.")
+    try:
+        data = SignatureCreate(
+            meaning=SignatureMeaning(form.meaning),
+            username=form.username,
+            password=form.password,
+            comment=form.comment or None,
+        )
+    except (ValidationError, ValueError) as exc:
+        return again(first_error(exc), 422)
+    try:
+        signed = sign(data)
+    except DomainError as exc:
+        session.rollback()
+        return again(exc.detail, exc.status_code)
+    if signed is None:
+        return again(WRONG_CREDENTIALS, 401)
+    return RedirectResponse(f"{done}?signed={data.meaning.value}", status_code=303)
+
+
+def has_authored(signatures: Iterable[SignatureRead], user: User) -> bool:
+    """``user`` has already signed the record ``authored``."""
+    return any(
+        s.meaning is SignatureMeaning.authored and s.signer_username == user.username
+        for s in signatures
+    )
+
+
+class SignForm(BaseModel):
+    """The fields of a sign form (user name and password entered again)."""
+
+    meaning: str = Field(max_length=20)
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1000)
+    comment: str = Field(default="", max_length=4000)
+    csrf_token: str = Field(default="", max_length=200)
 
 
 WRONG_CREDENTIALS = (

@@ -190,13 +190,14 @@ plots = PlotCache()
 
 
 def draw(
-    kind: str, content_sha256: str, record: TransferRead, data: Callable[[], PlotData]
+    kind: str, content_sha256: str, inputs: Callable[[], tuple[PlotData, TransferRead]]
 ) -> bytes:
     """The SVG of ``kind`` for the record whose content hashes to ``content_sha256``;
-    ``data`` is called (datasets and artifact read) only when it is not cached."""
+    ``inputs`` (the record read, its datasets and artifact loaded) is called only when the
+    plot is not cached."""
     key = (content_sha256, kind)
     svg = plots.get(key)
     if svg is None:
-        svg = _DRAW[kind](data(), record)
+        svg = _DRAW[kind](*inputs())
         plots.put(key, svg)
     return svg

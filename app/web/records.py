@@ -9,7 +9,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep, StoreDep
@@ -17,7 +16,6 @@ from app.db.models import ModelVersion, User
 from app.db.repositories.audit import EventFilter
 from app.enums import AuditEntityType, Role, SignatureMeaning, VersionStatus
 from app.errors import DomainError
-from app.schemas.signatures import SignatureCreate
 from app.services import accounts, prediction_log
 from app.services import aliases as aliases_service
 from app.services import audit as audit_service
@@ -28,7 +26,6 @@ from app.services.models import VersionCard
 from app.web import pages
 from app.web import session as web_session
 from app.web.lineage import lineage_svg
-from app.web.pages import WRONG_CREDENTIALS
 
 router = APIRouter(include_in_schema=False)
 AUDIT_ROLES = (Role.qa, Role.auditor, Role.admin)
@@ -75,7 +72,7 @@ def version_page(
     session: SessionDep,
     name: str,
     version: int,
-    signed: Annotated[str | None, Query(max_length=20)] = None,
+    signed: SignatureMeaning | None = None,
 ) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
@@ -118,10 +115,7 @@ def _version_meanings(v: VersionCard, user: User) -> list[str]:
     """The signatures ``user`` may give this version from its page (the service checks
     again); a pending transferred version is signed through its transfer record."""
     if v.status is VersionStatus.draft and user.role is Role.developer:
-        authored = any(
-            s.meaning is SignatureMeaning.authored and s.signer_username == user.username
-            for s in v.signatures
-        )
+        authored = pages.has_authored(v.signatures, user)
         return [] if authored or v.created_by != user.username else ["authored"]
     if user.role is not Role.qa or v.created_by == user.username:
         return []
@@ -138,43 +132,32 @@ def sign_version_page(
     session: SessionDep,
     name: str,
     version: int,
-    meaning: Annotated[str, Form(max_length=20)],
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=1000)],
-    comment: Annotated[str, Form(max_length=4000)] = "",
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    form: Annotated[pages.SignForm, Form()],
 ) -> Response:
     """Sign a version from its page: the same service, rules and audit as the API."""
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
-    if not web_session.csrf_ok(request, csrf_token):
-        return pages.error_page(request, user, 403, "Refused", "The form did not come from here.")
     try:
-        row = models_service.get_version(session, name, version)
+        models_service.get_version(session, name, version)
     except DomainError as exc:
         return pages.error_page(request, user, exc.status_code, "No such version", exc.detail)
-    try:
-        data = SignatureCreate(
-            meaning=SignatureMeaning(meaning),
-            username=username,
-            password=password,
-            comment=comment or None,
-        )
-    except (ValidationError, ValueError) as exc:
-        message = pages.first_error(exc)
-        return _version_page(request, session, user, row, sign_error=message, status=422)
-    try:
-        signed = signatures_service.sign_version(session, name, version, data=data, actor=user)
-    except DomainError as exc:
-        session.rollback()  # nothing of a refused signature is kept
-        row = models_service.get_version(session, name, version)
-        return _version_page(
-            request, session, user, row, sign_error=exc.detail, status=exc.status_code
-        )
-    if signed is None:  # wrong credentials: audited and counted, committed with this page
-        return _version_page(request, session, user, row, sign_error=WRONG_CREDENTIALS, status=401)
-    return RedirectResponse(f"/models/{name}/versions/{version}?signed={meaning}", status_code=303)
+
+    def again(message: str, status: int) -> Response:
+        row = models_service.get_version(session, name, version)  # as it is now
+        return _version_page(request, session, user, row, sign_error=message, status=status)
+
+    return pages.submit_signature(
+        request,
+        session,
+        user,
+        form,
+        sign=lambda data: signatures_service.sign_version(
+            session, name, version, data=data, actor=user
+        ),
+        again=again,
+        done=f"/models/{name}/versions/{version}",
+    )
 
 
 @router.get("/models/{name}/versions/{version}/lineage.svg")

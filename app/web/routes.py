@@ -8,25 +8,23 @@ before anything is read or written.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep, StoreDep
 from app.db.models import User
 from app.enums import Role, SignatureMeaning, TransferStatus, VersionStatus
 from app.errors import DomainError
-from app.schemas.signatures import SignatureCreate
 from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
 from app.services import models as models_service
 from app.services import signatures as signatures_service
 from app.services import transfers as transfers_service
 from app.services.canonical import record_sha256
-from app.services.transfer_plots import plot_data
+from app.services.transfer_plots import PlotData, plot_data
 from app.settings import get_settings
 from app.web import pages
 from app.web import plots as web_plots
@@ -209,10 +207,7 @@ def _meanings(t: TransferRead, user: User) -> list[str]:
         return []
     makers = {t.governance.created_by, t.governance.completed_by}
     if user.role is Role.developer:
-        authored = any(
-            s.meaning is SignatureMeaning.authored and s.signer_username == user.username
-            for s in t.governance.signatures
-        )
+        authored = pages.has_authored(t.governance.signatures, user)
         return [] if user.username not in makers or authored else ["authored"]
     if user.role is not Role.qa or user.username in makers:
         return []
@@ -229,7 +224,7 @@ def transfer_card(
     request: Request,
     session: SessionDep,
     number: int,
-    signed: Annotated[str | None, Query(max_length=20)] = None,
+    signed: SignatureMeaning | None = None,
 ) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
@@ -275,40 +270,25 @@ def sign_transfer(
     request: Request,
     session: SessionDep,
     number: int,
-    meaning: Annotated[str, Form(max_length=20)],
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=1000)],
-    comment: Annotated[str, Form(max_length=4000)] = "",
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    form: Annotated[pages.SignForm, Form()],
 ) -> Response:
     """Sign from the record card: the same service, rules and audit as the API."""
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
-    if not web_session.csrf_ok(request, csrf_token):
-        return pages.error_page(request, user, 403, "Refused", "The form did not come from here.")
-    try:
-        data = SignatureCreate(
-            meaning=SignatureMeaning(meaning),
-            username=username,
-            password=password,
-            comment=comment or None,
-        )
-    except (ValidationError, ValueError) as exc:
-        message = pages.first_error(exc)
-        return _transfer_card(request, session, user, number, sign_error=message, status=422)
-    try:
-        signed = signatures_service.sign_transfer(session, str(number), data=data, actor=user)
-    except DomainError as exc:
-        session.rollback()  # nothing of a refused signature is kept
-        return _transfer_card(
-            request, session, user, number, sign_error=exc.detail, status=exc.status_code
-        )
-    if signed is None:  # wrong credentials: audited and counted, committed with this page
-        return _transfer_card(
-            request, session, user, number, sign_error=pages.WRONG_CREDENTIALS, status=401
-        )
-    return RedirectResponse(f"/transfers/{number}?signed={meaning}", status_code=303)
+    return pages.submit_signature(
+        request,
+        session,
+        user,
+        form,
+        sign=lambda data: signatures_service.sign_transfer(
+            session, str(number), data=data, actor=user
+        ),
+        again=lambda message, status: _transfer_card(
+            request, session, user, number, sign_error=message, status=status
+        ),
+        done=f"/transfers/{number}",
+    )
 
 
 @router.get("/transfers/{number}/plots/{kind}.svg")
@@ -330,17 +310,12 @@ def transfer_plot(
         return pages.error_page(
             request, user, 409, "No plots yet", f"transfer #{number} is not completed"
         )
-    t = transfers_service.describe_transfer(session, record)
-    tb = t.transfer
-    app_limits = tb.applicability.limits if tb.applicability else None
-    limits = (
-        (app_limits.t2_95, app_limits.t2_99, app_limits.q_95, app_limits.q_99)
-        if app_limits
-        else (math.nan,) * 4
-    )
 
-    def data() -> Any:
-        return plot_data(
+    def inputs() -> tuple[PlotData, TransferRead]:
+        t = transfers_service.describe_transfer(session, record)
+        tb = t.transfer
+        limits = tb.applicability.limits if tb.applicability else None
+        data = plot_data(
             session,
             store,
             record,
@@ -351,10 +326,13 @@ def transfer_plot(
                 "source_standards": tb.source_standards_dataset_sha256,
                 "validation": tb.validation_dataset_sha256,
             },
-            limits=limits,
+            limits=(limits.t2_95, limits.t2_99, limits.q_95, limits.q_99)
+            if limits
+            else (math.nan,) * 4,
         )
+        return data, t
 
-    svg = web_plots.draw(kind, record_sha256(record), t, data)
+    svg = web_plots.draw(kind, record_sha256(record), inputs)
     return Response(
         svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"}
     )
