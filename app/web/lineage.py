@@ -3,15 +3,12 @@ generation, arrows labelled with how one went into the other."""
 
 from __future__ import annotations
 
-import io
 import textwrap
 import uuid
 from collections import defaultdict
 
-from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
-
 from app.schemas.models import LineageRead
+from app.web.figures import new_figure, svg_bytes
 
 _COLOURS = {"dataset": "#e9eef4", "version": "#e3f1e6", "transfer": "#fdf0dc"}
 
@@ -58,7 +55,9 @@ def lineage_svg(lineage: LineageRead) -> bytes:
     n_cols = max(columns) + 1 if columns else 1
     n_rows = max((len(c) for c in columns.values()), default=1)
     width, height = max(6.4, 2.8 * n_cols), max(2.4, 1.1 * n_rows + 0.6)
-    fig = Figure(figsize=(width, height))
+    from matplotlib import patches
+
+    fig = new_figure(figsize=(width, height))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, n_cols)
     ax.set_ylim(0, n_rows)
@@ -88,7 +87,7 @@ def lineage_svg(lineage: LineageRead) -> bytes:
         node = by_id[node_id]
         me = node_id == lineage.version.id
         ax.add_patch(
-            FancyBboxPatch(
+            patches.FancyBboxPatch(
                 (x - 0.42, y - 0.3),
                 0.84,
                 0.6,
@@ -109,6 +108,4 @@ def lineage_svg(lineage: LineageRead) -> bytes:
             weight="bold" if me else "normal",
         )
         ax.text(x, y - 0.2, detail, ha="center", va="center", fontsize=7, color="#5a6570")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
+    return svg_bytes(fig)

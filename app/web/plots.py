@@ -7,20 +7,20 @@ drawn afresh. The SVGs carry no date and fixed ids, so the same record draws the
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from app.schemas.transfers import TransferRead
 from app.services.transfer_plots import PlotData
+from app.web.figures import new_figure, svg_bytes
 
-mpl.rcParams.update({"svg.hashsalt": "softsensor-registry", "svg.fonttype": "none"})
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 KINDS = ("predicted", "spectra", "residuals", "cv", "t2q")
 CAPTIONS = {
     "predicted": "Predicted vs reference on the validation set: naive and corrected",
@@ -33,21 +33,15 @@ NAIVE, CORRECTED, SOURCE = "#b3261e", "#1f4e8c", "#1e6b34"
 
 
 def _figure() -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = new_figure(figsize=(6.4, 4.2), layout="constrained")
     return fig, fig.subplots()
-
-
-def _svg(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
 
 
 def _empty(message: str) -> bytes:
     fig, ax = _figure()
     ax.set_axis_off()
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=11)
-    return _svg(fig)
+    return svg_bytes(fig)
 
 
 def _predicted(data: PlotData, _: TransferRead) -> bytes:
@@ -64,7 +58,7 @@ def _predicted(data: PlotData, _: TransferRead) -> bytes:
     ax.set_ylabel(f"predicted ({data.units})")
     ax.set_title(f"Transfer #{data.number}: {v.reference.size} validation spectra")
     ax.legend(loc="upper left", fontsize=9)
-    return _svg(fig)
+    return svg_bytes(fig)
 
 
 def _spectra(data: PlotData, _: TransferRead) -> bytes:
@@ -102,7 +96,7 @@ def _spectra(data: PlotData, _: TransferRead) -> bytes:
     ax.set_xlabel(f"axis ({s.axis_unit})")
     ax.set_ylabel("intensity")
     ax.legend(fontsize=9)
-    return _svg(fig)
+    return svg_bytes(fig)
 
 
 def _residuals(data: PlotData, _: TransferRead) -> bytes:
@@ -117,7 +111,7 @@ def _residuals(data: PlotData, _: TransferRead) -> bytes:
     ax.set_xlabel("validation sample (file order)")
     ax.set_ylabel(f"residual ({data.units})")
     ax.legend(fontsize=9)
-    return _svg(fig)
+    return svg_bytes(fig)
 
 
 def _cv(_: PlotData, t: TransferRead) -> bytes:
@@ -128,14 +122,14 @@ def _cv(_: PlotData, t: TransferRead) -> bytes:
     labels = [r.method + " " + " ".join(f"{k}={v}" for k, v in r.params.items()) for r in rows]
     values = [r.rmsecv or 0.0 for r in rows]
     chosen = [(r.weight or 0) > 0 or r.method == t.transfer.method_chosen for r in rows]
-    fig = Figure(figsize=(6.4, 0.9 + 0.22 * len(rows)), layout="constrained")
+    fig = new_figure(figsize=(6.4, 0.9 + 0.22 * len(rows)), layout="constrained")
     ax = fig.subplots()
     ax.barh(range(len(rows)), values, color=[CORRECTED if c else "#b8c2cc" for c in chosen])
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel(f"RMSECV ({t.source.units}, log scale)")
-    return _svg(fig)
+    return svg_bytes(fig)
 
 
 def _t2q(data: PlotData, _: TransferRead) -> bytes:
@@ -152,7 +146,7 @@ def _t2q(data: PlotData, _: TransferRead) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel("Hotelling T² (limits 95 % dotted, 99 % dashed)")
     ax.set_ylabel("Q (SPE)")
-    return _svg(fig)
+    return svg_bytes(fig)
 
 
 _DRAW: dict[str, Callable[[PlotData, TransferRead], bytes]] = {
