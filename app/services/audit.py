@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import AuditEvent, AuditHead, User
 from app.db.repositories import audit as audit_rows
+from app.db.repositories import signatures as signature_rows
 from app.enums import AuditAction, AuditEntityType
 from app.errors import InvalidInput
 
@@ -208,6 +209,21 @@ def check_time_bounds(since: datetime | None, until: datetime | None) -> None:
     for label, bound in (("since", since), ("until", until)):
         if bound is not None and bound.tzinfo is None:
             raise InvalidInput(f"{label} needs a time zone, e.g. 2026-11-27T10:00:00Z")
+
+
+def related_entities(
+    session: Session, entity_type: AuditEntityType, entity_id: str
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The entities whose events belong in a record's own trail: a transfer's or a version's
+    signatures (audited as signatures, beside the record's own events)."""
+    if entity_type not in (AuditEntityType.transfer, AuditEntityType.model_version):
+        return ()
+    try:
+        record_id = uuid.UUID(entity_id)
+    except ValueError:
+        return ()
+    signatures = signature_rows.of_entities(session, [record_id])
+    return ((AuditEntityType.signature.value, tuple(str(s.id) for s in signatures)),)
 
 
 def list_events(

@@ -181,13 +181,17 @@ def list_transfers(
     domain: str | None = None,
     change_control: str | None = None,
     verdict: Verdict | None = None,
+    target_status: VersionStatus | None = None,
     after: int | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
     limit: int | None = None,
 ) -> list[TransferRecord]:
-    """Transfers in number order; ``domain`` matches the source or the target domain.
+    """Transfers in number order (or newest first); ``domain`` matches the source or the
+    target domain, ``target_status`` is the target version's status.
 
-    ``after`` (a transfer number) and ``limit`` page through them: numbers never change, so
-    a page once read stays the same and new transfers land at the end."""
+    ``after`` / ``before`` (a transfer number) and ``limit`` page through them: numbers never
+    change, so a page once read stays the same and new transfers land at the end."""
     return transfers_repo.list_page(
         session,
         status=status,
@@ -195,7 +199,10 @@ def list_transfers(
         domain_id=domains.get_domain(session, domain).id if domain is not None else None,
         change_control=change_control,
         verdict=verdict,
+        target_status=target_status,
         after=after,
+        before=before,
+        newest_first=newest_first,
         limit=limit,
     )
 

@@ -184,7 +184,11 @@ def audit_trail(
     user = pages.signed_in_as(request, session, AUDIT_ROLES)
     if isinstance(user, Response):
         return user
-    where = EventFilter(entity_type=entity_type, entity_ids=(entity_id,))
+    where = EventFilter(
+        entity_type=entity_type,
+        entity_ids=(entity_id,),
+        related=audit_service.related_entities(session, entity_type, entity_id),
+    )
     events, next_cursor = audit_service.list_events(
         session, where=where, after_seq=cursor, limit=200
     )

@@ -8,14 +8,15 @@ before anything is read or written.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep, StoreDep
-from app.db.models import User
+from app.db.models import TransferRecord, User
 from app.enums import Role, SignatureMeaning, TransferStatus, VersionStatus
 from app.errors import DomainError
 from app.schemas.transfers import TransferRead
@@ -31,6 +32,7 @@ from app.web import plots as web_plots
 from app.web import session as web_session
 
 router = APIRouter(include_in_schema=False)
+HOME_PAGE = 50  # transfers per list on the reviewer's home; older ones are a link away
 
 
 def _safe_next(value: str | None) -> str:
@@ -150,6 +152,7 @@ def home(
     model: Annotated[str | None, Query(max_length=100)] = None,
     domain: Annotated[str | None, Query(max_length=100)] = None,
     change_control: Annotated[str | None, Query(max_length=100)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
@@ -162,25 +165,38 @@ def home(
         "change_control": change_control or None,
     }
     filter_error = None
+    pending: list[TransferRead] = []
+    described: list[TransferRead] = []
     try:
-        rows = transfers_service.list_transfers(
-            session,
-            status=TransferStatus(filters["status"]) if filters["status"] else None,
-            model=filters["model"],
-            domain=filters["domain"],
-            change_control=filters["change_control"],
-            verdict=filters["verdict"],  # type: ignore[arg-type]
-        )
+        wanted = TransferStatus(filters["status"]) if filters["status"] else None
+
+        def newest(**kw: Any) -> list[TransferRecord]:
+            return transfers_service.list_transfers(
+                session,
+                model=filters["model"],
+                domain=filters["domain"],
+                change_control=filters["change_control"],
+                verdict=filters["verdict"],  # type: ignore[arg-type]
+                newest_first=True,
+                limit=HOME_PAGE + 1,
+                **kw,
+            )
+
+        if wanted in (None, TransferStatus.completed):
+            waiting = newest(
+                status=TransferStatus.completed,
+                target_status=VersionStatus.pending_requalification,
+            )
+            pending = transfers_service.describe_transfers(session, waiting)
+        rows = newest(status=wanted, before=before)
+        described = transfers_service.describe_transfers(session, rows[:HOME_PAGE])
     except (DomainError, ValueError) as exc:
+        session.rollback()
         rows, filter_error = [], getattr(exc, "detail", None) or str(exc)
-    described = transfers_service.describe_transfers(session, rows)
-    described.sort(key=lambda t: t.number, reverse=True)
-    pending = [
-        t
-        for t in described
-        if t.status is TransferStatus.completed
-        and t.governance.requalification_status is VersionStatus.pending_requalification
-    ]
+    older = None
+    if len(rows) > HOME_PAGE:
+        query = {k: v for k, v in filters.items() if v} | {"before": described[-1].number}
+        older = "/home?" + urlencode(query)
     cards = models_service.versions_in_status(
         session, (VersionStatus.requalification_due, VersionStatus.rejected)
     )
@@ -190,8 +206,12 @@ def home(
         "filtered": any(filters.values()),
         "filter_error": filter_error,
         "transfer_statuses": [s.value for s in TransferStatus],
-        "pending": pending,
+        "page_size": HOME_PAGE,
+        "pending": pending[:HOME_PAGE],
+        "more_pending": len(pending) > HOME_PAGE,
         "transfers": described,
+        "before": before,
+        "older": older,
         "due": [c for c in cards if c.status is VersionStatus.requalification_due],
         "rejected": [c for c in cards if c.status is VersionStatus.rejected][:20],
     }

@@ -150,3 +150,98 @@ def test_a_post_without_the_csrf_token_is_refused(chromium: Any, demo: dict[str,
     assert response.status == 403
     logout = page.request.post(demo["base"] + "/logout", form={"csrf_token": "forged"})
     assert logout.status == 403
+
+
+# What a person reaches from the reviewer's home; each must fit 1280 px without sideways scrolling.
+PAGES = (
+    "/home",
+    "/transfers/1",
+    "/models",
+    "/models/titer_pls",
+    "/models/titer_pls/versions/1",
+    "/models/titer_pls/versions/2",
+    "/prediction-log",
+    "/change-controls/CC-2026-0042",
+    "/account",
+)
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+    .filter(el => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label'))
+    .map(el => el.outerHTML)"""
+
+
+def test_every_page_fits_1280_px_and_labels_its_controls(
+    chromium: Any, demo: dict[str, Any]
+) -> None:
+    page = _page(chromium)
+    _log_in(page, demo["base"], "demo-qa", demo["credentials"]["demo-qa"])
+    for path in PAGES:
+        response = page.goto(demo["base"] + path)
+        assert response is not None, path
+        assert response.status == 200, path
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1280, (path, width)
+        assert page.evaluate(UNLABELLED) == [], path
+    page.goto(demo["base"] + "/transfers/1")
+    page.get_by_role("link", name="audit trail").click()
+    page.wait_for_url(re.compile(r".*/audit-trail\?entity_type=transfer.*"))
+    assert "transfer.complete" in page.inner_text("main")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.screenshot(path=str(SCREENSHOTS / "transfer-1-audit-trail.png"), full_page=True)
+
+
+def _tab_to(page: Any, predicate: str, limit: int = 80) -> dict[str, Any]:
+    """Press Tab until the focused element satisfies ``predicate`` (JS, on ``el``)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        found = page.evaluate(
+            f"() => {{ const el = document.activeElement; return ({predicate}) ? "
+            "{tag: el.tagName, name: el.name || '', text: el.innerText || '', "
+            "outline: getComputedStyle(el).outlineStyle} : null; }"
+        )
+        if found:
+            return dict(found)
+    raise AssertionError(f"Tab never reached {predicate}")
+
+
+def test_a_reviewer_gets_from_login_to_the_sign_form_with_the_keyboard_only(
+    chromium: Any, demo: dict[str, Any]
+) -> None:
+    page = _page(chromium)
+    page.goto(demo["base"] + "/login")
+    _tab_to(page, "el.name === 'username'")
+    page.keyboard.type("demo-qa")
+    _tab_to(page, "el.name === 'password'", limit=3)
+    page.keyboard.type(demo["credentials"]["demo-qa"])
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/home$"))
+    link = _tab_to(page, "el.tagName === 'A' && el.innerText.trim() === '#2'")
+    assert link["outline"] != "none"  # the focus is visible
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/transfers/2$"))
+    # The sign form's controls come in reading order and each takes the focus.
+    reached = [_tab_to(page, "el.name === 'meaning'")["name"]]
+    for name in ("comment", "username", "password"):
+        reached.append(_tab_to(page, f"el.name === '{name}'", limit=6)["name"])
+    button = _tab_to(page, "el.tagName === 'BUTTON'", limit=3)
+    assert reached == ["meaning", "comment", "username", "password"]
+    assert button["text"].strip() == "Sign"
+    assert button["outline"] != "none"
+
+
+def test_the_printed_record_card_is_the_record_without_the_page_chrome(
+    chromium: Any, demo: dict[str, Any]
+) -> None:
+    page = _page(chromium)
+    _log_in(page, demo["base"], "demo-qa", demo["credentials"]["demo-qa"])
+    page.goto(demo["base"] + "/transfers/1")
+    page.wait_for_load_state("networkidle")
+    page.emulate_media(media="print")
+    for hidden in ("header.top", "form"):
+        assert not page.locator(hidden).first.is_visible(), hidden
+    for block in ("Source", "Target", "Calibration transfer", "Governance", "Plots"):
+        assert page.get_by_role("heading", name=block, exact=True).is_visible(), block
+    assert page.get_by_role("cell", name="naive", exact=True).first.is_visible()  # the CV table
+    page.screenshot(path=str(SCREENSHOTS / "transfer-record-card-print.png"), full_page=True)
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF")
+    assert len(pdf) > 10_000

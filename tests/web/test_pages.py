@@ -4,13 +4,16 @@ on every form; people only (both backends, through the app in-process)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent, User
 from app.enums import Role
+from app.web import routes as web_routes
 from tests.factories import PLANT_DOMAIN, train_transfer_source, transfer_data
 from tests.helpers import PASSWORD, Actor
 
@@ -124,13 +127,26 @@ def test_the_transfer_card_page_of_an_unknown_transfer_is_a_404_page(
     assert "No such transfer" in response.text
 
 
-def _completed_transfer(client: TestClient, dev: dict[str, str], *, validation: bool) -> int:
+def _completed_transfer(
+    client: TestClient, dev: dict[str, str], *, validation: bool, method: str = "pds"
+) -> int:
     source = train_transfer_source(client, dev)
+    return _run_transfer(client, dev, source, validation=validation, method=method)
+
+
+def _run_transfer(
+    client: TestClient,
+    dev: dict[str, str],
+    source: dict[str, Any],
+    *,
+    validation: bool,
+    method: str = "pds",
+) -> int:
     plan = {
         "source_model": "titer_pls",
         "source_version": 1,
         "target_domain": PLANT_DOMAIN,
-        "method": "pds",
+        "method": method,
         "n_standards": 10,
         "change_control": "CC-WEB-1",
         "intended_use": "monitoring",
@@ -149,6 +165,31 @@ def _completed_transfer(client: TestClient, dev: dict[str, str], *, validation: 
     )
     assert done.status_code == 201, done.text
     return int(number)
+
+
+def test_the_home_page_lists_the_newest_and_links_to_older_ones(
+    client: TestClient, actors: dict[Role, Actor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = actors[Role.developer].headers
+    source = train_transfer_source(client, dev)
+    first = _run_transfer(client, dev, source, validation=False, method="sbc")
+    second = _run_transfer(client, dev, source, validation=False, method="sbc")
+    monkeypatch.setattr(web_routes, "HOME_PAGE", 1)
+    assert _log_in(client, actors[Role.qa].user.username).status_code == 303
+    home = client.get("/home")
+    assert home.status_code == 200
+    listed = re.findall(r'href="/transfers/(\d+)"', home.text)
+    assert str(second) in listed
+    assert str(first) not in listed
+    older = re.search(r'href="(/home\?[^"]+)" rel="next"', home.text)
+    assert older, home.text
+    assert older.group(1) == f"/home?before={second}"
+    page = client.get(older.group(1))
+    assert page.status_code == 200
+    assert f'href="/transfers/{first}"' in page.text
+    assert 'rel="next"' not in page.text
+    assert client.get("/home?before=0").status_code == 422
+    assert client.get("/home?bogus=1").status_code == 422
 
 
 def test_the_record_card_shows_its_four_blocks_and_five_plots(
@@ -183,6 +224,25 @@ def test_without_a_validation_set_the_plots_say_so(
     assert svg.status_code == 200
     assert b"No validation set" in svg.content
     assert client.get(f"/transfers/{number}/plots/spectra.svg").status_code == 200
+
+
+def test_a_correction_of_predictions_draws_no_corrected_spectrum(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    number = _completed_transfer(
+        client, actors[Role.developer].headers, validation=True, method="sbc"
+    )
+    assert _log_in(client, actors[Role.qa].user.username).status_code == 303
+    page = client.get(f"/transfers/{number}")
+    assert page.status_code == 200
+    assert "sbc" in page.text
+    for kind in ("predicted", "spectra", "residuals", "cv", "t2q"):
+        svg = client.get(f"/transfers/{number}/plots/{kind}.svg")
+        assert svg.status_code == 200, kind
+        assert svg.content.lstrip().startswith(b"<?xml"), kind
+    spectra = client.get(f"/transfers/{number}/plots/spectra.svg").content
+    assert b"target corrected" not in spectra
+    assert b"the correction acts on predictions, not spectra" in spectra
 
 
 def test_plots_need_a_session(client: TestClient) -> None:
@@ -301,6 +361,22 @@ def test_signing_on_the_card_authored_then_approved(
     assert "requalified" in after.text
     assert "record reviewed, criteria met" in after.text
     assert after.text.count(">valid<") == 2
+    client.cookies.clear()
+
+    # The record's own audit trail holds its signatures and the refused attempt beside its events.
+    assert _log_in(client, actors[Role.auditor].user.username).status_code == 303
+    trail_link = re.search(r'href="(/audit-trail\?[^"]+)"', client.get(after.url.path).text)
+    assert trail_link, "the card links its audit trail"
+    trail = client.get(trail_link.group(1).replace("&amp;", "&"))
+    assert trail.status_code == 200
+    actions = re.findall(r"<td>((?:transfer|signature)\.[a-z_]+)</td>", trail.text)
+    assert actions == [
+        "transfer.open",
+        "transfer.complete",
+        "signature.sign",
+        "signature.refused",
+        "signature.sign",
+    ], actions
 
 
 def test_the_change_control_page_and_its_bundle(

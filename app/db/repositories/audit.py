@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent, AuditHead
@@ -40,6 +40,9 @@ class EventFilter:
 
     entity_type: str | None = None
     entity_ids: tuple[str, ...] | None = None
+    # Events of other entities that belong to the same record (its signatures, say), matched
+    # as well as, not instead of, the entity above: ((entity type, ids), ...).
+    related: tuple[tuple[str, tuple[str, ...]], ...] = ()
     actor: str | None = None
     action: str | None = None
     since: datetime | None = None
@@ -51,10 +54,20 @@ def page(
 ) -> list[AuditEvent]:
     """Up to ``limit`` events matching ``where`` in sequence order, after ``after_seq``."""
     stmt = select(AuditEvent).order_by(AuditEvent.seq)
+    entity = []
     if where.entity_type is not None:
-        stmt = stmt.where(AuditEvent.entity_type == where.entity_type)
+        entity.append(AuditEvent.entity_type == where.entity_type)
     if where.entity_ids is not None:
-        stmt = stmt.where(AuditEvent.entity_id.in_(where.entity_ids))
+        entity.append(AuditEvent.entity_id.in_(where.entity_ids))
+    if where.related:
+        alternatives = [
+            and_(AuditEvent.entity_type == kind, AuditEvent.entity_id.in_(ids))
+            for kind, ids in where.related
+            if ids
+        ]
+        stmt = stmt.where(or_(and_(*entity), *alternatives))
+    elif entity:
+        stmt = stmt.where(*entity)
     if where.actor is not None:
         stmt = stmt.where(AuditEvent.actor == where.actor)
     if where.action is not None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Dataset, ModelVersion, TransferRecord
 from app.db.repositories._by_id import values_by_id
-from app.enums import TransferStatus
+from app.enums import TransferStatus, VersionStatus
 
 
 def _locked(stmt: Select[TransferRecord], for_update: bool) -> Select[TransferRecord]:
@@ -49,20 +49,29 @@ def list_page(
     domain_id: uuid.UUID | None = None,
     change_control: str | None = None,
     verdict: str | None = None,
+    target_status: VersionStatus | None = None,
     after: int | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
     limit: int | None = None,
 ) -> list[TransferRecord]:
-    """Transfers in number order, filtered; keyset paging by number (``after``, ``limit``).
+    """Transfers in number order (or newest first), filtered; keyset paging by number
+    (``after`` / ``before``, ``limit``).
 
     ``model_id`` is the source version's model; ``domain_id`` matches the source version's
-    domain or the target domain.
+    domain or the target domain; ``target_status`` is the target version's status.
     """
     source = aliased(ModelVersion)
     stmt = (
         select(TransferRecord)
         .join(source, source.id == TransferRecord.source_version_id)
-        .order_by(TransferRecord.number)
+        .order_by(TransferRecord.number.desc() if newest_first else TransferRecord.number)
     )
+    if target_status is not None:
+        target = aliased(ModelVersion)
+        stmt = stmt.join(target, target.transfer_id == TransferRecord.id).where(
+            target.status == target_status
+        )
     if status is not None:
         stmt = stmt.where(TransferRecord.status == status)
     if change_control is not None:
@@ -77,6 +86,8 @@ def list_page(
         )
     if after is not None:
         stmt = stmt.where(TransferRecord.number > after)
+    if before is not None:
+        stmt = stmt.where(TransferRecord.number < before)
     if limit is not None:
         stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
