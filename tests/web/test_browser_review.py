@@ -181,6 +181,8 @@ def test_every_page_fits_1280_px_and_labels_its_controls(
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 1280, (path, width)
         assert page.evaluate(UNLABELLED) == [], path
+        slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")
+        page.screenshot(path=str(SCREENSHOTS / f"page-{slug}.png"), full_page=True)
     page.goto(demo["base"] + "/transfers/1")
     page.get_by_role("link", name="audit trail").click()
     page.wait_for_url(re.compile(r".*/audit-trail\?entity_type=transfer.*"))

@@ -264,6 +264,8 @@ def test_model_version_audit_log_and_account_pages(
     version = client.get("/models/titer_pls/versions/2")
     assert version.status_code == 200
     assert "pending_requalification" in version.text
+    signed_on = f'<a href="/transfers/{number}#signatures-h">transfer record #{number}</a>'
+    assert signed_on in version.text
     lineage = client.get("/models/titer_pls/versions/2/lineage.svg")
     assert lineage.headers["content-type"] == "image/svg+xml"
     assert b"transfer #" in lineage.content
