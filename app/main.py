@@ -61,7 +61,7 @@ def create_app() -> FastAPI:
         # operationId = the route function's name: what generated clients call the operation.
         generate_unique_id_function=lambda route: route.name,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, page=web_pages.server_error_page)
     install_openapi(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
