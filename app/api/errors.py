@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.headers import add_security_headers
 from app.db.faults import is_database_fault
 from app.errors import DomainError
 
@@ -127,4 +128,5 @@ def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> No
         else:
             response = _internal_error(request, exc, page)
         response.headers["Connection"] = "close"
+        add_security_headers(response.headers)  # sent from outside our middleware
         return response
