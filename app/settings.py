@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     # power cut for speed; never for GxP use.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     store_root: Path = Path("models_store")
+    # Where clients reach the service (scheme, host, port, and any path prefix a proxy puts in
+    # front): absolute URLs the service sends (the Link headers of paged lists) start with it,
+    # never with the Host header a request brought.
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+    )
 
     token_ttl_minutes: int = 480
     # A browser session ends this long after login (the pages' cookie holds its token).
@@ -44,6 +50,11 @@ class Settings(BaseSettings):
     # their own only contend with the others and with the event loop (bench/predict.py
     # --compute-threads compares; figures in the README).
     compute_threads: int = Field(default=1, ge=0)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
 
 
 @lru_cache
