@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.headers import add_security_headers
 from app.db.faults import is_database_fault
-from app.errors import DomainError
+from app.errors import DomainError, TooManyAttempts
 
 log = logging.getLogger("app")
 
@@ -62,6 +62,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "too_many_attempts",
 }
 
 
@@ -95,8 +96,10 @@ def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> No
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return envelope(exc.status_code, exc.code, exc.detail, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        if isinstance(exc, TooManyAttempts):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        return envelope(exc.status_code, exc.code, exc.detail, headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
@@ -40,16 +40,31 @@ def _not_stored(response: Response) -> None:
 @router.post(
     "/auth/token",
     response_model=TokenRead,
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        429: {
+            "model": ErrorBody,
+            "description": "too many failed logins from this address (see Retry-After)",
+        },
+    },
 )
 def issue_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
+    request: Request,
     response: Response,
 ) -> TokenRead | JSONResponse:
     """OAuth2 password flow: a bearer token that expires. Failures are audited and count
-    towards the lockout, so they are committed (a 401 response, not an exception)."""
-    issued = auth_service.login(session, username=form.username, password=form.password)
+    towards the client address's throttle and the account's lockout, so they are committed
+    (a 401 response, not an exception). While the address is throttled: 429 with
+    ``Retry-After``, no password checked."""
+    issued = auth_service.login(
+        session,
+        username=form.username,
+        password=form.password,
+        client_host=request.client.host if request.client else None,
+    )
     if issued is None:
         return JSONResponse(
             status_code=status.HTTP_401_UNAUTHORIZED,
