@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert
@@ -10,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db.models import User
 from app.db.session import make_engine, make_event_loop_engine
+from tests.conftest import fresh_database
 
 SECRET_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0LXNhbHQ$c2VjcmV0LWhhc2gtbmV2ZXItbG9nZ2Vk"
 
@@ -40,10 +42,10 @@ def test_a_database_error_does_not_print_the_parameters(engine: Engine) -> None:
     assert "parameters hidden" in message
 
 
-def test_the_event_loop_engine_hides_the_parameters_too(engine: Engine) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("the event-loop engine exists on SQLite only")
-    loop_engine = make_event_loop_engine(engine.url.render_as_string(hide_password=False))
+def test_the_event_loop_engine_hides_the_parameters_too(tmp_path: Path) -> None:
+    """SQLite only: on PostgreSQL there is no event-loop engine."""
+    url, _ = fresh_database("sqlite", "loop", tmp_path)
+    loop_engine = make_event_loop_engine(url)
     assert loop_engine is not None
     try:
         message = str(_duplicate_user_error(loop_engine))
