@@ -57,9 +57,11 @@ def seed(
         Path, typer.Option(help="Where the demo passwords are written (mode 600).")
     ] = Path("var/demo-credentials.txt"),
 ) -> None:
-    """Create the demo users and data through the service layer (once; idempotent)."""
-    import os
+    """Create the demo users and data through the service layer (once; idempotent).
 
+    The demo passwords and API key go into ``credentials_file`` (mode 600), never to the
+    terminal: this prints where they are.
+    """
     from app.db.session import unit_of_work
     from app.services.seed import seed_demo
     from app.store import get_store
@@ -69,13 +71,30 @@ def seed(
     for note in result.notes:
         typer.echo(note)
     if result.created:
-        credentials_file.parent.mkdir(parents=True, exist_ok=True)
-        lines = [f"{user}\t{secret}" for user, secret in result.credentials.items()]
-        credentials_file.write_text("\n".join(lines) + "\n")
-        os.chmod(credentials_file, 0o600)
+        _write_private(credentials_file, [f"{u}\t{s}" for u, s in result.credentials.items()])
+        typer.echo(f"demo users: {', '.join(result.credentials)}")
     if credentials_file.exists():
-        typer.echo(f"demo logins (user, password or API key) in {credentials_file}:")
-        typer.echo(credentials_file.read_text().rstrip())
+        mode = credentials_file.stat().st_mode & 0o777
+        typer.echo(
+            f"demo logins (user name, tab, password or API key) are in {credentials_file} "
+            f"(mode {mode:o}); e.g. grep demo-qa {credentials_file} | cut -f2"
+        )
+    else:
+        typer.echo(
+            f"{credentials_file} does not exist: the demo logins were written where the first "
+            "seed was told to (they are stored nowhere else)"
+        )
+
+
+def _write_private(path: Path, lines: list[str]) -> None:
+    """Write ``lines`` to ``path`` readable by its owner only, from the first byte on."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        out.write("\n".join(lines) + "\n")
 
 
 @app.command("sample-request")

@@ -105,6 +105,14 @@ class SignatureMeaning(StrEnum):
     rejected = "rejected"
 
 
+class PasswordCheck(StrEnum):
+    """Where a password was entered (a failed one is counted towards the lockout)."""
+
+    login = "login"  # POST /auth/token or the login page: the only one a stranger can reach
+    reauthentication = "reauthentication"  # a signature or another signed action
+    password_change = "password_change"  # the current password, to change it
+
+
 class SignedEntity(StrEnum):
     """What a signature is bound to."""
 
@@ -139,6 +147,7 @@ class AuditAction(StrEnum):
     auth_login = "auth.login"
     auth_login_failed = "auth.login_failed"
     auth_lockout = "auth.lockout"
+    auth_login_throttled = "auth.login_throttled"
     auth_logout = "auth.logout"
     user_create = "user.create"
     user_deactivate = "user.deactivate"
@@ -167,6 +176,7 @@ class AuditEntityType(StrEnum):
     """What an audit event is about."""
 
     user = "user"
+    client_address = "client_address"  # where failed logins came from (the login throttle)
     domain = "domain"
     dataset = "dataset"
     model = "model"

@@ -53,6 +53,18 @@ class Forbidden(DomainError):
     status_code = 403
 
 
+class TooManyAttempts(DomainError):
+    """Too many failed logins from the caller's address: refused, unchecked, until
+    ``retry_after_seconds`` have passed."""
+
+    code = "too_many_attempts"
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class IntegrityFailure(DomainError):
     """Stored bytes no longer match their sha256: the store has been tampered with or rotted."""
 

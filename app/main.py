@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.headers import SecurityHeaders
 from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
@@ -61,9 +62,12 @@ def create_app() -> FastAPI:
         # operationId = the route function's name: what generated clients call the operation.
         generate_unique_id_function=lambda route: route.name,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, page=web_pages.server_error_page)
     install_openapi(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
+    # Outermost of ours, so that a 413 gets them too (a 500 gets them from its handler).
+    docs = ("/docs", "/redoc", app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect")
+    app.add_middleware(SecurityHeaders, docs_paths=docs)
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=web_pages.HERE / "static"), name="web-static")

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     # power cut for speed; never for GxP use.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     store_root: Path = Path("models_store")
+    # Where clients reach the service (scheme, host, port, and any path prefix a proxy puts in
+    # front): absolute URLs the service sends (the Link headers of paged lists) start with it,
+    # never with the Host header a request brought.
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+    )
 
     token_ttl_minutes: int = 480
     # A browser session ends this long after login (the pages' cookie holds its token).
@@ -27,8 +33,15 @@ class Settings(BaseSettings):
     # Mark the session cookie Secure even when the request did not arrive over TLS (behind a
     # TLS-terminating proxy that does not send X-Forwarded-Proto).
     cookie_secure: bool = False
-    lockout_threshold: int = 5
-    lockout_minutes: int = 15
+    # Failed password checks count over a sliding window of login_window_minutes. From one
+    # client address at most login_address_limit failed logins per window (then 429 until the
+    # oldest leaves it); an account locks for lockout_minutes once lockout_threshold failures
+    # against it fall in the window, from any addresses. The limit is below the threshold, so
+    # no single address can lock an account (app.services.auth).
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_address_limit: int = Field(default=5, ge=1)
+    lockout_threshold: int = Field(default=10, ge=2)
+    lockout_minutes: int = Field(default=15, ge=1)
 
     # Periodic review (ICH Q14): an approved or requalified version is due this many days
     # after its approval unless the approval sets another date.
@@ -44,6 +57,21 @@ class Settings(BaseSettings):
     # their own only contend with the others and with the event loop (bench/predict.py
     # --compute-threads compares; figures in the README).
     compute_threads: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _one_address_cannot_lock_an_account(self) -> Settings:
+        if self.login_address_limit >= self.lockout_threshold:
+            raise ValueError(
+                f"login_address_limit ({self.login_address_limit}) must be below "
+                f"lockout_threshold ({self.lockout_threshold}): otherwise failed logins from "
+                "one address could lock anybody out"
+            )
+        return self
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
 
 
 @lru_cache

@@ -136,7 +136,7 @@ def actors(engine: Engine) -> dict[Role, Actor]:
                 out[role] = Actor(created.user, created.api_key)
             else:
                 issued = auth_service.login(
-                    session, username=f"test-{role.value}", password=PASSWORD
+                    session, username=f"test-{role.value}", password=PASSWORD, client_host=None
                 )
                 assert issued is not None
                 out[role] = Actor(created.user, issued.token)

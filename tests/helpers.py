@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,34 @@ class Actor:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credential}"}
+
+
+def from_address(client: Any, host: str) -> Any:
+    """A client of the same app (same test transaction) whose requests come from ``host``."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(client.app, raise_server_exceptions=False, client=(host, 50000))
+
+
+_lockout_addresses = itertools.count()
+
+
+def lock_out(client: Any, username: str) -> None:
+    """Lock ``username`` out with wrong passwords, as it takes now: the lockout threshold's
+    worth of failed logins, from as many fresh addresses (198.18.0.0/15, never used twice in
+    a run) as the per-address limit requires."""
+    from app.settings import get_settings
+
+    settings = get_settings()
+    address = ""
+    for i in range(settings.lockout_threshold):
+        if i % settings.login_address_limit == 0:
+            n = next(_lockout_addresses)
+            address = f"198.18.{n // 256 % 256}.{n % 256}"
+        r = from_address(client, address).post(
+            "/api/v1/auth/token", data={"username": username, "password": "wrong-wrong-wrong"}
+        )
+        assert r.status_code == 401, r.text
 
 
 def assert_error(response: Any, status: int, *fragments: str, code: str | None = None) -> None:

@@ -97,6 +97,23 @@ def test_store_fsck_reports_unreferenced_and_missing(embedded: Path) -> None:
     assert stray in result.output
 
 
+def test_seed_prints_where_the_demo_logins_are_and_not_the_secrets(embedded: Path) -> None:
+    where = embedded / "private" / "creds.txt"
+    first = runner.invoke(app, ["seed", "--credentials-file", str(where)])
+    assert first.exit_code == 0, first.output
+    assert where.stat().st_mode & 0o777 == 0o600
+    logins = dict(line.split("\t") for line in where.read_text().splitlines())
+    assert set(logins) >= {"demo-admin", "demo-qa", "demo-developer", "demo-plant"}
+    again = runner.invoke(app, ["seed", "--credentials-file", str(where)])
+    assert again.exit_code == 0, again.output
+    assert "already seeded" in again.output
+    for output in (first.output, again.output):
+        assert f"are in {where} (mode 600)" in output
+        for secret in logins.values():
+            assert secret not in output
+    assert "demo-qa" in first.output  # the user names are shown
+
+
 def test_a_failing_seed_commits_nothing_and_leaves_no_artifact(
     embedded: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,18 +1,42 @@
-"""One error envelope for every failure: ``{"error": "<code>", "detail": "<human text>"}``."""
+"""One error envelope for every failure: ``{"error": "<code>", "detail": "<human text>"}``.
+
+A database fault (:func:`app.db.faults.is_database_fault`) is a 503 with ``Retry-After``;
+nothing needs restarting afterwards (the engine replaces dead connections). Any other
+unexpected exception is a 500 with ``Connection: close``: Starlette re-raises it after the
+response so that the server logs it, and uvicorn then closes the connection, so the response
+says so and a keep-alive client opens a new one instead of meeting a reset.
+"""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable, Mapping
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import DomainError
+from app.api.headers import add_security_headers
+from app.db.faults import is_database_fault
+from app.errors import DomainError, TooManyAttempts
 
 log = logging.getLogger("app")
+
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = (
+    "the database is unavailable or the connection to it was lost, so the request could not "
+    f"be completed; retry after {RETRY_AFTER_SECONDS} s"
+)
+INTERNAL_ERROR = "internal error; the request was rolled back"
+
+# The pages answer their errors as a page: (request, status, heading, detail, headers) -> an
+# HTML response, or None when the request is not for a page (then the envelope).
+PageError = Callable[[Request, int, str, str, Mapping[str, str]], Response | None]
 
 
 class ErrorBody(BaseModel):
@@ -38,6 +62,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "too_many_attempts",
 }
 
 
@@ -49,11 +74,32 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _database_unavailable(request: Request, exc: BaseException, page: PageError | None) -> Response:
+    # One line, not a traceback per request while the database is away; the engine hides the
+    # statement's parameters.
+    log.warning("database fault, answered 503: %s: %s", type(exc).__name__, exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    heading = "The database is unavailable"
+    shown = page(request, 503, heading, DATABASE_UNAVAILABLE, headers) if page else None
+    return shown or envelope(503, "database_unavailable", DATABASE_UNAVAILABLE, headers)
+
+
+def _internal_error(request: Request, exc: BaseException, page: PageError | None) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    headers = {"Connection": "close"}
+    shown = page(request, 500, "Internal error", INTERNAL_ERROR, headers) if page else None
+    return shown or envelope(500, "internal_error", INTERNAL_ERROR, headers)
+
+
+def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> None:
+    """The envelope for every failure; ``page`` renders the 5xx of a page request."""
+
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return envelope(exc.status_code, exc.code, exc.detail, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        if isinstance(exc, TooManyAttempts):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        return envelope(exc.status_code, exc.code, exc.detail, headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -64,7 +110,26 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return envelope(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
+    async def _database(request: Request, exc: Exception) -> Response:
+        if is_database_fault(exc):
+            return _database_unavailable(request, exc, page)
+        return _internal_error(request, exc, page)
+
+    # SQLAlchemy's errors, and the drivers' own where code reaches the driver directly (the
+    # SQLite BEGIN): handled here, so the response is the whole story and the connection
+    # stays open.
+    for database_error in (SQLAlchemyError, sqlite3.Error, psycopg.Error):
+        app.add_exception_handler(database_error, _database)
+
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return envelope(500, "internal_error", "internal error; the request was rolled back")
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Reached from outside the routes too (a middleware), where a database fault can
+        # also surface. Starlette re-raises after this response and uvicorn closes the
+        # connection: say so.
+        if is_database_fault(exc):
+            response = _database_unavailable(request, exc, page)
+        else:
+            response = _internal_error(request, exc, page)
+        response.headers["Connection"] = "close"
+        add_security_headers(response.headers)  # sent from outside our middleware
+        return response

@@ -24,6 +24,7 @@ from app.enums import (
     DomainEventKind,
     IntendedUse,
     LifecycleTrigger,
+    PasswordCheck,
     Role,
     SignatureMeaning,
     SignedEntity,
@@ -51,10 +52,36 @@ class User(Base):
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     api_key_prefix: Mapped[str | None] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Failed password checks counted towards the lockout at the last failure (a snapshot of
+    # the count over the window, see app.services.auth; 0 after a success, lockout or unlock).
     failed_login_count: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+    # Failures up to this time no longer count towards the lockout: set by a successful
+    # password check and an unlock to then, by a lockout to its end.
+    failures_reset_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+
+
+class LoginFailure(Base):
+    """A failed password check, as the login throttle (per client address) and the account
+    lockout count them over their window. Operational state: the audit trail keeps the record
+    of every failure (``auth.login_failed``)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (
+        Index(None, "client_address", "occurred_at"),
+        Index(None, "user_id", "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    occurred_at: Mapped[datetime]
+    kind: Mapped[PasswordCheck] = mapped_column(_enum(PasswordCheck, "password_check"))
+    # The login's throttle key (app.services.auth.throttle_key); None for checks made inside
+    # a signed-in session, which the address throttle does not count.
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    # The account it counts against (None: no such account, or one without a password).
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
 
 
 class AccessToken(Base):

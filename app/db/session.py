@@ -56,17 +56,24 @@ def _sqlite_begin_immediate(engine: Engine, synchronous: str, busy_timeout_ms: i
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` (SQLite file or PostgreSQL via psycopg 3)."""
+    """Create an engine for ``url`` (SQLite file or PostgreSQL via psycopg 3).
+
+    ``hide_parameters``: a statement's bound values (password hashes, API key digests, whole
+    spectra) never go into an error's message, hence never into a log. ``pool_pre_ping``
+    (PostgreSQL): a pooled connection whose server backend is gone (terminated, database
+    restarted) is replaced at checkout, so the service recovers from a database fault by
+    itself.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
         _sqlite_begin_immediate(engine, get_settings().sqlite_synchronous, BUSY_TIMEOUT_MS)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def make_event_loop_engine(url: str) -> Engine | None:
@@ -84,6 +91,7 @@ def make_event_loop_engine(url: str) -> Engine | None:
         connect_args={"check_same_thread": False},
         poolclass=SingletonThreadPool,
         pool_size=1,
+        hide_parameters=True,
     )
     _sqlite_begin_immediate(engine, get_settings().sqlite_synchronous, busy_timeout_ms=0)
     return engine

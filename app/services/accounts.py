@@ -7,7 +7,6 @@ account keeps its history, a revoked API key its prefix in the audit trail.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from dataclasses import dataclass
 
@@ -17,14 +16,15 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import User
 from app.db.repositories import users as user_rows
-from app.enums import AuditAction, AuditEntityType, Role
+from app.enums import AuditAction, AuditEntityType, PasswordCheck, Role
 from app.errors import Conflict, InvalidInput, NotFound
 from app.services import audit
 from app.services.auth import (
-    _DUMMY_HASH,
     API_KEY_PREFIX,
     MIN_PASSWORD_LENGTH,
+    _dummy_verify,
     _hasher,
+    _reset_failures,
     _sha256,
     count_wrong_password,
     user_snapshot,
@@ -84,8 +84,7 @@ def unlock(session: Session, username: str, *, actor: User, reason: str) -> User
     if user.locked_until is None or user.locked_until <= utcnow():
         raise Conflict(f"user {username!r} is not locked")
     before = {**user_snapshot(user), "locked_until": user.locked_until}
-    user.locked_until = None
-    user.failed_login_count = 0
+    _reset_failures(user, utcnow())
     return _audited(session, user, AuditAction.user_unlock, before, actor=actor, reason=reason)
 
 
@@ -164,10 +163,14 @@ def change_password(
         except (VerificationError, InvalidHashError):
             ok = False
     else:  # locked or no password: the same work, so timing says nothing
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, current_password)
+        _dummy_verify(current_password)
     if not ok:
-        count_wrong_password(session, locked, reason="wrong current password at a password change")
+        count_wrong_password(
+            session,
+            locked,
+            reason="wrong current password at a password change",
+            check=PasswordCheck.password_change,
+        )
         return False
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
@@ -175,7 +178,7 @@ def change_password(
         raise InvalidInput("the new password must differ from the current one")
     before = user_snapshot(locked)
     locked.password_hash = _hasher.hash(new_password)
-    locked.failed_login_count = 0
+    _reset_failures(locked, now)
     _audited(
         session,
         locked,

@@ -1,13 +1,33 @@
-"""Users, passwords (argon2), bearer tokens, API keys and lockout."""
+"""Users, passwords (argon2), bearer tokens, API keys, the login throttle and the lockout.
+
+Failed password checks are counted over a sliding window (``login_window_minutes``) in the
+``login_failure`` table, so every worker process sees the same counts:
+
+- **per client address** (the login throttle): after ``login_address_limit`` failed logins
+  from one address in the window, further logins from it are refused (429 with
+  ``Retry-After``, no password checked) until the oldest of them leaves the window. Failures
+  for every user name count, unknown ones included, so guessing across accounts is bounded too;
+- **per account** (the lockout): after ``lockout_threshold`` failures against one account in
+  the window, from any addresses, logins, re-authentications and password changes, the account
+  is locked for ``lockout_minutes`` (an administrator can lift it). The address limit is below
+  the threshold (the settings refuse otherwise), so no single address can lock anybody out:
+  that takes failures from two or more addresses, or from inside the account's own session.
+
+Every login answers after exactly one argon2 verification, against the account's hash or, for
+an unknown name, an account without a password, an inactive or a locked one, against a dummy
+hash made with the same parameters: the time taken says nothing about which it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,10 +35,11 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import AccessToken, User
+from app.db.models import AccessToken, LoginFailure, User
+from app.db.repositories import login_failures as failure_rows
 from app.db.repositories import users as user_rows
-from app.enums import AuditAction, AuditEntityType, Role
-from app.errors import Conflict, InvalidInput
+from app.enums import AuditAction, AuditEntityType, PasswordCheck, Role
+from app.errors import Conflict, InvalidInput, TooManyAttempts
 from app.services import audit
 from app.settings import get_settings
 
@@ -27,6 +48,43 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 API_KEY_PREFIX = "ssr_"
 MIN_PASSWORD_LENGTH = 12
+# The throttle key of a login whose client address the server does not know (a Unix socket).
+UNKNOWN_ADDRESS = "unknown"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def throttle_key(host: str | None) -> str:
+    """What the login throttle counts by: an IPv4 address; an IPv6 address by its /64 (one
+    host is commonly given a whole /64, so its single addresses cost nothing); an IPv4-mapped
+    IPv6 address as the IPv4 one; any other name as given (at most 64 characters)."""
+    if not host:
+        return UNKNOWN_ADDRESS
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _dummy_verify(password: str) -> None:
+    """The argon2 work of a real check, for a login that has no hash to check against."""
+    with contextlib.suppress(VerificationError):
+        _hasher.verify(_DUMMY_HASH, password)
+
+
+def _window_start(now: datetime) -> datetime:
+    return now - timedelta(minutes=get_settings().login_window_minutes)
+
+
+def _reset_failures(user: User, at: datetime) -> None:
+    """A successful password check or an unlock: earlier failures no longer count."""
+    user.failed_login_count = 0
+    user.locked_until = None
+    user.failures_reset_at = at
 
 
 def _sha256(text: str) -> str:
@@ -89,22 +147,44 @@ def create_user(
     return NewUser(user, api_key)
 
 
-def count_wrong_password(session: Session, user: User, *, reason: str) -> None:
-    """A wrong password for ``user``: counted towards the lockout (locked for
-    ``lockout_minutes`` after ``lockout_threshold`` in a row) and audited."""
+def count_wrong_password(
+    session: Session,
+    user: User,
+    *,
+    reason: str,
+    check: PasswordCheck,
+    address: str | None = None,
+) -> None:
+    """A wrong password for ``user``: recorded, counted towards the lockout (locked for
+    ``lockout_minutes`` once ``lockout_threshold`` failures against it fall in the window)
+    and audited. ``address``: the login's throttle key (None inside a session)."""
     settings = get_settings()
-    user.failed_login_count += 1
-    locked = user.failed_login_count >= settings.lockout_threshold
+    now = utcnow()
+    failure_rows.add(
+        session, LoginFailure(occurred_at=now, kind=check, client_address=address, user_id=user.id)
+    )
+    since = max(_window_start(now), user.failures_reset_at or _EPOCH)
+    count = failure_rows.count_against(session, user.id, since=since)
+    locked = count >= settings.lockout_threshold
     if locked:
-        user.locked_until = utcnow() + timedelta(minutes=settings.lockout_minutes)
+        user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+        # The attempts made while locked (refused unchecked) never count afterwards.
+        user.failures_reset_at = user.locked_until
         user.failed_login_count = 0
+    else:
+        user.failed_login_count = count
+        if user.locked_until is not None and user.locked_until <= now:
+            user.locked_until = None  # an ended lockout
+    after: dict[str, object] = {"reason": reason, "locked_until": user.locked_until}
+    if address is not None:
+        after["client_address"] = address
     audit.record(
         session,
         actor=user,
         action=AuditAction.auth_lockout if locked else AuditAction.auth_login_failed,
         entity_type=AuditEntityType.user,
         entity_id=user.id,
-        after={"reason": reason, "locked_until": user.locked_until},
+        after=after,
     )
 
 
@@ -129,8 +209,7 @@ def reauthenticate(session: Session, user: User, *, username: str, password: str
     elif user.locked_until is not None and user.locked_until > now:
         refusal = "account locked"
     if refusal is not None:
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password)
+        _dummy_verify(password)
         audit.record(
             session,
             actor=user,
@@ -144,9 +223,14 @@ def reauthenticate(session: Session, user: User, *, username: str, password: str
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
-        count_wrong_password(session, user, reason="wrong password at re-authentication")
+        count_wrong_password(
+            session,
+            user,
+            reason="wrong password at re-authentication",
+            check=PasswordCheck.reauthentication,
+        )
         return False
-    user.failed_login_count = 0
+    _reset_failures(user, now)
     return True
 
 
@@ -158,46 +242,64 @@ class IssuedToken:
 
 
 def login(
-    session: Session, *, username: str, password: str, ttl_minutes: int | None = None
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    client_host: str | None,
+    ttl_minutes: int | None = None,
 ) -> IssuedToken | None:
     """Check a password and issue a bearer token, or record the failure and return None.
 
-    After ``lockout_threshold`` consecutive failures the account is locked for
-    ``lockout_minutes``; attempts while locked fail without checking the password. Both
-    outcomes are audited, so the caller must commit even when this returns None.
+    ``client_host``: the address the request came from (the throttle counts by
+    :func:`throttle_key`). Raises :class:`~app.errors.TooManyAttempts` (nothing checked,
+    nothing written) while that address is over its limit. A failure is recorded and audited,
+    so the caller must commit even when this returns None; an attempt on a locked account
+    fails without its password being checked (but after the same argon2 work).
     """
     settings = get_settings()
     now = utcnow()
+    address = throttle_key(client_host)
+    failure_rows.lock_address(session, address)
+    _refuse_if_throttled(session, address, now)
     user = user_rows.by_username(session, username, for_update=True)
     if user is None or user.password_hash is None or not user.is_active:
-        with contextlib.suppress(VerificationError):
-            _hasher.verify(_DUMMY_HASH, password)
+        _dummy_verify(password)
+        _failed_login(session, address, now)
         audit.record(
             session,
             actor=username or "(blank)",
             action="auth.login_failed",
             entity_type="user",
             entity_id=username or "(blank)",
-            after={"reason": "unknown user or no password login"},
+            after={"reason": "unknown user or no password login", "client_address": address},
         )
         return None
     if user.locked_until is not None and user.locked_until > now:
+        _dummy_verify(password)
+        _failed_login(session, address, now)
         audit.record(
             session,
             actor=user,
             action="auth.login_failed",
             entity_type="user",
             entity_id=user.id,
-            after={"reason": "account locked", "locked_until": user.locked_until},
+            after={
+                "reason": "account locked",
+                "locked_until": user.locked_until,
+                "client_address": address,
+            },
         )
         return None
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
-        count_wrong_password(session, user, reason="wrong password")
+        count_wrong_password(
+            session, user, reason="wrong password", check=PasswordCheck.login, address=address
+        )
+        _failed_login(session, address, now, recorded=True)
         return None
-    user.failed_login_count = 0
-    user.locked_until = None
+    _reset_failures(user, now)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     token = secrets.token_urlsafe(32)
@@ -211,9 +313,56 @@ def login(
         action="auth.login",
         entity_type="user",
         entity_id=user.id,
-        after={"expires_at": expires_at},
+        after={"expires_at": expires_at, "client_address": address},
     )
     return IssuedToken(token, expires_at, user)
+
+
+def _refuse_if_throttled(session: Session, address: str, now: datetime) -> None:
+    limit = get_settings().login_address_limit
+    newest = failure_rows.newest_logins_from(
+        session, address, since=_window_start(now), limit=limit
+    )
+    if len(newest) < limit:
+        return
+    # Open again once the oldest of those leaves the window.
+    wait = newest[-1] + timedelta(minutes=get_settings().login_window_minutes) - now
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    raise TooManyAttempts(
+        f"too many failed logins from your address ({limit} within "
+        f"{get_settings().login_window_minutes} minutes); try again in {seconds} s",
+        retry_after_seconds=seconds,
+    )
+
+
+def _failed_login(session: Session, address: str, now: datetime, *, recorded: bool = False) -> None:
+    """A failed login from ``address``, counted by its throttle (``recorded``: already, by
+    :func:`count_wrong_password`); audited once, when it reaches the limit (the attempts
+    refused after that write nothing, so they cost the database nothing either)."""
+    settings = get_settings()
+    if not recorded:
+        failure_rows.add(
+            session, LoginFailure(occurred_at=now, kind=PasswordCheck.login, client_address=address)
+        )
+    session.flush()
+    since = _window_start(now)
+    newest = failure_rows.newest_logins_from(
+        session, address, since=since, limit=settings.login_address_limit
+    )
+    if len(newest) == settings.login_address_limit:
+        open_at = newest[-1] + timedelta(minutes=settings.login_window_minutes)
+        audit.record(
+            session,
+            actor=address,
+            action=AuditAction.auth_login_throttled,
+            entity_type=AuditEntityType.client_address,
+            entity_id=address,
+            after={
+                "failed_logins": settings.login_address_limit,
+                "window_minutes": settings.login_window_minutes,
+                "refused_until": open_at,
+            },
+        )
 
 
 @dataclass(frozen=True)

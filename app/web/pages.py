@@ -4,7 +4,7 @@ person (or where to send a visitor instead), error pages."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,19 @@ def error_page(
 ) -> Response:
     context = {"user": user, "status": status, "heading": heading, "detail": detail}
     return render(request, "error.html", context, status_code=status)
+
+
+def server_error_page(
+    request: Request, status: int, heading: str, detail: str, headers: Mapping[str, str]
+) -> Response | None:
+    """A 5xx of a page as a page (the API's error handlers call it), or None when the request
+    was not for a page (no page route matched it: the error envelope then)."""
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if endpoint is None or not endpoint.__module__.startswith(f"{__package__}."):
+        return None
+    response = error_page(request, None, status, heading, detail)
+    response.headers.update(headers)
+    return response
 
 
 def signed_in(request: Request, session: Session) -> User | Response:

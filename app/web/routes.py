@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.api.deps import SessionDep, StoreDep
 from app.db.models import TransferRecord, User
 from app.enums import Role, SignatureMeaning, TransferStatus, VersionStatus
-from app.errors import DomainError
+from app.errors import DomainError, TooManyAttempts
 from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
 from app.services import models as models_service
@@ -90,12 +90,20 @@ def login_submit(
             message="The form expired or did not come from this site; please log in again.",
             status=403,
         )
-    issued = auth_service.login(
-        session,
-        username=username,
-        password=password,
-        ttl_minutes=get_settings().web_session_minutes,
-    )
+    try:
+        issued = auth_service.login(
+            session,
+            username=username,
+            password=password,
+            client_host=request.client.host if request.client else None,
+            ttl_minutes=get_settings().web_session_minutes,
+        )
+    except TooManyAttempts as exc:  # nothing was checked or written
+        refused = _login_form(
+            request, next=_safe_next(next), message=exc.detail, username=username, status=429
+        )
+        refused.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return refused
     if issued is None:  # audited; the session commits it
         return _login_form(
             request,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent
 from app.enums import Role
-from tests.helpers import PASSWORD, Actor, assert_error
+from tests.helpers import PASSWORD, Actor, assert_error, lock_out
 
 
 def _bearer(credential: str) -> dict[str, str]:
@@ -87,8 +87,7 @@ def test_an_administrator_unlocks_a_locked_account(
         409,
         "not locked",
     )
-    for _ in range(5):
-        assert _login(client, "forgetful", "wrong password!!").status_code == 401
+    lock_out(client, "forgetful")
     assert _login(client, "forgetful", PASSWORD).status_code == 401  # locked
     locked = {u["username"]: u for u in client.get("/api/v1/users", headers=admin).json()}
     assert locked["forgetful"]["locked_until"] is not None

@@ -117,6 +117,16 @@ def test_the_list_pages_with_a_link_header(
     assert "Link" not in second.headers
 
 
+def test_the_link_header_does_not_echo_the_request_host(
+    client: TestClient, actors: dict[Role, Actor], under_cc: dict[str, Any]
+) -> None:
+    headers = {**_qa(actors), "Host": "evil.example"}
+    first = client.get("/api/v1/change-controls?limit=1", headers=headers)
+    assert first.status_code == 200, first.text
+    assert "evil.example" not in first.headers["Link"]
+    assert first.headers["Link"].startswith("<http://127.0.0.1:8000/api/v1/change-controls?")
+
+
 def test_the_list_refuses_an_unknown_query_parameter_and_a_forged_cursor(
     client: TestClient, actors: dict[Role, Actor]
 ) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.enums import Role
 from app.main import create_app
 from tests.factories import create_domain, make_spectral_table, simulate_spectra, upload_dataset
-from tests.helpers import PASSWORD, Actor, grant_scope, set_lifecycle
+from tests.helpers import PASSWORD, Actor, grant_scope, lock_out, set_lifecycle
 
 ANY = frozenset(Role)
 A, D, Q, P, U = Role.admin, Role.developer, Role.qa, Role.plant, Role.auditor
@@ -139,10 +139,7 @@ def _account_action(action: str, role: str = "qa", setup: str | None = None) -> 
             )
             assert r.status_code == 200, r.text
         if setup == "lock":
-            for _ in range(5):
-                c.post(
-                    "/api/v1/auth/token", data={"username": name, "password": "wrong-wrong-wrong"}
-                )
+            lock_out(c, name)
         body: dict[str, Any] = {"reason": "t"}
         if action == "role":
             body["role"] = "auditor"

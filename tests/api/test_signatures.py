@@ -16,6 +16,7 @@ from app.db.base import utcnow
 from app.db.models import AuditEvent, Signature, User
 from app.enums import Role
 from app.services.signatures import lifecycle_history
+from app.settings import get_settings
 from tests.factories import train_transfer_source
 from tests.helpers import PASSWORD, Actor, assert_error
 from tests.signing import (
@@ -138,7 +139,7 @@ def test_repeated_wrong_passwords_lock_the_signer_out(
     qa = actors[Role.qa]
     sign_version(client, actors[Role.developer], "authored")
     body = signature_body(qa, "approved") | {"password": "wrong wrong wrong"}
-    for _ in range(5):
+    for _ in range(get_settings().lockout_threshold):
         r = client.post(CARD.format(1) + "/signatures", json=body, headers=qa.headers)
         assert r.status_code == 401
     user = session.get(User, qa.user.id)

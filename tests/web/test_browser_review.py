@@ -247,3 +247,33 @@ def test_the_printed_record_card_is_the_record_without_the_page_chrome(
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF")
     assert len(pdf) > 10_000
+
+
+def test_the_pages_work_under_their_content_security_policy(
+    chromium: Any, demo: dict[str, Any]
+) -> None:
+    """Every page (plots and lineage graph included) renders with nothing blocked by the
+    policy: no inline script or style, nothing from another host."""
+    page = _page(chromium)
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "Security Policy" in m.text else None)
+    _log_in(page, demo["base"], "demo-qa", demo["credentials"]["demo-qa"])
+    for path in (
+        "/home",
+        "/transfers/1",
+        "/models",
+        "/models/titer_pls",
+        "/models/titer_pls/versions/2",
+        "/prediction-log",
+        "/audit-trail?entity_type=model&entity_id=titer_pls",
+        "/change-controls/CC-2026-0042",
+        "/account",
+    ):
+        response = page.goto(demo["base"] + path)
+        assert response.status == 200, path
+        assert response.headers["content-security-policy"].startswith("default-src 'self'")
+        page.wait_for_load_state("networkidle")
+        for img in page.locator("img").all():
+            assert img.evaluate("i => i.complete && i.naturalWidth > 0"), path
+        assert page.locator("link[rel=stylesheet]").evaluate("l => l.sheet !== null"), path
+    assert blocked == []

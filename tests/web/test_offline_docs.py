@@ -9,12 +9,20 @@ import pytest
 
 from tests.web.conftest import SCREENSHOTS
 
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
-def _offline_page(chromium: object, base: str) -> tuple[object, list[str]]:
-    """A page whose requests to any host but the service fail, and the list they go to."""
+
+def _offline_page(chromium: object, base: str) -> tuple[object, list[str], list[str]]:
+    """A page whose requests to any host but the service fail, the list they go to, and the
+    browser's reports of what the page's Content-Security-Policy blocked."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page = context.new_page()
     refused: list[str] = []
+    blocked: list[str] = []
+    page.on(  # type: ignore[attr-defined]
+        "console",
+        lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     service = urlsplit(base).netloc
 
     def route(r: object) -> None:
@@ -26,7 +34,7 @@ def _offline_page(chromium: object, base: str) -> tuple[object, list[str]]:
             r.abort("internetdisconnected")  # type: ignore[attr-defined]
 
     page.route("**/*", route)
-    return page, refused
+    return page, refused, blocked
 
 
 @pytest.mark.parametrize(
@@ -39,7 +47,7 @@ def _offline_page(chromium: object, base: str) -> tuple[object, list[str]]:
 def test_api_docs_render_offline(
     chromium: object, empty_server: str, path: str, rendered: str
 ) -> None:
-    page, refused = _offline_page(chromium, empty_server)
+    page, refused, blocked = _offline_page(chromium, empty_server)
     page.goto(empty_server + path)  # type: ignore[attr-defined]
     page.wait_for_selector(rendered, timeout=20_000)  # type: ignore[attr-defined]
     body = page.inner_text("body")  # type: ignore[attr-defined]
@@ -48,6 +56,8 @@ def test_api_docs_render_offline(
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"api{path.replace('/', '-')}.png"))  # type: ignore[attr-defined]
     # ReDoc's bundle links its own "powered by" logo from its CDN: the one request allowed to
-    # fail (decoration; the documentation renders without it).
-    others = [u for u in refused if u != "https://cdn.redoc.ly/redoc/logo-mini.svg"]
+    # fail (decoration; the documentation renders without it), and the policy blocks it.
+    others = [u for u in refused if u != REDOC_LOGO]
     assert others == [], f"{path} asked other hosts: {others}"
+    blocked_others = [b for b in blocked if REDOC_LOGO not in b]
+    assert blocked_others == [], f"{path}: the Content-Security-Policy blocked {blocked_others}"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 
@@ -29,19 +29,42 @@ from app.services import auth as auth_service
 
 router = APIRouter(tags=["auth"])
 _ADMIN = {**ERRORS, **NOT_FOUND, **CONFLICT}
+# A response that carries a secret (a token, an API key) is kept by no cache (RFC 6749 5.1).
+NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _not_stored(response: Response) -> None:
+    response.headers.update(NOT_STORED)
 
 
 @router.post(
     "/auth/token",
     response_model=TokenRead,
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        429: {
+            "model": ErrorBody,
+            "description": "too many failed logins from this address (see Retry-After)",
+        },
+    },
 )
 def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    request: Request,
+    response: Response,
 ) -> TokenRead | JSONResponse:
     """OAuth2 password flow: a bearer token that expires. Failures are audited and count
-    towards the lockout, so they are committed (a 401 response, not an exception)."""
-    issued = auth_service.login(session, username=form.username, password=form.password)
+    towards the client address's throttle and the account's lockout, so they are committed
+    (a 401 response, not an exception). While the address is throttled: 429 with
+    ``Retry-After``, no password checked."""
+    issued = auth_service.login(
+        session,
+        username=form.username,
+        password=form.password,
+        client_host=request.client.host if request.client else None,
+    )
     if issued is None:
         return JSONResponse(
             status_code=status.HTTP_401_UNAUTHORIZED,
@@ -49,8 +72,9 @@ def issue_token(
                 "error": "invalid_credentials",
                 "detail": "wrong user name or password, or the account is locked",
             },
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": "Bearer", **NOT_STORED},
         )
+    _not_stored(response)
     return TokenRead(access_token=issued.token, expires_at=issued.expires_at)
 
 
@@ -60,9 +84,12 @@ def issue_token(
     response_model=UserCreated,
     responses={**ERRORS, **CONFLICT},
 )
-def create_user(body: UserCreate, session: SessionDep, actor: Admin) -> UserCreated:
+def create_user(
+    body: UserCreate, session: SessionDep, actor: Admin, response: Response
+) -> UserCreated:
     """Create a user (password) or a service account (role plant: API key returned once;
     ``domains`` and optionally ``models`` give its first scope, audited ``user.scope``)."""
+    _not_stored(response)
     if (body.domains is not None or body.models is not None) and body.role is not Role.plant:
         raise InvalidInput("domains and models scope service accounts (role plant) only")
     if body.models is not None and body.domains is None:
@@ -200,9 +227,14 @@ def set_user_role(
 
 @router.post("/users/{username}/api-key", response_model=ApiKeyIssued, responses=_ADMIN)
 def rotate_api_key(
-    username: UsernamePath, body: AccountChange, session: SessionDep, actor: Admin
+    username: UsernamePath,
+    body: AccountChange,
+    session: SessionDep,
+    actor: Admin,
+    response: Response,
 ) -> ApiKeyIssued:
     """Issue a new API key for a service account (shown once); the old key stops working."""
+    _not_stored(response)
     rotated = accounts.rotate_api_key(session, username, actor=actor, reason=body.reason)
     read = UserRead.model_validate(rotated.user)
     return ApiKeyIssued(**read.model_dump(), api_key=rotated.api_key)
