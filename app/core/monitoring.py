@@ -70,6 +70,7 @@ __all__ = [
     "CusumChart",
     "EwmaChart",
     "ExceedanceTest",
+    "critical_count",
     "cusum_arl",
     "cusum_chart",
     "ewma_arl",
@@ -174,6 +175,8 @@ def _check_cusum(k: float, h: float) -> None:
 def first_alarm(out_of_limits: np.ndarray) -> np.ndarray:
     """Index of the first True along the last axis, -1 where there is none."""
     hit = np.asarray(out_of_limits, dtype=bool)
+    if hit.shape[-1] == 0:
+        return np.full(hit.shape[:-1], -1, dtype=np.intp)
     first = np.argmax(hit, axis=-1)
     return np.where(hit.any(axis=-1), first, -1)
 
@@ -265,7 +268,9 @@ class ExceedanceTest:
     """One-sided exact binomial test of an exceedance count against its nominal rate.
 
     ``p_value`` is P(X >= exceedances) for X ~ Binomial(n, nominal_rate); ``alarm`` is
-    ``p_value < alpha``. With no spectra the test has no data: ``p_value`` 1, no alarm.
+    ``p_value < alpha``, i.e. ``exceedances >= critical``, the smallest count whose p-value is
+    below ``alpha`` (``n + 1`` when no count is). With no spectra the test has no data:
+    ``p_value`` 1, no alarm.
     """
 
     n: int
@@ -274,10 +279,16 @@ class ExceedanceTest:
     nominal_rate: float
     p_value: float
     alpha: float
+    critical: int
 
     @property
     def alarm(self) -> bool:
         return self.p_value < self.alpha
+
+    @property
+    def critical_rate(self) -> float:
+        """The exceedance rate at which the test alarms for ``n`` spectra."""
+        return self.critical / self.n if self.n else 1.0
 
 
 def exceedance_test(
@@ -301,11 +312,29 @@ def exceedance_test(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n == 0:
-        return ExceedanceTest(0, 0, 0.0, nominal_rate, 1.0, alpha)
+        return ExceedanceTest(0, 0, 0.0, nominal_rate, 1.0, alpha, 1)
     result = stats.binomtest(int(exceedances), int(n), nominal_rate, alternative="greater")
     return ExceedanceTest(
-        int(n), int(exceedances), exceedances / n, nominal_rate, float(result.pvalue), alpha
+        int(n),
+        int(exceedances),
+        exceedances / n,
+        nominal_rate,
+        float(result.pvalue),
+        alpha,
+        critical_count(int(n), nominal_rate=nominal_rate, alpha=alpha),
     )
+
+
+def critical_count(n: int, *, nominal_rate: float = 0.01, alpha: float = 0.01) -> int:
+    """The smallest count ``c`` with P(X >= c) < ``alpha``, X ~ Binomial(n, nominal_rate);
+    ``n + 1`` when even ``n`` exceedances are not that unlikely."""
+    # binom.sf(c - 1) = P(X >= c); isf gives the neighbourhood, the loops settle the edge.
+    c = int(stats.binom.isf(alpha, n, nominal_rate)) + 1
+    while c <= n and stats.binom.sf(c - 1, n, nominal_rate) >= alpha:
+        c += 1
+    while c > 1 and stats.binom.sf(c - 2, n, nominal_rate) < alpha:
+        c -= 1
+    return min(c, n + 1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,6 +86,13 @@ def test_first_alarm_is_minus_one_without_one() -> None:
     assert first_alarm(np.array([[False, True, True], [False, False, False]])).tolist() == [1, -1]
 
 
+def test_an_empty_series_charts_nothing() -> None:
+    assert int(ewma_chart(np.array([])).alarm) == -1
+    assert int(cusum_chart(np.array([])).alarm) == -1
+    bias, rmse = rolling_bias_rmse(np.array([]), 5)
+    assert bias.size == rmse.size == 0
+
+
 @pytest.mark.parametrize(
     ("k", "h", "shift", "table"),
     # Montgomery, Introduction to SQC (7th ed.), Table 9.3: two-sided tabular CUSUM, k = 1/2.
@@ -188,6 +195,17 @@ def test_exceedance_test_keeps_its_false_alarm_rate() -> None:
         alarm = {int(k): exceedance_test(int(k), n).alarm for k in np.unique(counts)}
         rate = np.mean([alarm[int(k)] for k in counts])
         assert rate <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / counts.size), (n, rate)
+
+
+def test_critical_count_is_where_the_p_value_drops_below_alpha() -> None:
+    for n in (1, 10, 336, 1000, 5000):
+        test = exceedance_test(0, n)
+        c = test.critical
+        if c <= n:
+            assert exceedance_test(c, n).alarm
+        if c >= 1:
+            assert not exceedance_test(c - 1, n).alarm
+    assert exceedance_test(0, 1000).critical == 19  # P(X >= 19) = 0.007, P(X >= 18) = 0.014
 
 
 def test_exceedance_test_alarms_on_a_tripled_rate() -> None:
