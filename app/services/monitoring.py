@@ -225,14 +225,15 @@ def _chart_breach(w: Window, rule: MonitoringRule) -> Breach | None:
     ref = w.series[at]
     first = max(0, at + 1 - p.rolling_n)
     recent = w.residual[first : at + 1]
-    direction = "under" if statistic > 0 else "over"
-    mean = float(recent.mean())
+    shift = float(w.z[first : at + 1].mean())
+    centre = "its validation mean" if p.centre.value == "validation" else "zero"
     message = (
         f"monitoring alarm ({RULE_NAMES[rule]}, {design}) on {w.label}: {what}, beyond "
         f"{beyond}, at reference {at + 1} of the window (sample "
-        f"{ref.sample_id or f'row {ref.row}'} taken {_fmt_time(ref.sample_time)}); the version "
-        f"{direction}-predicts its references by {abs(mean):.3g} {w.units} on average over the "
-        f"last {recent.size}. Requalify it before relying on its predictions"
+        f"{ref.sample_id or f'row {ref.row}'} taken {_fmt_time(ref.sample_time)}); over the "
+        f"last {recent.size} references the residual (reference − prediction) averaged "
+        f"{float(recent.mean()):+.3g} {w.units}, {shift:+.2f} SEP from {centre}. Requalify the "
+        "version before relying on its predictions"
     )
     figures = {
         "point": at,
@@ -252,7 +253,8 @@ def _chart_breach(w: Window, rule: MonitoringRule) -> Breach | None:
             if rule is MonitoringRule.cusum
             else None
         ),
-        "mean_residual_recent": mean,
+        "mean_residual_recent": float(recent.mean()),
+        "mean_z_recent": shift,
         "units": w.units,
     }
     return Breach(rule, statistic, limit, message, figures, [r.id for r in w.series[: at + 1]])
