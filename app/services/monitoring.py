@@ -818,6 +818,11 @@ def describe(session: Session, version: ModelVersion) -> MonitoringRead:
     )
 
 
+def standing_alarm_messages(session: Session, version_id: uuid.UUID) -> list[str]:
+    """The alarms standing against a version (raised since its newest qualification)."""
+    return monitoring_rows.open_alarm_messages(session.connection(), version_id)
+
+
 def monitoring_of(session: Session, name: str, number: int, *, reader: User) -> MonitoringRead:
     """``GET .../monitoring``: a plant reader only within its scope."""
     version = models_service.get_version(session, name, number)
