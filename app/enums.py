@@ -128,6 +128,7 @@ class LifecycleTrigger(StrEnum):
     domain_event = "domain_event"  # an event on its domain (probe replaced, ...)
     qa_trigger = "qa_trigger"  # QA's explicit trigger, with a reason
     retirement = "retirement"  # retired, with a reason
+    monitoring = "monitoring"  # a monitoring rule breached on reference results
 
 
 class DomainEventKind(StrEnum):
@@ -170,6 +171,9 @@ class AuditAction(StrEnum):
     domain_event = "domain.event"
     alias_move = "alias.move"
     user_scope = "user.scope"
+    reference_record = "reference.record"
+    monitoring_settings = "monitoring.settings"
+    monitoring_alarm = "monitoring.alarm"
 
 
 class AuditEntityType(StrEnum):
@@ -185,3 +189,27 @@ class AuditEntityType(StrEnum):
     signature = "signature"
     alias = "alias"
     domain_event = "domain_event"
+    reference = "reference"
+
+
+class MonitoringRule(StrEnum):
+    """The rules that watch a deployed version (:mod:`app.core.monitoring`)."""
+
+    ewma = "ewma"  # EWMA of the standardized residuals beyond its limits
+    cusum = "cusum"  # two-sided CUSUM of the standardized residuals beyond h
+    t2_exceedance = "t2_exceedance"  # T² beyond its 99 % limit more often than 1 %
+    q_exceedance = "q_exceedance"  # Q beyond its 99 % limit more often than 1 %
+
+
+class ResidualCentre(StrEnum):
+    """What a standardized residual is centred on."""
+
+    validation = "validation"  # the version's validation mean residual (reference − prediction)
+    zero = "zero"  # no bias at all
+
+
+class SettingsOrigin(StrEnum):
+    """Why a version's monitoring settings were recorded."""
+
+    qualification = "qualification"  # set when the version was approved or requalified
+    qa = "qa"  # changed by QA, with a reason

@@ -22,12 +22,14 @@ from app.api.routers import (
     domains,
     health,
     models,
+    monitoring,
     predict,
     prediction_log,
     signatures,
     transfers,
 )
 from app.settings import get_settings
+from app.web import monitoring as web_monitoring
 from app.web import pages as web_pages
 from app.web import records as web_records
 from app.web import routes as web_routes
@@ -80,6 +82,7 @@ def create_app() -> FastAPI:
         datasets,
         models,
         aliases,
+        monitoring,
         prediction_log,
         transfers,
         signatures,
@@ -88,4 +91,5 @@ def create_app() -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(web_routes.router)  # the pages, after the API
     app.include_router(web_records.router)
+    app.include_router(web_monitoring.router)
     return app

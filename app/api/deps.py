@@ -142,6 +142,8 @@ Person = Annotated[User, Depends(require(*PEOPLE))]
 DeveloperOrQA = Annotated[User, Depends(require(Role.developer, Role.qa))]
 AuditReader = Annotated[User, Depends(require(Role.qa, Role.auditor, Role.admin))]
 PREDICTOR_ROLES = frozenset({Role.plant, Role.developer})
+# Reference results for predicted samples: the plant systems (LIMS) and developers.
+Predictor = Annotated[User, Depends(require(*PREDICTOR_ROLES))]
 # Reading records (datasets and their content, artifacts, lineage, transfers, domains):
 # people only. Service accounts (plant) read what a prediction client needs - the models,
 # versions and aliases within their scope (CatalogReader; the route applies the scope).

@@ -24,8 +24,10 @@ from app.enums import (
     DomainEventKind,
     IntendedUse,
     LifecycleTrigger,
+    MonitoringRule,
     PasswordCheck,
     Role,
+    SettingsOrigin,
     SignatureMeaning,
     SignedEntity,
     TransferMethod,
@@ -417,3 +419,95 @@ class AccountScope(Base):
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
     granted_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class MonitoringSettings(Base):
+    """The monitoring rules of a version and their parameters, in force from ``set_at``.
+
+    Recorded when the version is approved or requalified (origin ``qualification``: the
+    previous row's parameters, else the defaults; a new monitoring window opens at
+    ``window_start``) and when QA changes them with a reason (origin ``qa``: same window).
+    The newest row per version is in force; older rows are its history. ``validation_sep``
+    and ``validation_mean_residual`` are the version's validation figures the residuals are
+    standardized with (None when the version has no SEP). Append-only.
+    """
+
+    __tablename__ = "monitoring_settings"
+    __table_args__ = (UniqueConstraint("model_version_id", "sequence"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    model_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("model_version.id"))
+    sequence: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per version
+    parameters: Mapped[dict[str, Any]]
+    validation_sep: Mapped[float | None] = mapped_column(Float)
+    validation_mean_residual: Mapped[float | None] = mapped_column(Float)
+    figures_basis: Mapped[str] = mapped_column(Text)
+    window_start: Mapped[datetime | None]
+    origin: Mapped[SettingsOrigin] = mapped_column(_enum(SettingsOrigin, "settings_origin"))
+    lifecycle_event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lifecycle_event.id"))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    set_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("app_user.id"))
+    set_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class ReferenceResult(Base):
+    """The offline (laboratory) result for one predicted sample of a logged call.
+
+    ``revision`` 1 is the first result for the sample (``prediction_log_id``, ``row``); a
+    correction is revision 2, 3, ... with its ``correction_reason`` and the row it corrects.
+    The newest revision is in force; every one stays visible. The prediction it is compared
+    with (``predicted``, of the call's ``results``) and the call's version, alias and time are
+    copied from the log row. Append-only.
+    """
+
+    __tablename__ = "reference_result"
+    __table_args__ = (
+        UniqueConstraint("prediction_log_id", "row", "revision"),
+        Index(None, "model_version_id", "predicted_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    prediction_log_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prediction_log.id"))
+    model_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("model_version.id"))
+    row: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    sample_id: Mapped[str | None] = mapped_column(String(200))
+    alias: Mapped[str | None] = mapped_column(String(64))
+    predicted: Mapped[float] = mapped_column(Float)
+    predicted_at: Mapped[datetime]
+    value: Mapped[float] = mapped_column(Float)
+    units: Mapped[str] = mapped_column(String(50))
+    assay_method: Mapped[str] = mapped_column(String(200))
+    sample_time: Mapped[datetime]
+    lab_reference: Mapped[str] = mapped_column(String(200))
+    correction_reason: Mapped[str | None] = mapped_column(Text)
+    corrects_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("reference_result.id"))
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    posted_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id"))
+    posted_by: Mapped[str] = mapped_column(String(64))
+
+
+class MonitoringAlarm(Base):
+    """A monitoring rule breached in a version's monitoring window: the figures, the limit
+    and the references behind it, and the transition to requalification_due it caused (None
+    when the version was due already). One per rule and window. Append-only."""
+
+    __tablename__ = "monitoring_alarm"
+    __table_args__ = (Index(None, "model_version_id", "raised_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    model_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("model_version.id"))
+    settings_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("monitoring_settings.id"))
+    rule: Mapped[MonitoringRule] = mapped_column(_enum(MonitoringRule, "monitoring_rule"))
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+    window_start: Mapped[datetime | None]
+    statistic: Mapped[float] = mapped_column(Float)
+    limit: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]]
+    reference_ids: Mapped[list[Any]]
+    trigger_reference_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("reference_result.id")
+    )
+    lifecycle_event_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("lifecycle_event.id"))

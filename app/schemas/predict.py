@@ -172,6 +172,14 @@ class PredictionRead(Schema):
     sample_ids: Annotated[
         list[str] | None, Field(description="the sample ids sent, in request order")
     ]
+    warnings: Annotated[
+        list[str],
+        Field(
+            description="monitoring alarms standing against the version (a rule breached on "
+            "reference results; the version is requalification_due until requalified); empty "
+            "otherwise"
+        ),
+    ]
 
 
 class PredictionLogEntry(Schema):

@@ -9,9 +9,12 @@ but ``retired`` -> ``retired``.
 :func:`transition` checks the table, locks the version row, writes the
 :class:`~app.db.models.LifecycleEvent` and its ``model_version.transition`` audit event, and
 changes the version's status (and, on approval or requalification, its review date), all in
-the caller's transaction. Approvals and rejections come from signatures
-(:mod:`app.services.signatures`); the other triggers are here: QA's explicit trigger, an event
-on the version's domain, a passed review date (``ssreg lifecycle run``), retirement.
+the caller's transaction; an approval or requalification also records the version's
+monitoring settings, which opens a new monitoring window (:mod:`app.services.monitoring_settings`).
+Approvals and rejections come from signatures (:mod:`app.services.signatures`); a breached
+monitoring rule from :mod:`app.services.monitoring`; the other triggers are here: QA's
+explicit trigger, an event on the version's domain, a passed review date (``ssreg lifecycle
+run``), retirement.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from app.enums import (
 from app.errors import InvalidInput, InvalidTransition
 from app.schemas.common import read_from
 from app.schemas.signatures import DomainEventRead, VersionMadeDue
-from app.services import audit
+from app.services import audit, monitoring_settings
 from app.settings import get_settings
 
 S = VersionStatus
@@ -71,7 +74,12 @@ TRIGGERS: dict[VersionStatus, frozenset[LifecycleTrigger]] = {
     S.requalified: frozenset({LifecycleTrigger.signature}),
     S.rejected: frozenset({LifecycleTrigger.signature}),
     S.requalification_due: frozenset(
-        {LifecycleTrigger.review_date, LifecycleTrigger.domain_event, LifecycleTrigger.qa_trigger}
+        {
+            LifecycleTrigger.review_date,
+            LifecycleTrigger.domain_event,
+            LifecycleTrigger.qa_trigger,
+            LifecycleTrigger.monitoring,
+        }
     ),
     S.retired: frozenset({LifecycleTrigger.retirement}),
 }
@@ -187,6 +195,10 @@ def transition(
             "change_control": change_control,
         },
     )
+    if to in QUALIFIED_STATUSES:  # a new monitoring window opens with this qualification
+        monitoring_settings.record_at_qualification(
+            session, version, event, actor=actor, label=name
+        )
     return event
 
 

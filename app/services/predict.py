@@ -14,6 +14,10 @@ A call has two steps, both in the caller's unit of work:
 :func:`record`
     adds one :class:`~app.db.models.PredictionLog` row to the caller's transaction.
 
+A version that is requalification_due because a monitoring rule breached
+(:mod:`app.services.monitoring`) still serves evaluation calls; its answers carry the alarms'
+messages in ``warnings`` (one indexed read, only for a due version).
+
 Purpose rules: ``evaluation`` (the default) is served by any version that is not retired and
 is marked not for GMP use; any other purpose needs a qualified version
 (:func:`~app.services.qualification.is_qualified`) whose intended use covers it, else 409
@@ -46,6 +50,7 @@ from sqlalchemy.orm import Session
 from app.core.serving import ServingModel
 from app.core.spectra import FloatArray
 from app.db.base import utcnow
+from app.db.repositories import monitoring as monitoring_repo
 from app.db.repositories import predictions as predictions_repo
 from app.db.repositories.predictions import VersionRecord, VersionStatusNow
 from app.enums import QUALIFIED_STATUSES, PredictionPurpose, TransferStatus, VersionStatus
@@ -238,6 +243,7 @@ class Evaluation:
     flags: dict[str, np.ndarray]
     flag_counts: dict[str, int]
     sample_ids: list[str] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def qualified(self) -> bool:
@@ -378,6 +384,13 @@ def evaluate(
     check_purpose_allowed(called, purpose_now)
 
     y, t2, q = model.evaluate(parsed.spectra)
+    # The monitoring alarms standing against the version (only a due version can have any:
+    # an alarm makes a qualified version due, and requalifying it closes them).
+    warnings = (
+        tuple(monitoring_repo.open_alarm_messages(connection, record.id))
+        if called.status is VersionStatus.requalification_due
+        else ()
+    )
     flags = {
         "outside_operating_range": (y < record.operating_range_min)
         | (y > record.operating_range_max),
@@ -398,6 +411,7 @@ def evaluate(
         flags=flags,
         flag_counts=counts,
         sample_ids=parsed.sample_ids,
+        warnings=warnings,
     )
 
 

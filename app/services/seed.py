@@ -6,7 +6,10 @@ BATCH-2026-001, validated on BATCH-2026-002 measured on the plant probe), which 
 ``titer_pls`` v2 in status ``pending_requalification``. Then the records are signed with the
 demo users' passwords, through the signature service: the developer signs v1 ``authored`` and
 QA approves it; the developer signs transfer #1 ``authored``, QA signs it ``reviewed`` and
-``approved``, which requalifies v2."""
+``approved``, which requalifies v2. Last, the monitoring story on a second plant line
+(:mod:`app.services.seed_monitoring`): transfer #2 to line B's probe makes v3, the alias
+``plant-2000L-B`` names it, three runs are predicted through it with daily reference results,
+and the drift of the new media lot makes v3 ``requalification_due``."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from app.schemas.models import ModelVersionCreate, OperatingRange, SoftSensorMod
 from app.schemas.signatures import SignatureCreate
 from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
 from app.services import aliases, auth, datasets, domains, models, scopes, signatures, transfers
+from app.services import seed_monitoring as monitoring_story
 from app.services.qualification import is_qualified
 from app.store import ArtifactStore
 
@@ -140,7 +144,33 @@ def seed_demo(session: Session, store: ArtifactStore) -> SeedResult:
             qa=(users[Role.qa], result.credentials[DEMO_USERS[Role.qa]]),
         )
     )
+    dev_login = (dev, result.credentials[DEMO_USERS[Role.developer]])
+    qa_login = (users[Role.qa], result.credentials[DEMO_USERS[Role.qa]])
+    line_b = monitoring_story.seed_line_b(
+        session,
+        store,
+        version,
+        dev=dev_login,
+        qa=qa_login,
+        seed=SEED,
+        source_batch=SOURCE_BATCH,
+        n_candidates=N_CANDIDATES,
+        n_standards=N_STANDARDS,
+        max_rmse_ratio=MAX_RMSE_RATIO,
+    )
+    result.notes.extend(line_b.notes)
     result.notes.extend(seed_plant_access(session, users[Role.plant], users[Role.qa]))
+    result.notes.extend(
+        monitoring_story.run_monitoring_story(
+            session,
+            store,
+            line_b.version,
+            plant=users[Role.plant],
+            plant_key=result.credentials[DEMO_USERS[Role.plant]],
+            qa=users[Role.qa],
+            seed=SEED,
+        )
+    )
     return result
 
 
@@ -149,18 +179,19 @@ PLANT_CHANGE_CONTROL = "CC-2026-0042"  # the transfer's: one change, one dossier
 
 
 def seed_plant_access(session: Session, plant: User, qa: User) -> list[str]:
-    """Bind demo-plant to the plant domain and titer_pls; point ``plant-2000L`` at v2 when v2
-    is qualified (requalified by the signatures of the lifecycle; until then the alias is
-    left out and the note says so)."""
+    """Bind demo-plant to both plant lines' domains and titer_pls; point ``plant-2000L`` at v2
+    when v2 is qualified (requalified by the signatures of the lifecycle; until then the alias
+    is left out and the note says so)."""
+    plant_domains = [PLANT_DOMAIN, monitoring_story.LINE_B_DOMAIN]
     scopes.add_scope(
         session,
         plant,
-        domains=[PLANT_DOMAIN],
+        domains=plant_domains,
         models=["titer_pls"],
         actor=ACTOR,
-        reason="demo seed: the plant DCS predicts titer on the 2000 L probe",
+        reason="demo seed: the plant DCS predicts titer on the 2000 L probes of lines A and B",
     )
-    notes = [f"{plant.username} scoped to {PLANT_DOMAIN}, model titer_pls"]
+    notes = [f"{plant.username} scoped to {', '.join(plant_domains)}, model titer_pls"]
     v2 = models.get_version(session, "titer_pls", 2)
     if not is_qualified(v2.status, v2.review_due_at):
         notes.append(f"alias {PLANT_ALIAS} not set: titer_pls v2 is {v2.status.value}")

@@ -23,7 +23,8 @@ from app.services import change_controls as change_controls_service
 from app.services import models as models_service
 from app.services import signatures as signatures_service
 from app.services.models import VersionCard
-from app.web import pages
+from app.web import monitoring as web_monitoring
+from app.web import monitoring_plots, pages
 from app.web import session as web_session
 from app.web.lineage import lineage_svg
 
@@ -107,6 +108,8 @@ def _version_page(
         "meanings": _version_meanings(card, user),
         "sign_notice": sign_notice,
         "sign_error": sign_error,
+        "monitoring": web_monitoring.section(session, row),
+        "monitoring_plots": monitoring_plots.CAPTIONS,
     }
     return pages.render(request, "version.html", context, status_code=status)
 

@@ -27,7 +27,8 @@ from app.services import transfers as transfers_service
 from app.services.canonical import record_sha256
 from app.services.transfer_plots import PlotData, plot_data
 from app.settings import get_settings
-from app.web import pages
+from app.web import monitoring as web_monitoring
+from app.web import monitoring_plots, pages
 from app.web import plots as web_plots
 from app.web import session as web_session
 
@@ -208,6 +209,7 @@ def home(
     cards = models_service.versions_in_status(
         session, (VersionStatus.requalification_due, VersionStatus.rejected)
     )
+    due = [c for c in cards if c.status is VersionStatus.requalification_due]
     context = {
         "user": user,
         "filters": filters,
@@ -220,8 +222,10 @@ def home(
         "transfers": described,
         "before": before,
         "older": older,
-        "due": [c for c in cards if c.status is VersionStatus.requalification_due],
+        "due": due,
         "rejected": [c for c in cards if c.status is VersionStatus.rejected][:20],
+        "monitoring_alarms": web_monitoring.standing_alarms(session, due),
+        "monitoring_plots": monitoring_plots.CAPTIONS,
     }
     return pages.render(request, "home.html", context)
 

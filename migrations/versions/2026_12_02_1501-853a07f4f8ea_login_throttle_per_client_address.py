@@ -8,7 +8,7 @@ successful check, an unlock; the end of a lockout). Plain ADD COLUMN, no table r
 SQLite, so triggers on app_user (if a revision adds some) are kept.
 
 Revision ID: 853a07f4f8ea
-Revises: 5e2d8c41a9f0
+Revises: 3e673ae96006
 Create Date: 2026-12-02 15:01:32.154773
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 
 
 revision: str = '853a07f4f8ea'
-down_revision: str | Sequence[str] | None = '5e2d8c41a9f0'
+down_revision: str | Sequence[str] | None = '3e673ae96006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -113,6 +113,27 @@ def _log_entry(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
     return c.get(f"/api/v1/prediction-log/{ctx['log_id']}", headers=h)
 
 
+def _post_reference(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    predicted = _predict(c, ctx["dev"], ctx)  # a fresh call: each sample takes one reference
+    assert predicted.status_code == 200, predicted.text
+    body = {
+        "row": 0,
+        "value": predicted.json()["predictions"][0],
+        "units": "g/L",
+        "assay_method": "HPLC",
+        "sample_time": "2026-01-01T00:00:00Z",
+        "lab_reference": "LIMS-1",
+    }
+    log_id = predicted.json()["prediction_log_id"]
+    return c.post(f"/api/v1/prediction-log/{log_id}/references", json=body, headers=h)
+
+
+def _monitoring_settings(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
+    body = {"rolling_n": 10 + next(_counter), "reason": "t"}
+    url = f"/api/v1/models/{ctx['model']}/versions/1/monitoring/settings"
+    return c.post(url, json=body, headers=h)
+
+
 def _cancel_transfer(c: TestClient, h: dict[str, str], ctx: dict[str, Any]) -> Any:
     opened = _open_transfer(c, ctx["dev"], ctx)
     assert opened.status_code == 201, opened.text
@@ -373,6 +394,19 @@ POLICY: dict[tuple[str, str], tuple[frozenset[Role], Request]] = {
         lambda c, h, ctx: c.get("/api/v1/prediction-log", headers=h),
     ),
     ("GET", "/api/v1/prediction-log/{log_id}"): (frozenset({Q, U, A}), _log_entry),
+    ("POST", "/api/v1/prediction-log/{log_id}/references"): (frozenset({P, D}), _post_reference),
+    ("GET", "/api/v1/prediction-log/{log_id}/references"): (
+        frozenset({Q, U, A}),
+        lambda c, h, ctx: c.get(f"/api/v1/prediction-log/{ctx['log_id']}/references", headers=h),
+    ),
+    ("GET", "/api/v1/models/{name}/versions/{version}/monitoring"): (
+        ANY,
+        lambda c, h, ctx: c.get(f"/api/v1/models/{ctx['model']}/versions/1/monitoring", headers=h),
+    ),
+    ("POST", "/api/v1/models/{name}/versions/{version}/monitoring/settings"): (
+        frozenset({Q}),
+        _monitoring_settings,
+    ),
     ("GET", "/api/v1/prediction-log/export"): (
         frozenset({Q, U, A}),
         lambda c, h, ctx: c.get("/api/v1/prediction-log/export", headers=h),

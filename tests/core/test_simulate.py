@@ -7,8 +7,10 @@ import pytest
 
 from app.core.simulate import (
     DEFAULT_AXIS,
+    NEW_MEDIA_LOT,
     NO_SHIFT,
     SIMULATOR_VERSION,
+    MediaLotShift,
     ProbeShift,
     SimulatedBatch,
     apply_probe_shift,
@@ -243,3 +245,18 @@ def test_table_needs_probe_when_batches_come_from_several_probes(batch: Simulate
     target = remeasure(batch, ProbeShift(), seed=1)
     with pytest.raises(ValueError, match="several probes"):
         to_arrow_table([batch, target], scale="mixed")
+
+
+def test_a_media_lot_shift_changes_only_the_medium() -> None:
+    plain = simulate_batch("BATCH-2026-003", seed=7, hours=48)
+    shifted = simulate_batch("BATCH-2026-003", seed=7, hours=48, media=NEW_MEDIA_LOT)
+    assert np.array_equal(plain.titer_g_L, shifted.titer_g_L)  # same kinetics and ids
+    assert plain.sample_ids == shifted.sample_ids
+    # less autofluorescence: a lower baseline, most at the high-wavenumber end (0.55 + 0.45 u)
+    drop = (plain.signal - shifted.signal).mean(axis=0)
+    assert np.all(drop > 0)
+    assert drop[-1] > 2 * drop[0]
+    same = simulate_batch("BATCH-2026-003", seed=7, hours=48, media=MediaLotShift())
+    assert np.array_equal(plain.X, same.X)
+    with pytest.raises(ValueError, match="autofluorescence must be positive"):
+        MediaLotShift(autofluorescence=0.0)

@@ -25,6 +25,7 @@ from app.schemas.models import OperatingRange
 from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
 from app.services import audit, models, transfers
 from app.services.seed import N_STANDARDS, PLANT_DOMAIN, seed_demo
+from app.services.seed_monitoring import LINE_B_DOMAIN
 from app.store import LocalStore
 from tests.committed import committed_registry, run_together, training
 from tests.factories import make_spectral_table, simulate_spectra
@@ -160,13 +161,16 @@ def test_seed_demo_records_transfer_1(
     assert v1.qualified
     assert [s.meaning.value for s in v1.signatures] == ["authored", "approved"]
     assert models.describe_version(session, v2).qualified
-    # demo-plant is bound to the plant domain and titer_pls; alias plant-2000L names v2
+    # demo-plant is bound to both plant lines' domains and titer_pls; plant-2000L names v2
     plant = session.scalars(select(User).where(User.username == "demo-plant")).one()
     (scope,) = session.scalars(select(AccountScope).where(AccountScope.user_id == plant.id))
     domain = session.scalars(select(Domain).where(Domain.name == PLANT_DOMAIN)).one()
-    assert scope.domain_ids == [str(domain.id)]
+    line_b = session.scalars(select(Domain).where(Domain.name == LINE_B_DOMAIN)).one()
+    assert scope.domain_ids == [str(domain.id), str(line_b.id)]  # by domain name
     assert scope.model_ids == [str(model.id)]
-    (moved,) = session.scalars(select(AliasAssignment))
+    (moved,) = session.scalars(
+        select(AliasAssignment).where(AliasAssignment.alias == "plant-2000L")
+    )
     assert (moved.alias, moved.version_id, moved.signer_username) == (
         "plant-2000L",
         v2.id,

@@ -20,8 +20,9 @@ from tests.web.conftest import SCREENSHOTS, serve
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``make run``'s demo on a fresh SQLite database, served; plus transfer #2 (opened and
-    completed by the demo developer through the API) waiting for review."""
+    """``make run``'s demo on a fresh SQLite database, served; plus a transfer (opened and
+    completed by the demo developer through the API; the seed made #1 and #2) waiting for
+    review."""
     where = tmp_path_factory.mktemp("browser")
     url, _ = fresh_database("sqlite", "browser", where)
     engine = make_engine(url)
@@ -31,11 +32,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     env = {"REGISTRY_DATABASE_URL": url, "REGISTRY_STORE_ROOT": str(where / "store")}
     for base in serve(env, where / "server.log"):
         credentials = seeded.credentials
-        _second_transfer(base, credentials["demo-developer"])
-        yield {"base": base, "credentials": credentials}
+        number = _another_transfer(base, credentials["demo-developer"])
+        yield {"base": base, "credentials": credentials, "transfer": number}
 
 
-def _second_transfer(base: str, password: str) -> None:
+def _another_transfer(base: str, password: str) -> int:
     with httpx.Client(base_url=base, timeout=60) as api:
         token = api.post(
             "/api/v1/auth/token", data={"username": "demo-developer", "password": password}
@@ -67,6 +68,7 @@ def _second_transfer(base: str, password: str) -> None:
             headers=headers,
         )
         assert done.status_code == 201, done.text
+        return int(done.json()["number"])
 
 
 def _page(chromium: Any) -> Any:
@@ -109,34 +111,34 @@ def test_qa_reads_the_demo_record_with_its_blocks_and_plots(
 def test_the_author_signs_and_qa_approves_with_the_password(
     chromium: Any, demo: dict[str, Any]
 ) -> None:
-    base, credentials = demo["base"], demo["credentials"]
+    base, credentials, n = demo["base"], demo["credentials"], demo["transfer"]
     dev = _page(chromium)
     _log_in(dev, base, "demo-developer", credentials["demo-developer"])
-    dev.goto(base + "/transfers/2")
+    dev.goto(base + f"/transfers/{n}")
     assert dev.get_by_label("approved").count() == 0  # no approve button for the author
     dev.get_by_label("authored").check()
     dev.get_by_label("User name (entered again)").fill("demo-developer")
     dev.get_by_label("Password (entered again)").fill(credentials["demo-developer"])
     dev.get_by_role("button", name="Sign").click()
-    dev.wait_for_url(re.compile(r".*/transfers/2\?signed=authored$"))
+    dev.wait_for_url(re.compile(rf".*/transfers/{n}\?signed=authored$"))
     assert "Signed: authored" in dev.inner_text("body")
 
     qa = _page(chromium)
     _log_in(qa, base, "demo-qa", credentials["demo-qa"])
-    qa.goto(base + "/transfers/2")
+    qa.goto(base + f"/transfers/{n}")
     qa.get_by_label("approved").check()
     qa.get_by_label("Comment").fill("criteria met; plots reviewed")
     qa.get_by_label("User name (entered again)").fill("demo-qa")
     qa.get_by_label("Password (entered again)").fill(credentials["demo-qa"])
     qa.get_by_role("button", name="Sign").click()
-    qa.wait_for_url(re.compile(r".*/transfers/2\?signed=approved$"))
+    qa.wait_for_url(re.compile(rf".*/transfers/{n}\?signed=approved$"))
     body = qa.inner_text("body")
     assert "requalified" in body
     assert "criteria met; plots reviewed" in body
     rows = qa.locator("table.signatures tbody tr")
     assert rows.count() == 2
     assert "valid" in rows.nth(1).inner_text()
-    qa.screenshot(path=str(SCREENSHOTS / "transfer-2-approved.png"), full_page=True)
+    qa.screenshot(path=str(SCREENSHOTS / "transfer-approved.png"), full_page=True)
 
 
 def test_a_post_without_the_csrf_token_is_refused(chromium: Any, demo: dict[str, Any]) -> None:
@@ -160,6 +162,7 @@ PAGES = (
     "/models/titer_pls",
     "/models/titer_pls/versions/1",
     "/models/titer_pls/versions/2",
+    "/models/titer_pls/versions/3",
     "/prediction-log",
     "/change-controls/CC-2026-0042",
     "/account",
@@ -216,10 +219,11 @@ def test_a_reviewer_gets_from_login_to_the_sign_form_with_the_keyboard_only(
     page.keyboard.type(demo["credentials"]["demo-qa"])
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r".*/home$"))
-    link = _tab_to(page, "el.tagName === 'A' && el.innerText.trim() === '#2'")
+    number = demo["transfer"]
+    link = _tab_to(page, f"el.tagName === 'A' && el.innerText.trim() === '#{number}'")
     assert link["outline"] != "none"  # the focus is visible
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r".*/transfers/2$"))
+    page.wait_for_url(re.compile(rf".*/transfers/{number}$"))
     # The sign form's controls come in reading order and each takes the focus.
     reached = [_tab_to(page, "el.name === 'meaning'")["name"]]
     for name in ("comment", "username", "password"):
@@ -264,6 +268,7 @@ def test_the_pages_work_under_their_content_security_policy(
         "/models",
         "/models/titer_pls",
         "/models/titer_pls/versions/2",
+    "/models/titer_pls/versions/3",
         "/prediction-log",
         "/audit-trail?entity_type=model&entity_id=titer_pls",
         "/change-controls/CC-2026-0042",

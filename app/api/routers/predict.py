@@ -130,6 +130,7 @@ def _payload(logged: predict_service.Prediction) -> dict[str, Any]:
         "flags": result.flags,
         "flag_counts": result.flag_counts,
         "sample_ids": result.sample_ids,
+        "warnings": result.warnings,
     }
 
 
