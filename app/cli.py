@@ -4,6 +4,7 @@ lifecycle run."""
 from __future__ import annotations
 
 import getpass
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -174,14 +175,39 @@ def audit_verify() -> None:
 
 
 @store_app.command("fsck")
-def store_fsck() -> None:
-    """Report missing, corrupt and unreferenced artifacts; exit 1 if any is missing or corrupt."""
+def store_fsck(
+    collect: Annotated[
+        bool,
+        typer.Option(
+            "--collect",
+            help="Also remove temporary files left by interrupted writes and artifacts no "
+            "record references, once older than the grace period; audited (store.collect).",
+        ),
+    ] = False,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Grace period in seconds (default REGISTRY_STORE_COLLECT_GRACE_SECONDS). "
+            "Anything younger stays: it may belong to a request in flight. 0 only while no "
+            "server or command writes to this store.",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the audit event).")] = (
+        "store maintenance: ssreg store fsck --collect"
+    ),
+) -> None:
+    """Report missing, corrupt and unreferenced artifacts and temporary files left by
+    interrupted writes; exit 1 if any artifact is missing or corrupt."""
     from app.db.session import unit_of_work
+    from app.services.fsck import collect as collect_store
     from app.services.fsck import fsck
+    from app.settings import get_settings
     from app.store import get_store
 
+    store = get_store()
     with unit_of_work(read_only=True) as session:
-        report = fsck(session, get_store())
+        report = fsck(session, store)
     typer.echo(f"checked {report.checked} referenced artifacts")
     for label, digests in (
         ("missing", report.missing),
@@ -191,8 +217,45 @@ def store_fsck() -> None:
         typer.echo(f"{label}: {len(digests)}")
         for d in digests:
             typer.echo(f"  {d}")
+    now = time.time()
+    typer.echo(f"temporary: {len(report.temporary)}")
+    for tmp in report.temporary:
+        typer.echo(f"  {tmp.path}  {tmp.size} bytes, {_age(now - tmp.mtime)} old")
     if not report.healthy:
+        if collect:
+            typer.echo("not collecting: artifacts are missing or corrupt", err=True)
         raise typer.Exit(1)
+    if not collect:
+        return
+    grace_seconds = get_settings().store_collect_grace_seconds if grace is None else grace
+    with unit_of_work() as session:
+        done = collect_store(
+            session, store, grace_seconds=grace_seconds, actor=CLI_ACTOR, reason=reason
+        )
+    typer.echo(
+        f"collected (grace {_age(grace_seconds)}): removed {len(done.removed_temporary)} "
+        f"temporary file(s) and {len(done.removed_artifacts)} unreferenced artifact(s), "
+        f"{done.removed_bytes} bytes"
+    )
+    for tmp in done.removed_temporary:
+        typer.echo(f"  removed temporary {tmp.path}  {tmp.size} bytes")
+    for artifact in done.removed_artifacts:
+        typer.echo(f"  removed unreferenced {artifact.digest}  {artifact.size} bytes")
+    if done.kept_temporary or done.kept_unreferenced:
+        typer.echo(
+            f"kept, younger than the grace period or in use: {done.kept_temporary} "
+            f"temporary file(s), {done.kept_unreferenced} unreferenced artifact(s)"
+        )
+    if done.audit_seq is not None:
+        typer.echo(f"audited: store.collect, audit event {done.audit_seq}")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @lifecycle_app.command("run")

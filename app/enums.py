@@ -161,6 +161,8 @@ class AuditAction(StrEnum):
     domain_event = "domain.event"
     alias_move = "alias.move"
     user_scope = "user.scope"
+    store_collect = "store.collect"
+    backup_restore = "backup.restore"
 
 
 class AuditEntityType(StrEnum):
@@ -175,3 +177,5 @@ class AuditEntityType(StrEnum):
     signature = "signature"
     alias = "alias"
     domain_event = "domain_event"
+    store = "store"
+    backup = "backup"

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # power cut for speed; never for GxP use.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     store_root: Path = Path("models_store")
+    # `ssreg store fsck --collect` removes temporary files and unreferenced artifacts only when
+    # they are older than this: anything younger may belong to a request still in flight.
+    store_collect_grace_seconds: float = Field(default=3600, ge=0)
 
     token_ttl_minutes: int = 480
     # A browser session ends this long after login (the pages' cookie holds its token).
