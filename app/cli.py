@@ -112,10 +112,46 @@ def serve(
     port: int = 8000,
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL for more than one)."),
 ) -> None:
-    """Serve the HTTP API with uvicorn (run `ssreg migrate` first)."""
+    """Serve the HTTP API with uvicorn (run `ssreg migrate` first).
+
+    Logs are JSON lines on stderr, one per request (method, route, status, duration, request
+    id, user) at REGISTRY_LOG_LEVEL (INFO). With several workers, /metrics adds up every
+    worker's figures through prometheus-client's multiprocess directory:
+    PROMETHEUS_MULTIPROC_DIR if set (emptied here, before the workers start), else a new
+    temporary directory.
+    """
+    import os
+    import tempfile
+
+    from app.settings import get_settings
+
+    settings = get_settings()
+    metrics_dir = settings.prometheus_multiproc_dir
+    if metrics_dir is None and workers > 1:
+        metrics_dir = Path(tempfile.mkdtemp(prefix="ssreg-metrics-"))
+    if metrics_dir is not None:
+        # prometheus-client reads the variable once, when imported: set it first (the
+        # workers inherit it), then empty the directory of a previous run's files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        from app.telemetry.metrics import clear_multiprocess_dir
+
+        clear_multiprocess_dir(metrics_dir)
+        typer.echo(f"metrics of every worker kept in {metrics_dir}", err=True)
+
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    from app.telemetry.logs import log_config
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(settings.log_level),
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the app logs each request itself, with its id and user
+    )
 
 
 @user_app.command("create")
@@ -160,9 +196,12 @@ def audit_verify() -> None:
     """Walk the hash chain; exit 1 if an event was edited, deleted or inserted."""
     from app.db.session import unit_of_work
     from app.services.audit import verify_chain
+    from app.telemetry import metrics
 
     with unit_of_work(read_only=True) as session:
         report = verify_chain(session)
+    # Seen by /metrics when this command shares the servers' PROMETHEUS_MULTIPROC_DIR.
+    metrics.record_chain_verification(valid=report.valid, events=report.events, at=time.time())
     if report.valid:
         typer.echo(f"audit chain valid: {report.events} events")
         return

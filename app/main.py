@@ -1,4 +1,5 @@
-"""create_app(): routers, error handlers, the process's numeric thread limit, upload spooling."""
+"""create_app(): routers, error handlers, middleware, the process's numeric thread limit, upload
+spooling."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
+from app.api.observability import RequestTelemetry, RouteTemplates
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
@@ -20,6 +22,7 @@ from app.api.routers import (
     datasets,
     domains,
     health,
+    metrics,
     models,
     predict,
     prediction_log,
@@ -27,6 +30,7 @@ from app.api.routers import (
     transfers,
 )
 from app.settings import get_settings
+from app.telemetry import metrics as telemetry
 from app.web import pages as web_pages
 from app.web import records as web_records
 from app.web import routes as web_routes
@@ -47,7 +51,9 @@ TAGS = [
 
 
 def create_app() -> FastAPI:
-    compute_threads = get_settings().compute_threads
+    settings = get_settings()
+    telemetry.check_multiprocess(settings.prometheus_multiproc_dir)
+    compute_threads = settings.compute_threads
     if compute_threads > 0:
         threadpool_limits(limits=compute_threads)  # BLAS and OpenMP, process-wide
     # /docs and /redoc load Swagger UI and ReDoc from the service itself (fastapi-offline ships
@@ -64,8 +70,12 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
+    # Added last, so outermost: request id, log line and metrics for every answer, 413 included.
+    routes = RouteTemplates()
+    app.add_middleware(RequestTelemetry, routes=routes)
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=web_pages.HERE / "static"), name="web-static")
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
     for module in (
@@ -82,6 +92,7 @@ def create_app() -> FastAPI:
         change_controls,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+        routes.include(module.router, API_PREFIX)
     app.include_router(web_routes.router)  # the pages, after the API
     app.include_router(web_records.router)
     return app

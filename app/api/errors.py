@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import DomainError
+from app.telemetry import context
 
 log = logging.getLogger("app")
 
@@ -67,4 +68,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return envelope(500, "internal_error", "internal error; the request was rolled back")
+        # Sent from outside the request middleware, which adds the id to every other response.
+        current = context.current()
+        headers = None if current is None else {"X-Request-ID": current.request_id}
+        return envelope(
+            500, "internal_error", "internal error; the request was rolled back", headers
+        )
