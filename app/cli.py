@@ -1,5 +1,5 @@
-"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck,
-lifecycle run."""
+"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck, backup,
+restore, lifecycle run."""
 
 from __future__ import annotations
 
@@ -295,6 +295,81 @@ def _age(seconds: float) -> str:
     if seconds < 2 * 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@app.command("backup")
+def backup_command(
+    directory: Annotated[Path, typer.Argument(help="A new or empty directory.")],
+) -> None:
+    """Back up the database (SQLite: online backup; PostgreSQL: pg_dump) and the artifacts its
+    records name, with manifest.json listing the sha256 of every file."""
+    from app.errors import DomainError
+    from app.services.backup import backup
+    from app.settings import get_settings
+    from app.store import get_store
+
+    try:
+        report = backup(get_settings().database_url, get_store(), directory)
+    except DomainError as exc:
+        typer.echo(f"backup failed: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"backed up to {report.directory}: {report.database_file} (schema "
+        f"{report.revision}, audit head {report.audit_seq}), {report.artifacts} artifact(s), "
+        f"{report.artifact_bytes} bytes"
+    )
+    if report.unreferenced_skipped:
+        typer.echo(f"not copied: {report.unreferenced_skipped} unreferenced artifact(s)")
+    typer.echo(f"manifest.json sha256 {report.manifest_sha256} (keep it apart from the backup)")
+
+
+@app.command("restore")
+def restore_command(
+    directory: Annotated[Path, typer.Argument(help="A directory written by ssreg backup.")],
+    manifest_sha256: Annotated[
+        str | None,
+        typer.Option(help="The manifest's sha256 printed by the backup: refuse if it differs."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the audit event).")] = (
+        "restore from backup"
+    ),
+) -> None:
+    """Restore a backup into an empty database and store: the manifest is checked first (any
+    difference refuses the restore), then the restored audit chain and store are verified."""
+    from app.db.session import dispose_engines, unit_of_work
+    from app.errors import DomainError
+    from app.services.audit import verify_chain
+    from app.services.backup import record_restore, restore
+    from app.services.fsck import fsck
+    from app.settings import get_settings
+    from app.store import get_store
+
+    store = get_store()
+    try:
+        verified, report = restore(
+            get_settings().database_url, store, directory, manifest_sha256=manifest_sha256
+        )
+    except DomainError as exc:
+        typer.echo(f"restore refused: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    dispose_engines()  # the database file or schema is new under the engine's feet
+    with unit_of_work() as session:
+        seq = record_restore(session, verified, actor=CLI_ACTOR, reason=reason)
+    typer.echo(
+        f"restored {report.dialect} database (schema {report.revision}, audit head "
+        f"{report.audit_seq}) and {report.artifacts_restored} artifact(s) from {directory}, "
+        f"manifest sha256 {report.manifest_sha256}; audited: backup.restore, event {seq}"
+    )
+    with unit_of_work(read_only=True) as session:
+        chain = verify_chain(session)
+        checked = fsck(session, store)
+    typer.echo(
+        f"audit chain {'valid' if chain.valid else 'BROKEN'}: {chain.events} events; store: "
+        f"{checked.checked} artifacts checked, {len(checked.missing)} missing, "
+        f"{len(checked.corrupt)} corrupt, {len(checked.unreferenced)} unreferenced"
+    )
+    if not chain.valid or not checked.healthy:
+        raise typer.Exit(1)
 
 
 @lifecycle_app.command("run")
