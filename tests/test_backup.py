@@ -191,6 +191,40 @@ def test_restore_refuses_an_added_or_missing_file_and_a_database_in_use(
 
 
 @pytest.mark.parametrize("systems", ["sqlite"], indirect=True)
+def test_a_sqlite_dump_is_one_file_and_stays_so_through_a_restore(
+    systems: tuple[System, System], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    source, target = systems
+    where = tmp_path / "backup"
+    _backup(monkeypatch, source, where)
+    assert sorted(p.name for p in where.iterdir()) == ["database.sqlite3", "manifest.json", "store"]
+    with sqlite3.connect(where / "database.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    _use(monkeypatch, target)
+    assert runner.invoke(app, ["restore", str(where)]).exit_code == 0
+    assert sorted(p.name for p in where.iterdir()) == ["database.sqlite3", "manifest.json", "store"]
+
+
+@pytest.mark.parametrize("systems", ["sqlite"], indirect=True)
+def test_restore_refuses_a_backup_of_another_schema_revision(
+    systems: tuple[System, System], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = systems
+    where = tmp_path / "backup"
+    _backup(monkeypatch, source, where)
+    manifest = json.loads((where / "manifest.json").read_text())
+    manifest["database"]["schema_revision"] = "0123456789ab"
+    (where / "manifest.json").write_text(json.dumps(manifest))
+    _use(monkeypatch, target)
+    result = runner.invoke(app, ["restore", str(where)])
+    assert result.exit_code == 1
+    assert "the backup is at schema revision 0123456789ab" in result.output
+    assert list(get_store().digests()) == []
+
+
+@pytest.mark.parametrize("systems", ["sqlite"], indirect=True)
 def test_backup_refuses_a_directory_that_is_not_empty(
     systems: tuple[System, System], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import Connection, create_engine, func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
@@ -114,8 +114,13 @@ def _dump_sqlite(source: Path, target: Path, read: Callable[[Session], T]) -> T:
         src.backup(dst)  # one consistent snapshot of the live file
         dst.execute("PRAGMA journal_mode = DELETE")  # the dump is one file, no -wal beside it
     _fsync(target)
-    with reading(f"sqlite:///{target}") as session:
-        return read(session)
+    # Read only, and not through make_engine, whose connections switch a file to WAL mode.
+    engine = create_engine(f"sqlite:///file:{target}?mode=ro&uri=true")
+    try:
+        with Session(engine) as session, session.begin():
+            return read(session)
+    finally:
+        engine.dispose()
 
 
 def _dump_postgres(url: URL, target: Path, read: Callable[[Session], T]) -> T:
