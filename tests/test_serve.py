@@ -149,3 +149,10 @@ def test_metrics_add_up_over_two_workers_and_the_verify_command(tmp_path: Path) 
         assert len(pids) == 2, f"the {n} requests were all served by one worker"
     finally:
         _drop_pg_database(pg_name or "")
+
+
+def test_the_log_configuration_is_plain_json() -> None:
+    """uvicorn's --log-config reads it from a file (bench/predict.py --request-log does)."""
+    from app.telemetry.logs import log_config
+
+    assert json.loads(json.dumps(log_config("INFO"))) == log_config("INFO")
