@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +121,28 @@ def test_metrics_add_up_over_two_workers_and_the_verify_command(tmp_path: Path) 
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
         log = tmp_path / "server.log"
-        n = 40
+
+        def workers_seen() -> set[int]:
+            return {
+                line["pid"]
+                for line in _json_lines(log)
+                if line["logger"] == "app.request" and line["request_id"].startswith("h-")
+            }
+
+        def hit(i: int) -> None:  # a new connection each time
+            r = httpx.get(f"{base}/healthz", headers={"X-Request-ID": f"h-{i}"})
+            assert r.status_code == 200
+
+        n = 0
         with _serve(env, log, "--workers", "2") as base:
-            for i in range(n):  # a new connection each: the kernel spreads them over workers
-                r = httpx.get(f"{base}/healthz", headers={"X-Request-ID": f"h-{i}"})
-                assert r.status_code == 200
+            # Concurrent batches until both workers have answered (the kernel hands each new
+            # connection to whichever worker accepts first), 10 batches at most.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                for _ in range(10):
+                    list(pool.map(hit, range(n, n + 40)))
+                    n += 40
+                    if len(workers_seen()) == 2:
+                        break
             verify = subprocess.run(
                 [sys.executable, "-m", "app.cli", "audit", "verify"],
                 env={**os.environ, **env},
@@ -135,18 +153,13 @@ def test_metrics_add_up_over_two_workers_and_the_verify_command(tmp_path: Path) 
             )
             assert verify.returncode == 0, verify.stderr
             scraped = [httpx.get(f"{base}/metrics").text for _ in range(4)]
+        assert len(workers_seen()) == 2, f"the {n} requests were all served by one worker"
         for text in scraped:
             healthz = _samples(text, "ssreg_http_requests_total")
             key = frozenset({("method", "GET"), ("route", "/healthz"), ("status", "200")})
             assert healthz[key] == n
             assert _samples(text, "ssreg_audit_chain_valid") == {frozenset(): 1.0}
             assert _samples(text, "ssreg_audit_chain_events") == {frozenset(): 1.0}
-        pids = {
-            line["pid"]
-            for line in _json_lines(log)
-            if line["logger"] == "app.request" and line["request_id"].startswith("h-")
-        }
-        assert len(pids) == 2, f"the {n} requests were all served by one worker"
     finally:
         _drop_pg_database(pg_name or "")
 
