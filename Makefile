@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint fmt demo bench clean
+.PHONY: run test audit-deps lint fmt demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/lint-imports
 	$(BIN)/mypy app
 	$(BIN)/pytest -q -n 2
+
+# Known vulnerabilities in the installed dependencies (pip-audit; needs the package registry).
+# Findings fail unless tools/audit_ignores.toml lists them with a reason and a review date.
+audit-deps: $(STAMP)
+	$(BIN)/python tools/audit_dependencies.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

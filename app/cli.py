@@ -1,9 +1,10 @@
-"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck,
-lifecycle run."""
+"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck, backup,
+restore, lifecycle run."""
 
 from __future__ import annotations
 
 import getpass
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -130,10 +131,46 @@ def serve(
     port: int = 8000,
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL for more than one)."),
 ) -> None:
-    """Serve the HTTP API with uvicorn (run `ssreg migrate` first)."""
+    """Serve the HTTP API with uvicorn (run `ssreg migrate` first).
+
+    Logs are JSON lines on stderr, one per request (method, route, status, duration, request
+    id, user) at REGISTRY_LOG_LEVEL (INFO). With several workers, /metrics adds up every
+    worker's figures through prometheus-client's multiprocess directory:
+    PROMETHEUS_MULTIPROC_DIR if set (emptied here, before the workers start), else a new
+    temporary directory.
+    """
+    import os
+    import tempfile
+
+    from app.settings import get_settings
+
+    settings = get_settings()
+    metrics_dir = settings.prometheus_multiproc_dir
+    if metrics_dir is None and workers > 1:
+        metrics_dir = Path(tempfile.mkdtemp(prefix="ssreg-metrics-"))
+    if metrics_dir is not None:
+        # prometheus-client reads the variable once, when imported: set it first (the
+        # workers inherit it), then empty the directory of a previous run's files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        from app.telemetry.metrics import clear_multiprocess_dir
+
+        clear_multiprocess_dir(metrics_dir)
+        typer.echo(f"metrics of every worker kept in {metrics_dir}", err=True)
+
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    from app.telemetry.logs import log_config
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(settings.log_level),
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the app logs each request itself, with its id and user
+    )
 
 
 @user_app.command("create")
@@ -178,9 +215,12 @@ def audit_verify() -> None:
     """Walk the hash chain; exit 1 if an event was edited, deleted or inserted."""
     from app.db.session import unit_of_work
     from app.services.audit import verify_chain
+    from app.telemetry import metrics
 
     with unit_of_work(read_only=True) as session:
         report = verify_chain(session)
+    # Seen by /metrics when this command shares the servers' PROMETHEUS_MULTIPROC_DIR.
+    metrics.record_chain_verification(valid=report.valid, events=report.events, at=time.time())
     if report.valid:
         typer.echo(f"audit chain valid: {report.events} events")
         return
@@ -193,14 +233,39 @@ def audit_verify() -> None:
 
 
 @store_app.command("fsck")
-def store_fsck() -> None:
-    """Report missing, corrupt and unreferenced artifacts; exit 1 if any is missing or corrupt."""
+def store_fsck(
+    collect: Annotated[
+        bool,
+        typer.Option(
+            "--collect",
+            help="Also remove temporary files left by interrupted writes and artifacts no "
+            "record references, once older than the grace period; audited (store.collect).",
+        ),
+    ] = False,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Grace period in seconds (default REGISTRY_STORE_COLLECT_GRACE_SECONDS). "
+            "Anything younger stays: it may belong to a request in flight. 0 only while no "
+            "server or command writes to this store.",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the audit event).")] = (
+        "store maintenance: ssreg store fsck --collect"
+    ),
+) -> None:
+    """Report missing, corrupt and unreferenced artifacts and temporary files left by
+    interrupted writes; exit 1 if any artifact is missing or corrupt."""
     from app.db.session import unit_of_work
+    from app.services.fsck import collect as collect_store
     from app.services.fsck import fsck
+    from app.settings import get_settings
     from app.store import get_store
 
+    store = get_store()
     with unit_of_work(read_only=True) as session:
-        report = fsck(session, get_store())
+        report = fsck(session, store)
     typer.echo(f"checked {report.checked} referenced artifacts")
     for label, digests in (
         ("missing", report.missing),
@@ -210,7 +275,119 @@ def store_fsck() -> None:
         typer.echo(f"{label}: {len(digests)}")
         for d in digests:
             typer.echo(f"  {d}")
+    now = time.time()
+    typer.echo(f"temporary: {len(report.temporary)}")
+    for tmp in report.temporary:
+        typer.echo(f"  {tmp.path}  {tmp.size} bytes, {_age(now - tmp.mtime)} old")
     if not report.healthy:
+        if collect:
+            typer.echo("not collecting: artifacts are missing or corrupt", err=True)
+        raise typer.Exit(1)
+    if not collect:
+        return
+    grace_seconds = get_settings().store_collect_grace_seconds if grace is None else grace
+    with unit_of_work() as session:
+        done = collect_store(
+            session, store, grace_seconds=grace_seconds, actor=CLI_ACTOR, reason=reason
+        )
+    typer.echo(
+        f"collected (grace {_age(grace_seconds)}): removed {len(done.removed_temporary)} "
+        f"temporary file(s) and {len(done.removed_artifacts)} unreferenced artifact(s), "
+        f"{done.removed_bytes} bytes"
+    )
+    for tmp in done.removed_temporary:
+        typer.echo(f"  removed temporary {tmp.path}  {tmp.size} bytes")
+    for artifact in done.removed_artifacts:
+        typer.echo(f"  removed unreferenced {artifact.digest}  {artifact.size} bytes")
+    if done.kept_temporary or done.kept_unreferenced:
+        typer.echo(
+            f"kept, younger than the grace period or in use: {done.kept_temporary} "
+            f"temporary file(s), {done.kept_unreferenced} unreferenced artifact(s)"
+        )
+    if done.audit_seq is not None:
+        typer.echo(f"audited: store.collect, audit event {done.audit_seq}")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@app.command("backup")
+def backup_command(
+    directory: Annotated[Path, typer.Argument(help="A new or empty directory.")],
+) -> None:
+    """Back up the database (SQLite: online backup; PostgreSQL: pg_dump) and the artifacts its
+    records name, with manifest.json listing the sha256 of every file."""
+    from app.errors import DomainError
+    from app.services.backup import backup
+    from app.settings import get_settings
+    from app.store import get_store
+
+    try:
+        report = backup(get_settings().database_url, get_store(), directory)
+    except DomainError as exc:
+        typer.echo(f"backup failed: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"backed up to {report.directory}: {report.database_file} (schema "
+        f"{report.revision}, audit head {report.audit_seq}), {report.artifacts} artifact(s), "
+        f"{report.artifact_bytes} bytes"
+    )
+    if report.unreferenced_skipped:
+        typer.echo(f"not copied: {report.unreferenced_skipped} unreferenced artifact(s)")
+    typer.echo(f"manifest.json sha256 {report.manifest_sha256} (keep it apart from the backup)")
+
+
+@app.command("restore")
+def restore_command(
+    directory: Annotated[Path, typer.Argument(help="A directory written by ssreg backup.")],
+    manifest_sha256: Annotated[
+        str | None,
+        typer.Option(help="The manifest's sha256 printed by the backup: refuse if it differs."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the audit event).")] = (
+        "restore from backup"
+    ),
+) -> None:
+    """Restore a backup into an empty database and store: the manifest is checked first (any
+    difference refuses the restore), then the restored audit chain and store are verified."""
+    from app.db.session import dispose_engines, unit_of_work
+    from app.errors import DomainError
+    from app.services.audit import verify_chain
+    from app.services.backup import record_restore, restore
+    from app.services.fsck import fsck
+    from app.settings import get_settings
+    from app.store import get_store
+
+    store = get_store()
+    try:
+        verified, report = restore(
+            get_settings().database_url, store, directory, manifest_sha256=manifest_sha256
+        )
+    except DomainError as exc:
+        typer.echo(f"restore refused: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    dispose_engines()  # the database file or schema is new under the engine's feet
+    with unit_of_work() as session:
+        seq = record_restore(session, verified, actor=CLI_ACTOR, reason=reason)
+    typer.echo(
+        f"restored {report.dialect} database (schema {report.revision}, audit head "
+        f"{report.audit_seq}) and {report.artifacts_restored} artifact(s) from {directory}, "
+        f"manifest sha256 {report.manifest_sha256}; audited: backup.restore, event {seq}"
+    )
+    with unit_of_work(read_only=True) as session:
+        chain = verify_chain(session)
+        checked = fsck(session, store)
+    typer.echo(
+        f"audit chain {'valid' if chain.valid else 'BROKEN'}: {chain.events} events; store: "
+        f"{checked.checked} artifacts checked, {len(checked.missing)} missing, "
+        f"{len(checked.corrupt)} corrupt, {len(checked.unreferenced)} unreferenced"
+    )
+    if not chain.valid or not checked.healthy:
         raise typer.Exit(1)
 
 

@@ -174,6 +174,8 @@ class AuditAction(StrEnum):
     reference_record = "reference.record"
     monitoring_settings = "monitoring.settings"
     monitoring_alarm = "monitoring.alarm"
+    store_collect = "store.collect"
+    backup_restore = "backup.restore"
 
 
 class AuditEntityType(StrEnum):
@@ -189,6 +191,8 @@ class AuditEntityType(StrEnum):
     signature = "signature"
     alias = "alias"
     domain_event = "domain_event"
+    store = "store"
+    backup = "backup"
     reference = "reference"
 
 

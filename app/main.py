@@ -1,4 +1,5 @@
-"""create_app(): routers, error handlers, the process's numeric thread limit, upload spooling."""
+"""create_app(): routers, error handlers, middleware, the process's numeric thread limit, upload
+spooling."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.headers import SecurityHeaders
 from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
+from app.api.observability import RequestTelemetry, RouteTemplates
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
@@ -21,6 +23,7 @@ from app.api.routers import (
     datasets,
     domains,
     health,
+    metrics,
     models,
     monitoring,
     predict,
@@ -29,6 +32,7 @@ from app.api.routers import (
     transfers,
 )
 from app.settings import get_settings
+from app.telemetry import metrics as telemetry
 from app.web import monitoring as web_monitoring
 from app.web import pages as web_pages
 from app.web import records as web_records
@@ -50,7 +54,9 @@ TAGS = [
 
 
 def create_app() -> FastAPI:
-    compute_threads = get_settings().compute_threads
+    settings = get_settings()
+    telemetry.check_multiprocess(settings.prometheus_multiproc_dir)
+    compute_threads = settings.compute_threads
     if compute_threads > 0:
         threadpool_limits(limits=compute_threads)  # BLAS and OpenMP, process-wide
     # /docs and /redoc load Swagger UI and ReDoc from the service itself (fastapi-offline ships
@@ -70,8 +76,12 @@ def create_app() -> FastAPI:
     # Outermost of ours, so that a 413 gets them too (a 500 gets them from its handler).
     docs = ("/docs", "/redoc", app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect")
     app.add_middleware(SecurityHeaders, docs_paths=docs)
+    # Added last, so outermost: request id, log line and metrics for every answer, 413 included.
+    routes = RouteTemplates()
+    app.add_middleware(RequestTelemetry, routes=routes)
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=web_pages.HERE / "static"), name="web-static")
     # Routes are matched in order and the plant's prediction calls are the hot path: first.
     for module in (
@@ -89,6 +99,7 @@ def create_app() -> FastAPI:
         change_controls,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+        routes.include(module.router, API_PREFIX)
     app.include_router(web_routes.router)  # the pages, after the API
     app.include_router(web_records.router)
     app.include_router(web_monitoring.router)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LOOPBACK: list[IPv4Network | IPv6Network] = [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
 
 
 class Settings(BaseSettings):
@@ -26,6 +29,9 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
     )
+    # `ssreg store fsck --collect` removes temporary files and unreferenced artifacts only when
+    # they are older than this: anything younger may belong to a request still in flight.
+    store_collect_grace_seconds: float = Field(default=3600, ge=0)
 
     token_ttl_minutes: int = 480
     # A browser session ends this long after login (the pages' cookie holds its token).
@@ -72,6 +78,21 @@ class Settings(BaseSettings):
     @classmethod
     def _without_trailing_slash(cls, url: str) -> str:
         return url.rstrip("/")
+
+    # Operations. Log lines (JSON, one per request and per event) at this level and above
+    # (WARNING: no request lines).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # GET /metrics answers without a token to clients in these networks (a Prometheus or agent
+    # on the same host by default); anyone else needs an admin's or auditor's bearer token.
+    # A JSON list, e.g. '["127.0.0.0/8", "10.20.0.0/16"]'; '[]' requires a token always.
+    metrics_scrape_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: _LOOPBACK.copy()
+    )
+    # prometheus-client's multiprocess directory (several workers): the environment variable
+    # PROMETHEUS_MULTIPROC_DIR, read here by that name (ssreg serve empties and exports it).
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
 
 
 @lru_cache

@@ -41,7 +41,8 @@ include the client's own overhead. The server runs one worker (uvicorn picks htt
 uvloop, project dependencies) as deployed: the app limits BLAS and OpenMP to
 ``REGISTRY_COMPUTE_THREADS`` threads (default 1: one worker per core is how the service
 scales; ``--compute-threads N`` passes another value, 0 = the libraries' defaults), and no
-access log.
+access log. ``--request-log`` configures logging as ``ssreg serve`` does - one JSON line per
+request, here to a file in the temporary directory - and prints how many lines were written.
 Figures vary with the machine's load; the script prints the load average before and after.
 """
 
@@ -131,8 +132,12 @@ def server(
     synchronous: str,
     cpus: set[int] | None,
     root: Path = ROOT,
+    request_log: Path | None = None,
 ) -> Iterator[str]:
-    """uvicorn serving the ``app`` package found in ``root`` (default: this checkout)."""
+    """uvicorn serving the ``app`` package found in ``root`` (default: this checkout).
+
+    ``request_log``: configure logging as ``ssreg serve`` does (one JSON line per request) and
+    send the server's stderr to that file; otherwise no request lines (uvicorn at WARNING)."""
     port = free_port()
     env = dict(
         os.environ,
@@ -161,9 +166,20 @@ def server(
         "warning",
     ]
     pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
-    proc = subprocess.Popen(cmd, cwd=root, env=env, preexec_fn=pin)
-    with until_stopped(proc, f"http://127.0.0.1:{port}", "uvicorn") as base:
-        yield base
+    with contextlib.ExitStack() as stack:
+        stderr = None
+        if request_log is not None:
+            import json
+
+            from app.telemetry.logs import log_config
+
+            config = request_log.with_suffix(".config.json")
+            config.write_text(json.dumps(log_config("INFO")))
+            cmd += ["--log-config", str(config)]
+            stderr = stack.enter_context(request_log.open("wb"))
+        proc = subprocess.Popen(cmd, cwd=root, env=env, preexec_fn=pin, stderr=stderr)
+        with until_stopped(proc, f"http://127.0.0.1:{port}", "uvicorn") as base:
+            yield base
 
 
 def arrow_body(X: np.ndarray, axis: np.ndarray) -> bytes:
@@ -454,6 +470,12 @@ def main() -> None:
         action="store_true",
         help="server on the last CPU, this client on CPU 0 (labelled: not the deployment)",
     )
+    parser.add_argument(
+        "--request-log",
+        action="store_true",
+        help="one JSON log line per request, as ssreg serve logs (to a file in the temporary "
+        "directory); by default the server logs warnings only",
+    )
     args = parser.parse_args()
     server_cpus = None
     if args.pin:
@@ -492,7 +514,13 @@ def main() -> None:
                     if server_cpus
                     else ""
                 )
+                + (
+                    ", JSON request log as ssreg serve writes it"
+                    if args.request_log
+                    else ", no request log"
+                )
             )
+            request_log = tmp / "server.log" if args.request_log else None
             with server(
                 url,
                 store_root,
@@ -501,8 +529,12 @@ def main() -> None:
                 args.loop,
                 args.sqlite_synchronous,
                 server_cpus,
+                request_log=request_log,
             ) as base:
                 measure(base, X, axis)
+            if request_log is not None:
+                lines = request_log.read_bytes().count(b'"logger": "app.request"')
+                print(f"  request log: {lines} lines")
             print(f"  load avg after: {os.getloadavg()[0]:.2f}")
 
 

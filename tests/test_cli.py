@@ -114,6 +114,60 @@ def test_seed_prints_where_the_demo_logins_are_and_not_the_secrets(embedded: Pat
     assert "demo-qa" in first.output  # the user names are shown
 
 
+def test_store_fsck_reports_a_write_killed_by_sigkill_and_collect_removes_it(
+    embedded: Path,
+) -> None:
+    """kill -9 during a store write leaves its temporary file: fsck lists it (and what the
+    killed writer finished, unreferenced), ``--collect`` keeps both within the grace period,
+    removes them with ``--grace 0``, says what it removed and audits it."""
+    from tests.store.test_collect import _kill_mid_write
+
+    store = get_store()
+    left = _kill_mid_write(store.root)
+    finished = list(store.digests())
+    result = runner.invoke(app, ["store", "fsck"])
+    assert result.exit_code == 0, result.output
+    assert f"temporary: {len(left)}" in result.output
+    for tmp in left:
+        assert str(tmp.relative_to(store.root)) in result.output
+    assert f"unreferenced: {len(finished)}" in result.output
+
+    result = runner.invoke(app, ["store", "fsck", "--collect"])  # default grace: an hour
+    assert result.exit_code == 0, result.output
+    assert "removed 0 temporary file(s) and 0 unreferenced artifact(s)" in result.output
+    assert all(tmp.exists() for tmp in left)
+
+    result = runner.invoke(app, ["store", "fsck", "--collect", "--grace", "0"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"removed {len(left)} temporary file(s) and {len(finished)} unreferenced" in result.output
+    )
+    for tmp in left:
+        assert f"removed temporary {tmp.relative_to(store.root)}" in result.output
+    for digest in finished:
+        assert f"removed unreferenced {digest}" in result.output
+    assert "audited: store.collect" in result.output
+    assert not any(tmp.exists() for tmp in left)
+    after = runner.invoke(app, ["store", "fsck"])
+    assert "temporary: 0" in after.output
+    assert "unreferenced: 0" in after.output
+    assert runner.invoke(app, ["audit", "verify"]).exit_code == 0
+
+
+def test_store_fsck_does_not_collect_when_an_artifact_is_missing(embedded: Path) -> None:
+    from tests.committed import committed_registry
+
+    store = get_store()
+    _, sha = committed_registry(get_engine(), store)
+    store.path(sha).unlink()
+    stray, _ = store.put(b"left behind")
+    result = runner.invoke(app, ["store", "fsck", "--collect", "--grace", "0"])
+    assert result.exit_code == 1
+    assert "missing: 1" in result.output
+    assert "not collecting" in result.output
+    assert store.exists(stray)
+
+
 def test_a_failing_seed_commits_nothing_and_leaves_no_artifact(
     embedded: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

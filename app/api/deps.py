@@ -120,14 +120,21 @@ def authorize_caller(
     return caller
 
 
+def authorize(
+    session: Session, credentials: HTTPAuthorizationCredentials | None, allowed: frozenset[Role]
+) -> User:
+    """401 or 403, or the user: for a route that checks credentials only in some cases."""
+    user = _authenticate(session, credentials)
+    _check_role(user.role, allowed)
+    return user
+
+
 def require(*roles: Role) -> Callable[[Session, HTTPAuthorizationCredentials | None], User]:
     """Dependency factory: the current user, if their role is one of ``roles``."""
     allowed = frozenset(roles)
 
     def _check(session: SessionDep, credentials: Credentials) -> User:
-        user = _authenticate(session, credentials)
-        _check_role(user.role, allowed)
-        return user
+        return authorize(session, credentials, allowed)
 
     return _check
 

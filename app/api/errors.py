@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.headers import add_security_headers
 from app.db.faults import is_database_fault
 from app.errors import DomainError, TooManyAttempts
+from app.telemetry import context
 
 log = logging.getLogger("app")
 
@@ -131,5 +132,9 @@ def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> No
         else:
             response = _internal_error(request, exc, page)
         response.headers["Connection"] = "close"
-        add_security_headers(response.headers)  # sent from outside our middleware
+        # Sent from outside our middleware, which adds these to every other response.
+        add_security_headers(response.headers)
+        current = context.current()
+        if current is not None:
+            response.headers["X-Request-ID"] = current.request_id
         return response

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
 
 from app.errors import WouldBlock
 from app.settings import get_settings
+from app.telemetry import metrics
 
 BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "registry_read_only"  # execution option: BEGIN DEFERRED on SQLite
@@ -72,8 +74,23 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
         _sqlite_begin_immediate(engine, get_settings().sqlite_synchronous, BUSY_TIMEOUT_MS)
-        return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    _count_database_errors(engine)
+    return engine
+
+
+def _count_database_errors(engine: Engine) -> None:
+    """Count every error the driver raises (metric ``ssreg_database_errors_total``) by its
+    DB-API category (OperationalError, IntegrityError, ...) and whether the connection was
+    lost. Not on the event-loop engine, whose "database is locked" is its normal way of
+    handing a call to the thread pool."""
+
+    @event.listens_for(engine, "handle_error")
+    def _count(context: ExceptionContext) -> None:
+        wrapped = context.sqlalchemy_exception
+        error = wrapped if wrapped is not None else context.original_exception
+        metrics.count_database_error(type(error).__name__, disconnect=context.is_disconnect)
 
 
 def make_event_loop_engine(url: str) -> Engine | None:
@@ -256,6 +273,8 @@ def commit_unit(session: Session, *, close: bool = True) -> None:
         roll_back_unit(session, close=close)
         raise
     session.info.pop(_ON_ROLLBACK, None)
+    for hook in session.info.pop(_ON_COMMIT, []):
+        hook()
     if close:
         session.close()
 
@@ -263,6 +282,7 @@ def commit_unit(session: Session, *, close: bool = True) -> None:
 def roll_back_unit(session: Session, *, close: bool = True) -> None:
     """Roll the unit back and remove from the store every artifact it wrote
     (:func:`on_rollback`), so a failed unit leaves neither a row nor an orphan file."""
+    session.info.pop(_ON_COMMIT, None)
     try:
         session.rollback()
     finally:
@@ -289,6 +309,7 @@ def unit_of_work(*, read_only: bool = False, bind: Engine | None = None) -> Iter
 
 
 _ON_ROLLBACK = "on_rollback"
+_ON_COMMIT = "on_commit"
 
 
 def on_rollback(session: Session, hook: Any) -> None:
@@ -298,3 +319,9 @@ def on_rollback(session: Session, hook: Any) -> None:
     command leaves no orphan file behind.
     """
     session.info.setdefault(_ON_ROLLBACK, []).append(hook)
+
+
+def on_commit(session: Session, hook: Any) -> None:
+    """Register ``hook()`` to run once this unit of work has committed (never if it is rolled
+    back): for what must only count what was kept, such as metrics."""
+    session.info.setdefault(_ON_COMMIT, []).append(hook)

@@ -42,6 +42,7 @@ from app.enums import AuditAction, AuditEntityType, PasswordCheck, Role
 from app.errors import Conflict, InvalidInput, TooManyAttempts
 from app.services import audit
 from app.settings import get_settings
+from app.telemetry.context import note_user
 
 _hasher = PasswordHasher()
 # A fixed hash verified when the user does not exist, so timing does not reveal user names.
@@ -315,6 +316,7 @@ def login(
         entity_id=user.id,
         after={"expires_at": expires_at, "client_address": address},
     )
+    note_user(user.username)
     return IssuedToken(token, expires_at, user)
 
 
@@ -419,6 +421,7 @@ def resolve_credential(session: Session, credential: str) -> User | None:
         user, expires_at = (None, None) if found is None else found
     if user is None or not _usable(user.is_active, expires_at):
         return None
+    note_user(user.username)
     return user
 
 
@@ -430,6 +433,7 @@ def resolve_caller(connection: Connection, credential: str) -> Caller | None:
     )
     if row is None or not _usable(row.is_active, row.expires_at):
         return None
+    note_user(row.username)
     scope = None
     if row.has_scope:
         scope = CallerScope(

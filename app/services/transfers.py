@@ -50,6 +50,7 @@ from app.db.repositories import models as model_rows
 from app.db.repositories import signatures as signature_rows
 from app.db.repositories import transfers as transfers_repo
 from app.db.repositories import users as users_repo
+from app.db.session import on_commit
 from app.enums import AuditAction, AuditEntityType, TransferMethod, TransferStatus, VersionStatus
 from app.errors import (
     Conflict,
@@ -79,6 +80,7 @@ from app.services.transfer_evaluation import (
     pair_by_sample_id,
 )
 from app.store import ArtifactStore
+from app.telemetry import metrics
 
 SELECTION_METHOD = "Kennard–Stone on target spectra"
 SOURCE_FROM_TRAINING = "source training dataset"
@@ -854,6 +856,8 @@ def _record_completed(
             "target_version_id": version.id,
         },
     )
+    method, verdict = transfer.method_requested.value, transfer.verdict
+    on_commit(session, lambda: metrics.count_transfer(method=method, verdict=verdict))
     return transfer
 
 

@@ -10,6 +10,14 @@ shared ``flock``; the removal checks for the mark under an exclusive one, so the
 interleave: either the mark is seen and the file stays, or the file is gone before the other
 request looks and it writes the bytes again. Locks are per host, like the store. A file kept
 this way whose every user failed is left unreferenced, which ``ssreg store fsck`` lists.
+
+A process killed while writing leaves its temporary file (``.tmp-*`` beside the artifacts,
+``.probe-*`` at the root). ``ssreg store fsck`` lists those too, and ``--collect`` removes them
+and unreferenced artifacts once they are older than a grace period. The age of an artifact is
+its modification time, which :meth:`LocalStore.put` refreshes when it finds the bytes already
+stored (under the same shared lock), so an artifact that a request in flight has just put -
+written or found - is never older than that request; :meth:`LocalStore.collect` re-checks the
+age under the exclusive lock before removing anything.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +37,21 @@ from app.errors import IntegrityFailure, NotFound
 from app.settings import get_settings
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# Prefixes of the temporary files a write (beside the artifacts) and a writability probe (at
+# the root) make; a process killed meanwhile leaves them behind.
+TMP_PREFIX = ".tmp-"
+PROBE_PREFIX = ".probe-"
+KEPT_SUFFIX = ".kept"
+
+
+@dataclass(frozen=True)
+class StoreFile:
+    """A file in the store that is not an artifact: its path relative to the root, size in
+    bytes and modification time (seconds since the epoch)."""
+
+    path: str
+    size: int
+    mtime: float
 
 
 class ArtifactStore(Protocol):
@@ -38,6 +62,9 @@ class ArtifactStore(Protocol):
     def digests(self) -> Iterator[str]: ...
     def check(self, digest: str) -> str: ...
     def writable(self) -> bool: ...
+    def temporaries(self) -> Iterator[StoreFile]: ...
+    def remove_temporary(self, found: StoreFile, *, older_than: float) -> bool: ...
+    def collect(self, digest: str, *, older_than: float) -> int | None: ...
 
 
 def sha256_hex(blob: bytes) -> str:
@@ -74,7 +101,7 @@ class LocalStore:
 
     @staticmethod
     def _kept_mark(target: Path) -> Path:
-        return target.with_name(target.name + ".kept")
+        return target.with_name(target.name + KEPT_SUFFIX)
 
     def _mark_kept(self, target: Path) -> bool:
         """Mark an existing file as wanted; False if there is no file (or it was removed while
@@ -93,6 +120,8 @@ class LocalStore:
             mark = self._kept_mark(target)
             if not mark.exists():
                 mark.touch()
+            # Fresh again: ``collect`` removes only artifacts older than its grace period.
+            os.utime(fd)
             return True
         finally:
             os.close(fd)  # drops the lock
@@ -100,7 +129,7 @@ class LocalStore:
     def _write(self, target: Path, blob: bytes) -> bool:
         """Write ``blob`` to ``target`` unless it exists; whether this call created it."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(blob)
@@ -180,11 +209,72 @@ class LocalStore:
     def writable(self) -> bool:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=PROBE_PREFIX):
                 pass
         except OSError:
             return False
         return True
+
+    def temporaries(self) -> Iterator[StoreFile]:
+        """Temporary files left by writes and probes that did not finish (a process killed
+        meanwhile), in path order."""
+        found: list[Path] = []
+        if self.root.is_dir():
+            found += [p for p in self.root.iterdir() if p.name.startswith(PROBE_PREFIX)]
+        base = self.root / "sha256"
+        if base.is_dir():
+            for sub in base.iterdir():
+                if not sub.is_dir():
+                    continue
+                for p in sub.iterdir():
+                    if p.name.startswith(TMP_PREFIX):
+                        found.append(p)
+        for p in sorted(found):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue  # finished or removed meanwhile
+            yield StoreFile(str(p.relative_to(self.root)), st.st_size, st.st_mtime)
+
+    def remove_temporary(self, found: StoreFile, *, older_than: float) -> bool:
+        """Remove a file listed by :meth:`temporaries` if it is still there and was last
+        modified before ``older_than`` (seconds since the epoch)."""
+        path = self.root / found.path
+        try:
+            if path.stat().st_mtime >= older_than:
+                return False  # a write in progress (or a new file of the same name)
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def collect(self, digest: str, *, older_than: float) -> int | None:
+        """Remove an artifact that no record references, with its ``.kept`` mark, if it was
+        last stored before ``older_than`` (seconds since the epoch). Returns its size if it
+        was removed, None if it stays (younger, gone, or being marked by a request now).
+
+        The caller makes sure no record references it. The age is read under the exclusive
+        lock that :meth:`put` waits for when it finds the bytes stored, and ``put`` refreshes
+        it under its shared lock: a request that found these bytes stored keeps them.
+        """
+        target = self.path(digest)
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None  # a request is marking it as wanted right now
+            st = os.fstat(fd)
+            if st.st_mtime >= older_than:
+                return None
+            target.unlink()
+            self._kept_mark(target).unlink(missing_ok=True)
+            return st.st_size
+        finally:
+            os.close(fd)
 
 
 @lru_cache

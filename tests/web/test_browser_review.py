@@ -268,7 +268,7 @@ def test_the_pages_work_under_their_content_security_policy(
         "/models",
         "/models/titer_pls",
         "/models/titer_pls/versions/2",
-    "/models/titer_pls/versions/3",
+        "/models/titer_pls/versions/3",
         "/prediction-log",
         "/audit-trail?entity_type=model&entity_id=titer_pls",
         "/change-controls/CC-2026-0042",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from app.schemas.audit import AuditEventRead, AuditPage, ChainVerification
 from app.schemas.common import ERRORS, NOT_FOUND
 from app.services import audit as audit_service
 from app.services import transfers as transfers_service
+from app.telemetry import metrics
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -61,6 +63,7 @@ def list_audit(
 @router.get("/verify", response_model=ChainVerification, responses=ERRORS)
 def verify(session: SessionDep, _: AuditReader) -> ChainVerification:
     report = audit_service.verify_chain(session)
+    metrics.record_chain_verification(valid=report.valid, events=report.events, at=time.time())
     return ChainVerification(
         valid=report.valid,
         events=report.events,

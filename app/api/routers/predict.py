@@ -31,6 +31,7 @@ from app.schemas.predict import (
 from app.services import predict as predict_service
 from app.services.predict import InputFormat
 from app.store import LocalStore
+from app.telemetry import metrics
 
 router = APIRouter(prefix="/models", tags=["predictions"])
 VersionNumber = Annotated[int, Path(ge=1)]
@@ -321,4 +322,15 @@ def _predict_and_commit(
         # orjson writes the numpy arrays directly; validating thousands of floats through the
         # response model would cost more than the prediction (the model still documents it).
         # UTC as "Z", as pydantic writes it on every other route.
-        return orjson.dumps(_payload(logged), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z)
+        content = orjson.dumps(
+            _payload(logged), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_UTC_Z
+        )
+    record = evaluation.version.record  # counted once committed
+    metrics.count_prediction(
+        model=record.model,
+        version=record.version,
+        purpose=evaluation.purpose.value,
+        n_spectra=evaluation.n_spectra,
+        flag_counts=evaluation.flag_counts,
+    )
+    return content
