@@ -27,6 +27,13 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 API_KEY_PREFIX = "ssr_"
 MIN_PASSWORD_LENGTH = 12
+MAX_USERNAME_LENGTH = 64  # the user name column; audit events' actor column too
+
+
+def bounded_username(entered: str) -> str:
+    """A user name as entered, fit for an audit event: at most :data:`MAX_USERNAME_LENGTH`
+    characters, NUL replaced (PostgreSQL text cannot hold it), ``(blank)`` for nothing."""
+    return entered[:MAX_USERNAME_LENGTH].replace("\x00", "\ufffd") or "(blank)"
 
 
 def _sha256(text: str) -> str:
@@ -137,7 +144,10 @@ def reauthenticate(session: Session, user: User, *, username: str, password: str
             action=AuditAction.auth_login_failed,
             entity_type=AuditEntityType.user,
             entity_id=user.id,
-            after={"reason": f"re-authentication refused: {refusal}", "entered": username[:64]},
+            after={
+                "reason": f"re-authentication refused: {refusal}",
+                "entered": bounded_username(username),
+            },
         )
         return False
     assert user.password_hash is not None
@@ -168,16 +178,20 @@ def login(
     """
     settings = get_settings()
     now = utcnow()
-    user = user_rows.by_username(session, username, for_update=True)
+    shown = bounded_username(username)
+    # A name no account can have (too long, a NUL) is not looked up; the API refuses it
+    # before this (422), and the failure is audited under the bounded name only.
+    possible = shown == username
+    user = user_rows.by_username(session, username, for_update=True) if possible else None
     if user is None or user.password_hash is None or not user.is_active:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
         audit.record(
             session,
-            actor=username or "(blank)",
+            actor=shown,
             action="auth.login_failed",
             entity_type="user",
-            entity_id=username or "(blank)",
+            entity_id=shown,
             after={"reason": "unknown user or no password login"},
         )
         return None

@@ -20,8 +20,8 @@ Arrow IPC stream, list column
     field however many channels there are. A string column ``sample_id`` is read as the
     sample ids.
 
-Sample ids, when sent, are one text of 1 to :data:`MAX_SAMPLE_ID` characters per spectrum,
-all different; they are kept in the prediction log with the results.
+Sample ids, when sent, are one text of 1 to :data:`MAX_SAMPLE_ID` characters (no NUL) per
+spectrum, all different; they are kept in the prediction log with the results.
 """
 
 from __future__ import annotations
@@ -112,6 +112,10 @@ def check_sample_ids(values: Any, n_spectra: int) -> list[str] | None:
             raise InvalidInput(
                 f"sample id {i} must be a text of 1 to {MAX_SAMPLE_ID} characters "
                 "(ids count from 0)"
+            )
+        if "\x00" in value:
+            raise InvalidInput(
+                f"sample id {i} must not contain the NUL character (U+0000) (ids count from 0)"
             )
     if len(set(values)) != len(values):
         seen: set[str] = set()

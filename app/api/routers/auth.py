@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Form, status
 from fastapi.responses import JSONResponse
-from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import Admin, CurrentUser, Person, SessionDep
+from app.api.params import Username
 from app.db.models import User
 from app.enums import Role
 from app.errors import InvalidInput
@@ -23,12 +23,35 @@ from app.schemas.auth import (
     UserCreated,
     UserRead,
 )
-from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, NoNul
 from app.services import accounts, scopes
 from app.services import auth as auth_service
 
 router = APIRouter(tags=["auth"])
 _ADMIN = {**ERRORS, **NOT_FOUND, **CONFLICT}
+_SECRET = {"format": "password"}
+
+
+class TokenForm:
+    """The OAuth2 password form (RFC 6749, 4.3.2), bounded: a user name no account can have
+    (over 64 characters, or holding a NUL) is a 422 before anything is looked up or audited."""
+
+    def __init__(
+        self,
+        username: Annotated[str, Form(max_length=64), NoNul],
+        password: Annotated[str, Form(max_length=1000, json_schema_extra=_SECRET), NoNul],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        scope: Annotated[str, Form(max_length=1000, description="not used"), NoNul] = "",
+        client_id: Annotated[
+            str | None, Form(max_length=200, description="not used"), NoNul
+        ] = None,
+        client_secret: Annotated[
+            str | None,
+            Form(max_length=1000, description="not used", json_schema_extra=_SECRET),
+            NoNul,
+        ] = None,
+    ) -> None:
+        self.username, self.password = username, password
 
 
 @router.post(
@@ -37,7 +60,7 @@ _ADMIN = {**ERRORS, **NOT_FOUND, **CONFLICT}
     responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
 def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep
+    form: Annotated[TokenForm, Depends()], session: SessionDep
 ) -> TokenRead | JSONResponse:
     """OAuth2 password flow: a bearer token that expires. Failures are audited and count
     towards the lockout, so they are committed (a 401 response, not an exception)."""
@@ -94,7 +117,7 @@ def me(user: CurrentUser) -> User:
     return user
 
 
-UsernamePath = Annotated[str, Path(max_length=64, description="the account's user name")]
+UsernamePath = Username
 
 
 @router.post(

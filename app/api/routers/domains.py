@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from app.api.deps import Developer, Reader, SessionDep
+from app.api.params import DomainName
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.datasets import DomainCreate, DomainRead
 from app.services import domains as domains_service
@@ -33,5 +34,5 @@ def list_domains(session: SessionDep, _: Reader) -> list[DomainRead]:
     response_model=DomainRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_domain(name: str, session: SessionDep, _: Reader) -> DomainRead:
+def get_domain(name: DomainName, session: SessionDep, _: Reader) -> DomainRead:
     return domains_service.describe_domain(session, domains_service.get_domain(session, name))

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Response, status
 
 from app.api.deps import CatalogReader, Developer, Reader, SessionDep, StoreDep
+from app.api.params import ModelName, VersionNumber
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.models import (
     LineageRead,
@@ -17,7 +16,6 @@ from app.services import models as models_service
 from app.services import scopes
 
 router = APIRouter(prefix="/models", tags=["models"])
-VersionNumber = Annotated[int, Path(ge=1)]
 
 
 @router.post(
@@ -44,7 +42,7 @@ def list_models(session: SessionDep, reader: CatalogReader) -> list[SoftSensorMo
 
 
 @router.get("/{name}", response_model=SoftSensorModelRead, responses={**ERRORS, **NOT_FOUND})
-def get_model(name: str, session: SessionDep, reader: CatalogReader) -> SoftSensorModelRead:
+def get_model(name: ModelName, session: SessionDep, reader: CatalogReader) -> SoftSensorModelRead:
     """The model (plant: 403 outside its scope)."""
     model = models_service.get_model(session, name)
     scopes.check_model(session, scopes.read_scope(session, reader), model)
@@ -58,7 +56,11 @@ def get_model(name: str, session: SessionDep, reader: CatalogReader) -> SoftSens
     responses={**ERRORS, **NOT_FOUND},
 )
 def train_version(
-    name: str, body: ModelVersionCreate, session: SessionDep, store: StoreDep, actor: Developer
+    name: ModelName,
+    body: ModelVersionCreate,
+    session: SessionDep,
+    store: StoreDep,
+    actor: Developer,
 ) -> ModelVersionRead:
     """Train a new version server-side from a pinned dataset; metrics are computed here."""
     version = models_service.train_version(session, store, model_name=name, data=body, actor=actor)
@@ -68,7 +70,9 @@ def train_version(
 @router.get(
     "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
 )
-def list_versions(name: str, session: SessionDep, reader: CatalogReader) -> list[ModelVersionRead]:
+def list_versions(
+    name: ModelName, session: SessionDep, reader: CatalogReader
+) -> list[ModelVersionRead]:
     """The model's versions in number order (plant: those within its scope)."""
     scope = scopes.read_scope(session, reader)
     model = models_service.get_model(session, name)
@@ -83,7 +87,7 @@ def list_versions(name: str, session: SessionDep, reader: CatalogReader) -> list
     responses={**ERRORS, **NOT_FOUND},
 )
 def get_version(
-    name: str, version: VersionNumber, session: SessionDep, reader: CatalogReader
+    name: ModelName, version: VersionNumber, session: SessionDep, reader: CatalogReader
 ) -> ModelVersionRead:
     """The version card, with the aliases naming it now (plant: 403 outside its scope)."""
     row = models_service.get_version(session, name, version)
@@ -96,7 +100,9 @@ def get_version(
     response_model=LineageRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_lineage(name: str, version: VersionNumber, session: SessionDep, _: Reader) -> LineageRead:
+def get_lineage(
+    name: ModelName, version: VersionNumber, session: SessionDep, _: Reader
+) -> LineageRead:
     """The version's lineage as a graph: datasets, versions and transfers, with what it was
     made from (ancestors) and what was made from it (descendants)."""
     return models_service.lineage(session, name, version)
@@ -108,7 +114,7 @@ def get_lineage(name: str, version: VersionNumber, session: SessionDep, _: Reade
     responses={**ERRORS, **NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
 )
 def get_artifact(
-    name: str, version: VersionNumber, session: SessionDep, store: StoreDep, _: Reader
+    name: ModelName, version: VersionNumber, session: SessionDep, store: StoreDep, _: Reader
 ) -> Response:
     """The artifact bytes (.npz, numeric only), re-hashed on read; sha256 in a header."""
     row = models_service.get_version(session, name, version)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from app.api.deps import (
@@ -18,6 +18,7 @@ from app.api.deps import (
     TransactionsDep,
     authorize_caller,
 )
+from app.api.params import AliasName, ModelName, VersionNumber
 from app.db.session import Transactions
 from app.errors import UnsupportedMediaType, WouldBlock
 from app.schemas.common import ERRORS, NOT_FOUND, ErrorBody
@@ -33,8 +34,6 @@ from app.services.predict import InputFormat
 from app.store import LocalStore
 
 router = APIRouter(prefix="/models", tags=["predictions"])
-VersionNumber = Annotated[int, Path(ge=1)]
-AliasName = Annotated[str, Path(max_length=64, description="the alias, e.g. plant-2000L")]
 _FORMATS: dict[str, InputFormat] = {"application/json": "json", ARROW_STREAM: "arrow"}
 
 
@@ -158,7 +157,7 @@ PurposeQuery = Annotated[
 )
 async def predict(
     request: Request,
-    name: str,
+    name: ModelName,
     version: VersionNumber,
     transactions: TransactionsDep,
     store: StoreDep,
@@ -222,7 +221,7 @@ async def predict(
 )
 async def predict_by_alias(
     request: Request,
-    name: str,
+    name: ModelName,
     alias: AliasName,
     transactions: TransactionsDep,
     store: StoreDep,
