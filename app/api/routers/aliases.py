@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import QA, CatalogReader, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import AliasName, ModelName
 from app.schemas.aliases import AliasHistoryRead, AliasMoveCreate, AliasMoveRead, AliasRead
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, UtcDateTime
@@ -16,7 +17,7 @@ from app.services import aliases, scopes
 from app.services import auth as auth_service
 from app.services import models as models_service
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], route_class=StrictJSONRoute)
 
 
 @router.post(

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import AuditReader, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import Limit, Since, Until, UserFilter
 from app.db.repositories.audit import EventFilter
 from app.enums import AuditAction, AuditEntityType
@@ -13,7 +14,7 @@ from app.schemas.common import ERRORS, INT32_MAX, NOT_FOUND, NoNul
 from app.services import audit as audit_service
 from app.services import transfers as transfers_service
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=AuditPage, responses={**ERRORS, **NOT_FOUND})

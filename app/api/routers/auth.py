@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Form, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import Admin, CurrentUser, Person, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import Username
 from app.db.models import User
 from app.enums import Role
@@ -27,7 +28,7 @@ from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, NoNul
 from app.services import accounts, scopes
 from app.services import auth as auth_service
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=StrictJSONRoute)
 _ADMIN = {**ERRORS, **NOT_FOUND, **CONFLICT}
 _SECRET = {"format": "password"}
 

@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from app.api.deps import AuditReader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
 from app.api.params import Cursor, Limit
 from app.schemas.change_controls import ChangeControlRead, ChangeControlSummary
 from app.schemas.common import ERRORS, NOT_FOUND, ErrorBody, NoNul
 from app.services import change_controls as cc_service
 
-router = APIRouter(prefix="/change-controls", tags=["change control"])
+router = APIRouter(prefix="/change-controls", tags=["change control"], route_class=StrictJSONRoute)
 
 # ``path``: a reference may contain '/' (sent as %2F); the export route is matched first.
 Ref = Annotated[

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
 from app.api.params import Cursor, DomainFilter, Limit
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Name
@@ -21,7 +22,7 @@ from app.schemas.datasets import (
 )
 from app.services import datasets as datasets_service
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=StrictJSONRoute)
 
 Sha256Path = Annotated[
     str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the dataset's stored bytes")

@@ -3,12 +3,13 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from app.api.deps import Developer, Reader, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import DomainName
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.datasets import DomainCreate, DomainRead
 from app.services import domains as domains_service
 
-router = APIRouter(prefix="/domains", tags=["domains"])
+router = APIRouter(prefix="/domains", tags=["domains"], route_class=StrictJSONRoute)
 
 
 @router.post(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from app.api.deps import CatalogReader, Developer, Reader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import ModelName, VersionNumber
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.models import (
@@ -15,7 +16,7 @@ from app.schemas.models import (
 from app.services import models as models_service
 from app.services import scopes
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], route_class=StrictJSONRoute)
 
 
 @router.post(

@@ -33,6 +33,7 @@ from app.services import predict as predict_service
 from app.services.predict import InputFormat
 from app.store import LocalStore
 
+# No StrictJSONRoute: the route reads its body itself (spectra_bodies refuses repeated keys).
 router = APIRouter(prefix="/models", tags=["predictions"])
 _FORMATS: dict[str, InputFormat] = {"application/json": "json", ARROW_STREAM: "arrow"}
 

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import AuditReader, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
 from app.api.params import Cursor, Limit, ModelFilter, Since, Until, UserFilter
 from app.schemas.common import ERRORS, INT32_MAX, NOT_FOUND, NoNul
 from app.schemas.predict import PredictionLogPage, PredictionLogRead
 from app.services import prediction_log
 
-router = APIRouter(prefix="/prediction-log", tags=["predictions"])
+router = APIRouter(prefix="/prediction-log", tags=["predictions"], route_class=StrictJSONRoute)
 
 
 class LogFilters:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import QA, DeveloperOrQA, Reader, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import DomainName, ModelName, TransferRef, VersionNumber
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
 from app.schemas.models import ModelVersionRead
@@ -22,7 +23,7 @@ from app.schemas.signatures import (
 )
 from app.services import auth, domains, lifecycle, models, signatures
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 _SIGN_ERRORS = {**ERRORS, **NOT_FOUND, **CONFLICT, 401: {"model": ErrorBody}}
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
 from app.api.params import DomainFilter, Limit, ModelFilter, TransferRef
 from app.enums import TransferStatus
@@ -13,7 +14,7 @@ from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
 from app.schemas.transfers import StandardsForm, TransferCancel, TransferCreate, TransferRead
 from app.services import transfers as transfers_service
 
-router = APIRouter(prefix="/transfers", tags=["transfers"])
+router = APIRouter(prefix="/transfers", tags=["transfers"], route_class=StrictJSONRoute)
 
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
