@@ -37,7 +37,8 @@ def models_page(request: Request, session: SessionDep) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
-    models = models_service.describe_models(session, models_service.list_models(session))
+    every, _ = models_service.list_models(session)
+    models = models_service.describe_models(session, every)
     return pages.render(request, "models.html", {"user": user, "models": models})
 
 

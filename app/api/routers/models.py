@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.deps import CatalogReader, Developer, Reader, SessionDep, StoreDep
 from app.api.json_body import StrictJSONRoute
-from app.api.params import ModelName, VersionNumber
-from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
+from app.api.links import set_next_link
+from app.api.params import Cursor, Limit, ModelName, VersionNumber
+from app.schemas.common import CONFLICT, ERRORS, INT32_MAX, NOT_FOUND
 from app.schemas.models import (
     LineageRead,
     ModelVersionCreate,
@@ -34,11 +37,21 @@ def create_model(
 
 
 @router.get("", response_model=list[SoftSensorModelRead], responses=ERRORS)
-def list_models(session: SessionDep, reader: CatalogReader) -> list[SoftSensorModelRead]:
-    """Every model (plant: those within its scope)."""
-    shown = scopes.visible_models(
-        session, scopes.read_scope(session, reader), models_service.list_models(session)
+def list_models(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    reader: CatalogReader,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> list[SoftSensorModelRead]:
+    """Models in name order (plant: those within its scope), ``limit`` at a time. When more
+    follow, the ``Link`` header (RFC 8288) holds the next page's URL, ``rel="next"``."""
+    shown, next_cursor = scopes.list_visible_models(
+        session, scopes.read_scope(session, reader), cursor=cursor, limit=limit
     )
+    if next_cursor is not None:
+        set_next_link(request, response, cursor=next_cursor)
     return models_service.describe_models(session, shown)
 
 
@@ -72,14 +85,25 @@ def train_version(
     "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
 )
 def list_versions(
-    name: ModelName, session: SessionDep, reader: CatalogReader
+    request: Request,
+    response: Response,
+    name: ModelName,
+    session: SessionDep,
+    reader: CatalogReader,
+    after: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="list versions numbered above")
+    ] = None,
+    limit: Limit = 100,
 ) -> list[ModelVersionRead]:
-    """The model's versions in number order (plant: those within its scope)."""
+    """The model's versions in number order (plant: those within its scope), ``limit`` at a
+    time. When more follow, the ``Link`` header (RFC 8288) holds the next page's URL,
+    ``rel="next"``."""
     scope = scopes.read_scope(session, reader)
-    model = models_service.get_model(session, name)
-    scopes.check_model(session, scope, model)
-    shown = [v for v in models_service.list_versions(session, name) if scope.allows_version(v)]
-    return models_service.describe_versions(session, shown)
+    rows = scopes.list_visible_versions(session, scope, name, after=after, limit=limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        set_next_link(request, response, after=rows[-1].version)
+    return models_service.describe_versions(session, rows)
 
 
 @router.get(
