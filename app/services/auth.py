@@ -68,6 +68,10 @@ def create_user(
     reason: str,
 ) -> NewUser:
     """Create a person (password) or a service account (role plant: API key, shown once)."""
+    if bounded_username(username) != username:  # the CLI has no schema in front of it
+        raise InvalidInput(
+            f"a user name has 1 to {MAX_USERNAME_LENGTH} characters and no NUL character"
+        )
     if user_rows.by_username(session, username) is not None:
         raise Conflict(f"user {username!r} already exists")
     api_key: str | None = None

@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent
 from app.enums import Role
+from app.errors import InvalidInput
 from app.services import auth as auth_service
 from tests.helpers import PASSWORD, Actor, assert_error
 
@@ -133,3 +134,20 @@ def test_the_login_service_audits_a_bounded_name_whoever_calls_it(session: Sessi
         event = _login_events(session)[-1]
         assert event.actor == event.entity_id == entered[:64].replace("\x00", "\ufffd")
         assert len(event.actor) <= 64
+
+
+@pytest.mark.parametrize("username", ["u" * 65, "a\x00b", ""], ids=["65", "NUL", "blank"])
+def test_no_caller_creates_a_user_whose_name_could_not_log_in(
+    session: Session, username: str
+) -> None:
+    """The CLI reaches the service without a schema in front of it."""
+    with pytest.raises(InvalidInput, match="1 to 64 characters"):
+        auth_service.create_user(
+            session,
+            username=username,
+            full_name="N",
+            role=Role.qa,
+            password=PASSWORD,
+            actor="pytest",
+            reason="r",
+        )
