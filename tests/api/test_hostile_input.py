@@ -112,17 +112,10 @@ def _cases() -> list[Any]:
             values: dict[str, Any] = (
                 {str(v): v for v in HOSTILE_INTEGERS} if kind == "integer" else HOSTILE_TEXTS
             )
-            for label, value in values.items():
-                cases.append(
-                    pytest.param(
-                        method,
-                        path,
-                        where,
-                        name,
-                        value,
-                        id=f"{method} {path} {where} {name} {label}",
-                    )
-                )
+            # One test per parameter, its values in a loop: a client per value costs more
+            # than the requests.
+            label = f"{method} {path} {where} {name} {kind}"
+            cases.append(pytest.param(method, path, where, name, values, id=label))
     return cases
 
 
@@ -131,28 +124,23 @@ def _time_cases() -> list[Any]:
     for method, path, operation in _operations():
         for p in operation.get("parameters", []):
             if p["in"] == "query" and _is_date_time(p["schema"]):
-                for value in (*OUT_OF_RANGE_TIMES, *EDGE_TIMES):
-                    label = f"{method} {path} {p['name']} {value}"
-                    cases.append(pytest.param(method, path, p["name"], value, id=label))
+                label = f"{method} {path} {p['name']}"
+                cases.append(pytest.param(method, path, p["name"], id=label))
     return cases
 
 
-@pytest.mark.parametrize(("method", "path", "name", "value"), _time_cases())
+@pytest.mark.parametrize(("method", "path", "name"), _time_cases())
 def test_a_time_at_the_extremes_is_refused_naming_it_or_served(
-    client: TestClient,
-    actors: dict[Role, Actor],
-    method: str,
-    path: str,
-    name: str,
-    value: str,
+    client: TestClient, actors: dict[Role, Actor], method: str, path: str, name: str
 ) -> None:
-    r = _send(client, _headers(actors, method, path), method, path, "query", name, value)
-    if value in OUT_OF_RANGE_TIMES:
-        assert r.status_code == 422, r.content[:300]
+    headers = _headers(actors, method, path)
+    for value in OUT_OF_RANGE_TIMES:
+        r = _send(client, headers, method, path, "query", name, value)
+        assert r.status_code == 422, (value, r.content[:300])
         assert f"{name}: is outside the years 1 to 9999" in r.json()["detail"]
-    else:
-        assert r.status_code < 500, r.content[:300]
-        assert r.status_code in (200, 404), r.content[:300]
+    for value in EDGE_TIMES:
+        r = _send(client, headers, method, path, "query", name, value)
+        assert r.status_code in (200, 404), (value, r.content[:300])
 
 
 def _headers(actors: dict[Role, Actor], method: str, path: str) -> dict[str, str]:
@@ -250,7 +238,7 @@ def _send(
     )
 
 
-@pytest.mark.parametrize(("method", "path", "where", "name", "value"), _cases())
+@pytest.mark.parametrize(("method", "path", "where", "name", "values"), _cases())
 def test_a_hostile_value_is_a_422_naming_the_parameter(
     client: TestClient,
     actors: dict[Role, Actor],
@@ -258,33 +246,35 @@ def test_a_hostile_value_is_a_422_naming_the_parameter(
     path: str,
     where: str,
     name: str,
-    value: Any,
+    values: dict[str, Any],
 ) -> None:
-    r = _send(client, _headers(actors, method, path), method, path, where, name, value)
-    body = r.json()
-    assert set(body) == {"error", "detail"}
-    if where == "form" and len(str(value)) >= ONE_MIB:
-        assert (r.status_code, body["error"]) == (400, "bad_request"), r.content[:300]
-        assert "maximum size" in body["detail"]
-        return
-    assert r.status_code == 422, f"{r.status_code} {r.content[:300]!r}"
-    assert body["error"] == "invalid_input"
-    parts = body["detail"].split("; ")
-    assert any(part.startswith(f"{name}: ") for part in parts), body["detail"][:300]
-    assert len(r.content) < 4096, "the refusal must not echo the value"
+    headers = _headers(actors, method, path)
+    for label, value in values.items():
+        r = _send(client, headers, method, path, where, name, value)
+        body = r.json()
+        assert set(body) == {"error", "detail"}, label
+        if where == "form" and len(str(value)) >= ONE_MIB:
+            assert (r.status_code, body["error"]) == (400, "bad_request"), (label, r.content)
+            assert "maximum size" in body["detail"]
+            continue
+        assert r.status_code == 422, f"{label}: {r.status_code} {r.content[:300]!r}"
+        assert body["error"] == "invalid_input"
+        parts = body["detail"].split("; ")
+        assert any(part.startswith(f"{name}: ") for part in parts), (label, body["detail"][:300])
+        assert len(r.content) < 4096, f"{label}: the refusal must not echo the value"
 
 
 def test_the_walk_covers_integers_texts_and_forms() -> None:
     """The walk sees what it is meant to (so an empty parametrization cannot pass)."""
     ids = {c.id for c in _cases()}
-    assert any("path version 2147483648" in i for i in ids)
-    assert any("query limit 9223372036854775808" in i for i in ids)
-    assert any("POST /api/v1/auth/token form username NUL" in i for i in ids)
-    assert any("POST /api/v1/datasets form reference_column 1 MiB" in i for i in ids)
-    assert any("GET /api/v1/audit query since NUL" in i for i in ids)
+    assert any("path version integer" in i for i in ids)
+    assert any("query limit integer" in i for i in ids)
+    assert "POST /api/v1/auth/token form username string" in ids
+    assert "POST /api/v1/datasets form reference_column string" in ids
+    assert "GET /api/v1/audit query since string" in ids
     times = {c.id for c in _time_cases()}
-    assert any("GET /api/v1/prediction-log until 0001-01-01T00:00:00+23:59" in i for i in times)
-    assert any("GET /api/v1/models/{name}/aliases/{alias} at" in i for i in times)
+    assert "GET /api/v1/prediction-log until" in times
+    assert "GET /api/v1/models/{name}/aliases/{alias} at" in times
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,9 +60,8 @@ def _cases() -> list[Any]:
                         values = {k: v for k, v in HOSTILE_TEXTS.items() if k != "1 MiB"}
                     else:
                         continue
-                    for label, value in values.items():
-                        case = f"{method} {route.path} {where} {name} {label}"
-                        cases.append(pytest.param(method, route, where, name, value, id=case))
+                    case = f"{method} {route.path} {where} {name}"
+                    cases.append(pytest.param(method, route, where, name, values, id=case))
     return cases
 
 
@@ -76,30 +75,37 @@ def _url(route: APIRoute, where: str, name: str, value: Any) -> str:
     return url
 
 
-@pytest.mark.parametrize(("method", "route", "where", "name", "value"), _cases())
+@pytest.mark.parametrize(("method", "route", "where", "name", "values"), _cases())
 def test_a_hostile_value_in_a_page_is_a_422_naming_it(
-    client: TestClient, method: str, route: APIRoute, where: str, name: str, value: Any
+    client: TestClient,
+    method: str,
+    route: APIRoute,
+    where: str,
+    name: str,
+    values: dict[str, Any],
 ) -> None:
-    encoded = urlencode({name: str(value)}).encode()
-    r = _call_app(
-        client,
-        method,
-        _url(route, where, name, value),
-        query=encoded if where == "query" else b"",
-        headers={},
-        body=encoded if where == "form" else b"",
-        content_type="application/x-www-form-urlencoded" if where == "form" else None,
-    )
-    assert r.status_code == 422, r.content[:300]
-    assert any(part.startswith(f"{name}: ") for part in r.json()["detail"].split("; "))
+    for label, value in values.items():
+        encoded = urlencode({name: str(value)}).encode()
+        r = _call_app(
+            client,
+            method,
+            _url(route, where, name, value),
+            query=encoded if where == "query" else b"",
+            headers={},
+            body=encoded if where == "form" else b"",
+            content_type="application/x-www-form-urlencoded" if where == "form" else None,
+        )
+        assert r.status_code == 422, (label, r.content[:300])
+        parts = r.json()["detail"].split("; ")
+        assert any(part.startswith(f"{name}: ") for part in parts), (label, parts)
 
 
 def test_the_page_walk_sees_paths_queries_and_forms() -> None:
     ids = {c.id for c in _cases()}
-    assert any("/transfers/{number} path number 2147483648" in i for i in ids)
-    assert any("POST /login form username NUL" in i for i in ids)
-    assert any("POST /transfers/{number}/sign form password 64 KiB" in i for i in ids)
-    assert any("GET /audit-trail query cursor" in i for i in ids)
+    assert "GET /transfers/{number} path number" in ids
+    assert "POST /login form username" in ids
+    assert "POST /transfers/{number}/sign form password" in ids
+    assert "GET /audit-trail query cursor" in ids
 
 
 def _login_failures(session: Session) -> int:
