@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from app.enums import VersionStatus
-from app.schemas.common import Reason, Schema
+from app.schemas.common import INT32_MAX, NoNul, Reason, Schema
 
 
 class AliasMoveCreate(Schema):
@@ -18,7 +18,11 @@ class AliasMoveCreate(Schema):
 
     version: Annotated[
         int | None,
-        Field(ge=1, description="the version the alias will name; null withdraws the alias"),
+        Field(
+            ge=1,
+            le=INT32_MAX,
+            description="the version the alias will name; null withdraws the alias",
+        ),
     ]
     reason: Reason
     change_control: Annotated[
@@ -29,11 +33,14 @@ class AliasMoveCreate(Schema):
             description="change-control reference the move is made under",
             examples=["CC-2026-0042"],
         ),
+        NoNul,
     ]
     username: Annotated[
-        str, Field(min_length=1, max_length=64, description="the signer's own user name")
+        str, Field(min_length=1, max_length=64, description="the signer's own user name"), NoNul
     ]
-    password: Annotated[str, Field(min_length=1, max_length=200, description="entered again")]
+    password: Annotated[
+        str, Field(min_length=1, max_length=200, description="entered again"), NoNul
+    ]
 
 
 class AliasMoveRead(Schema):

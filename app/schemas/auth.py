@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from app.enums import Role
-from app.schemas.common import Name, Reason, Schema
+from app.schemas.common import Name, NoNul, Reason, Schema
 
 
 class TokenRead(Schema):
@@ -18,9 +18,11 @@ class TokenRead(Schema):
 
 class UserCreate(Schema):
     username: Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
-    full_name: Annotated[str, Field(min_length=1, max_length=200)]
+    full_name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     role: Role
-    password: Annotated[str | None, Field(default=None, min_length=12, max_length=200)] = None
+    password: Annotated[str | None, Field(default=None, min_length=12, max_length=200), NoNul] = (
+        None
+    )
     domains: Annotated[
         list[Name] | None,
         Field(
@@ -89,8 +91,8 @@ class RoleChange(Schema):
 class PasswordChange(Schema):
     """The caller's own password: the current one entered again, then the new one."""
 
-    current_password: Annotated[str, Field(min_length=1, max_length=200)]
-    new_password: Annotated[str, Field(min_length=12, max_length=200)]
+    current_password: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    new_password: Annotated[str, Field(min_length=12, max_length=200), NoNul]
 
 
 class UserAdminRead(UserRead):

@@ -8,27 +8,29 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.schemas.common import Name, Reason, Schema
+from app.schemas.common import Name, NoNul, Reason, Schema
 
 AxisUnit = Literal["cm-1", "nm"]
 
 # Shared by the JSON schemas below and by the multipart form of POST /datasets.
-DatasetName = Annotated[str, Field(min_length=1, max_length=200, examples=["ambr250 runs 1-12"])]
-ColumnName = Annotated[str, Field(min_length=1, max_length=200)]
-Units = Annotated[str, Field(min_length=1, max_length=50, examples=["g/L"])]
-SpectralPrefix = Annotated[str, Field(min_length=1, max_length=50, examples=["wn_", "nm_"])]
+DatasetName = Annotated[
+    str, Field(min_length=1, max_length=200, examples=["ambr250 runs 1-12"]), NoNul
+]
+ColumnName = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+Units = Annotated[str, Field(min_length=1, max_length=50, examples=["g/L"]), NoNul]
+SpectralPrefix = Annotated[str, Field(min_length=1, max_length=50, examples=["wn_", "nm_"]), NoNul]
 OptionalReason = Annotated[
-    str | None, Field(max_length=2000, description="why (optional for a registration)")
+    str | None, Field(max_length=2000, description="why (optional for a registration)"), NoNul
 ]
 
 
 class DomainCreate(Schema):
     name: Name
-    instrument: Annotated[str, Field(min_length=1, max_length=200, examples=["Kaiser RXN2"])]
-    probe_serial: Annotated[str, Field(min_length=1, max_length=100)]
-    scale: Annotated[str, Field(min_length=1, max_length=100, examples=["250 mL"])]
-    site: Annotated[str, Field(min_length=1, max_length=200)]
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    instrument: Annotated[str, Field(min_length=1, max_length=200, examples=["Kaiser RXN2"]), NoNul]
+    probe_serial: Annotated[str, Field(min_length=1, max_length=100), NoNul]
+    scale: Annotated[str, Field(min_length=1, max_length=100, examples=["250 mL"]), NoNul]
+    site: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    description: Annotated[str | None, Field(max_length=2000), NoNul] = None
     reason: Reason
 
 

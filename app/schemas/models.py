@@ -7,15 +7,18 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from app.enums import CvScheme, HoldoutScheme, IntendedUse, VersionStatus
-from app.schemas.common import Name, Reason, Schema, Sha256Hex
+from app.schemas.common import Name, NoNul, Reason, Schema, Sha256Hex
 from app.schemas.signatures import SignatureRead
+
+# PLS components a version may have (fixed, or the most ``auto`` tries).
+MAX_COMPONENTS = 50
 
 
 class SoftSensorModelCreate(Schema):
     name: Name
-    analyte: Annotated[str, Field(min_length=1, max_length=100, examples=["titer"])]
-    units: Annotated[str, Field(min_length=1, max_length=50, examples=["g/L"])]
-    description: Annotated[str | None, Field(max_length=2000)] = None
+    analyte: Annotated[str, Field(min_length=1, max_length=100, examples=["titer"]), NoNul]
+    units: Annotated[str, Field(min_length=1, max_length=50, examples=["g/L"]), NoNul]
+    description: Annotated[str | None, Field(max_length=2000), NoNul] = None
     reason: Reason
 
 
@@ -44,9 +47,10 @@ class OperatingRange(Schema):
 class ModelVersionCreate(Schema):
     dataset_sha256: Sha256Hex
     n_components: Annotated[
-        int | Literal["auto"], Field(description="fixed number of PLS components, or auto (CV)")
+        Annotated[int, Field(ge=1, le=MAX_COMPONENTS)] | Literal["auto"],
+        Field(description="fixed number of PLS components, or auto (CV)"),
     ] = "auto"
-    max_components: Annotated[int, Field(ge=1, le=50)] = 15
+    max_components: Annotated[int, Field(ge=1, le=MAX_COMPONENTS)] = 15
     cv_folds: Annotated[int, Field(ge=2, le=20)] = 5
     cv_scheme: CvScheme = CvScheme.kfold
     holdout_scheme: HoldoutScheme = HoldoutScheme.random
@@ -70,14 +74,9 @@ class ModelVersionCreate(Schema):
             description="the intended-use statement in words, e.g. 'monitoring titer in Ambr "
             "250 development runs'",
         ),
+        NoNul,
     ] = None
     reason: Reason
-
-    @model_validator(mode="after")
-    def _components(self) -> ModelVersionCreate:
-        if isinstance(self.n_components, int) and not 1 <= self.n_components <= 50:
-            raise ValueError("n_components must be between 1 and 50, or 'auto'")
-        return self
 
 
 class RegressionMetricsRead(Schema):

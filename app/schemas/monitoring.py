@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from app.enums import MonitoringRule, ResidualCentre, SettingsOrigin, VersionStatus
-from app.schemas.common import Reason, Schema
+from app.schemas.common import INT32_MAX, NoNul, Reason, Schema
 
 ALL_RULES = tuple(MonitoringRule)
 Lambda = Annotated[
@@ -133,16 +133,18 @@ class ReferenceCreate(Schema):
     """The offline result for one predicted sample of a logged call, named by its sample id
     or its row (from 0, in request order): give exactly one."""
 
-    sample_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
-    row: Annotated[int | None, Field(ge=0)] = None
+    sample_id: Annotated[str | None, Field(min_length=1, max_length=200), NoNul] = None
+    row: Annotated[int | None, Field(ge=0, le=INT32_MAX)] = None
     value: Annotated[
         float,
         Field(allow_inf_nan=False, description="the reference result, in the model's units"),
     ]
     units: Annotated[
-        str, Field(min_length=1, max_length=50, description="must be the model's units")
+        str, Field(min_length=1, max_length=50, description="must be the model's units"), NoNul
     ]
-    assay_method: Annotated[str, Field(min_length=1, max_length=200, examples=["Protein A HPLC"])]
+    assay_method: Annotated[
+        str, Field(min_length=1, max_length=200, examples=["Protein A HPLC"]), NoNul
+    ]
     sample_time: Annotated[
         datetime,
         Field(description="when the sample was taken (with a time zone; not in the future)"),
@@ -150,6 +152,7 @@ class ReferenceCreate(Schema):
     lab_reference: Annotated[
         str,
         Field(min_length=1, max_length=200, description="the laboratory's record, e.g. LIMS id"),
+        NoNul,
     ]
     correction_reason: Annotated[
         str | None,
@@ -159,6 +162,7 @@ class ReferenceCreate(Schema):
             description="required to replace the reference in force for the sample (the old "
             "one stays visible); refused on a first reference",
         ),
+        NoNul,
     ] = None
 
     @model_validator(mode="after")

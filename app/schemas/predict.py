@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from app.enums import IntendedUse, PredictionPurpose, TransferStatus, VersionStatus
-from app.schemas.common import Schema
+from app.schemas.common import NoNul, Schema
 from app.schemas.models import OperatingRange
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -39,7 +39,7 @@ Purpose = Annotated[
         "(advisory < monitoring < control < release), else 409",
     ),
 ]
-SampleId = Annotated[str, Field(min_length=1, max_length=MAX_SAMPLE_ID)]
+SampleId = Annotated[str, Field(min_length=1, max_length=MAX_SAMPLE_ID), NoNul]
 
 
 class PredictRequest(Schema):

@@ -16,15 +16,17 @@ from app.enums import (
     SignedEntity,
     VersionStatus,
 )
-from app.schemas.common import Reason, Schema
+from app.schemas.common import NoNul, Reason, Schema, UtcDateTime
 
 Username = Annotated[
-    str, Field(min_length=1, max_length=64, description="your user name, entered again")
+    str, Field(min_length=1, max_length=64, description="your user name, entered again"), NoNul
 ]
 Password = Annotated[
-    str, Field(min_length=1, max_length=1000, description="your password, entered again")
+    str, Field(min_length=1, max_length=1000, description="your password, entered again"), NoNul
 ]
-ChangeControlRef = Annotated[str, Field(min_length=1, max_length=100, examples=["CC-2026-0042"])]
+ChangeControlRef = Annotated[
+    str, Field(min_length=1, max_length=100, examples=["CC-2026-0042"]), NoNul
+]
 
 
 class SignatureCreate(Schema):
@@ -39,6 +41,7 @@ class SignatureCreate(Schema):
             max_length=4000,
             description="required for approved and rejected: the evidence or the reason",
         ),
+        NoNul,
     ] = None
     review_interval_days: Annotated[
         int | None,
@@ -120,7 +123,7 @@ class LifecycleEventRead(Schema):
 
 class DomainEventCreate(Schema):
     kind: DomainEventKind
-    occurred_at: datetime | None = Field(
+    occurred_at: UtcDateTime | None = Field(
         default=None, description="when it happened (UTC, with a time zone); default now"
     )
     description: Reason

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from app.enums import IntendedUse, TransferMethod, TransferStatus, VersionStatus
-from app.schemas.common import Name, Reason, Schema
+from app.schemas.common import INT32_MAX, Name, NoNul, Reason, Schema
 from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
 from app.schemas.models import OperatingRange
 from app.schemas.signatures import SignatureRead
@@ -42,6 +42,7 @@ ChangeControl = Annotated[
         description="change-control reference the transfer is made under",
         examples=["CC-2026-0042"],
     ),
+    NoNul,
 ]
 
 
@@ -99,7 +100,7 @@ class TransferCreate(Schema):
     """The plan of a transfer, fixed before any target-probe data is seen."""
 
     source_model: Name
-    source_version: Annotated[int, Field(ge=1)]
+    source_version: Annotated[int, Field(ge=1, le=INT32_MAX)]
     target_domain: Name
     method: TransferMethod = Field(
         default=TransferMethod.auto,

@@ -88,6 +88,15 @@ def _reset_failures(user: User, at: datetime) -> None:
     user.failures_reset_at = at
 
 
+MAX_USERNAME_LENGTH = 64  # the user name column; audit events' actor column too
+
+
+def bounded_username(entered: str) -> str:
+    """A user name as entered, fit for an audit event: at most :data:`MAX_USERNAME_LENGTH`
+    characters, NUL replaced (PostgreSQL text cannot hold it), ``(blank)`` for nothing."""
+    return entered[:MAX_USERNAME_LENGTH].replace("\x00", "\ufffd") or "(blank)"
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -120,6 +129,10 @@ def create_user(
     reason: str,
 ) -> NewUser:
     """Create a person (password) or a service account (role plant: API key, shown once)."""
+    if bounded_username(username) != username:  # the CLI has no schema in front of it
+        raise InvalidInput(
+            f"a user name has 1 to {MAX_USERNAME_LENGTH} characters and no NUL character"
+        )
     if user_rows.by_username(session, username) is not None:
         raise Conflict(f"user {username!r} already exists")
     api_key: str | None = None
@@ -217,7 +230,10 @@ def reauthenticate(session: Session, user: User, *, username: str, password: str
             action=AuditAction.auth_login_failed,
             entity_type=AuditEntityType.user,
             entity_id=user.id,
-            after={"reason": f"re-authentication refused: {refusal}", "entered": username[:64]},
+            after={
+                "reason": f"re-authentication refused: {refusal}",
+                "entered": bounded_username(username),
+            },
         )
         return False
     assert user.password_hash is not None
@@ -263,16 +279,20 @@ def login(
     address = throttle_key(client_host)
     failure_rows.lock_address(session, address)
     _refuse_if_throttled(session, address, now)
-    user = user_rows.by_username(session, username, for_update=True)
+    shown = bounded_username(username)
+    # A name no account can have (too long, a NUL) is not looked up; the API refuses it
+    # before this (422), and the failure is audited under the bounded name only.
+    possible = shown == username
+    user = user_rows.by_username(session, username, for_update=True) if possible else None
     if user is None or user.password_hash is None or not user.is_active:
         _dummy_verify(password)
         _failed_login(session, address, now)
         audit.record(
             session,
-            actor=username or "(blank)",
+            actor=shown,
             action="auth.login_failed",
             entity_type="user",
-            entity_id=username or "(blank)",
+            entity_id=shown,
             after={"reason": "unknown user or no password login", "client_address": address},
         )
         return None

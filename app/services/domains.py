@@ -14,6 +14,7 @@ from app.errors import Conflict, NotFound
 from app.schemas.common import read_from
 from app.schemas.datasets import DomainCreate, DomainRead
 from app.services import audit
+from app.services.paging import decode_name_cursor, encode_name_cursor, next_page
 
 
 def domain_snapshot(domain: Domain) -> dict[str, Any]:
@@ -59,8 +60,16 @@ def get_domain(session: Session, name: str) -> Domain:
     return domain
 
 
-def list_domains(session: Session) -> list[Domain]:
-    return domain_rows.all_by_name(session)
+def list_domains(
+    session: Session, *, cursor: str | None = None, limit: int | None = None
+) -> tuple[list[Domain], str | None]:
+    """Domains in name order, ``limit`` at a time (None: all), and the next page's cursor."""
+    after = decode_name_cursor(cursor) if cursor is not None else None
+    rows = domain_rows.by_name_page(
+        session, after=after, limit=None if limit is None else limit + 1
+    )
+    page, last = next_page(rows, limit)
+    return page, None if last is None else encode_name_cursor(last.name)
 
 
 def describe_domains(session: Session, domains: list[Domain]) -> list[DomainRead]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from app.schemas.models import (
 from app.services import approval, audit
 from app.services.artifacts import dump_npz, put_artifact
 from app.services.datasets import load_dataset_arrays
+from app.services.paging import decode_name_cursor, encode_name_cursor, next_page
 from app.services.qualification import is_qualified
 from app.store import ArtifactStore
 
@@ -329,12 +330,42 @@ def describe_model(session: Session, model: SoftSensorModel) -> SoftSensorModelR
     return describe_models(session, [model])[0]
 
 
-def list_models(session: Session) -> list[SoftSensorModel]:
-    return model_rows.all_models(session)
+def list_models(
+    session: Session,
+    *,
+    cursor: str | None = None,
+    limit: int | None = None,
+    model_ids: Iterable[uuid.UUID] | None = None,
+    version_domain_ids: Iterable[uuid.UUID] | None = None,
+) -> tuple[list[SoftSensorModel], str | None]:
+    """Models in name order, ``limit`` at a time (None: all), and the next page's cursor;
+    ``model_ids`` and ``version_domain_ids`` narrow the list (a service account's scope)."""
+    after = decode_name_cursor(cursor) if cursor is not None else None
+    rows = model_rows.models_by_name(
+        session,
+        after=after,
+        limit=None if limit is None else limit + 1,
+        model_ids=model_ids,
+        version_domain_ids=version_domain_ids,
+    )
+    page, last = next_page(rows, limit)
+    return page, None if last is None else encode_name_cursor(last.name)
 
 
-def list_versions(session: Session, name: str) -> list[ModelVersion]:
-    return model_rows.versions_of(session, get_model(session, name).id)
+def list_versions(
+    session: Session,
+    name: str,
+    *,
+    after: int | None = None,
+    limit: int | None = None,
+    domain_ids: Iterable[uuid.UUID] | None = None,
+) -> list[ModelVersion]:
+    """The model's versions in number order, those numbered above ``after``, at most
+    ``limit``; ``domain_ids``: only those reading one of these domains (a scope)."""
+    model = get_model(session, name)
+    return model_rows.versions_of(
+        session, model.id, after=after, limit=limit, domain_ids=domain_ids
+    )
 
 
 def versions_in_status(

@@ -283,6 +283,41 @@ def visible_models(
     ]
 
 
+def list_visible_models(
+    session: Session, reader: ReadScope, *, cursor: str | None, limit: int
+) -> tuple[list[SoftSensorModel], str | None]:
+    """A page of the models ``reader`` may see, in name order, and the next page's cursor.
+    The scope narrows the query itself, so a plant account's pages are full pages."""
+    if not reader.restricted:
+        return models_service.list_models(session, cursor=cursor, limit=limit)
+    s = reader.scope
+    if s is None:
+        return [], None
+    return models_service.list_models(
+        session,
+        cursor=cursor,
+        limit=limit,
+        model_ids=None if s.model_ids is None else [uuid.UUID(m) for m in s.model_ids],
+        version_domain_ids=[uuid.UUID(d) for d in s.domain_ids],
+    )
+
+
+def list_visible_versions(
+    session: Session, reader: ReadScope, name: str, *, after: int | None, limit: int
+) -> list[ModelVersion]:
+    """Up to ``limit`` of model ``name``'s versions numbered above ``after`` that ``reader``
+    may see (403 outside the reader's scope), in number order, the scope in the query."""
+    model = models_service.get_model(session, name)
+    check_model(session, reader, model)
+    domain_ids = None
+    if reader.restricted:
+        assert reader.scope is not None  # check_model refuses an unbound account
+        domain_ids = [uuid.UUID(d) for d in reader.scope.domain_ids]
+    return models_service.list_versions(
+        session, name, after=after, limit=limit, domain_ids=domain_ids
+    )
+
+
 def check_model(session: Session, reader: ReadScope, model: SoftSensorModel) -> None:
     """403 unless the reader may see ``model``."""
     if not reader.restricted:

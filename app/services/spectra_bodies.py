@@ -20,8 +20,8 @@ Arrow IPC stream, list column
     field however many channels there are. A string column ``sample_id`` is read as the
     sample ids.
 
-Sample ids, when sent, are one text of 1 to :data:`MAX_SAMPLE_ID` characters per spectrum,
-all different; they are kept in the prediction log with the results.
+Sample ids, when sent, are one text of 1 to :data:`MAX_SAMPLE_ID` characters (no NUL) per
+spectrum, all different; they are kept in the prediction log with the results.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from app.core.spectra import FloatArray, check_same_axis
 from app.enums import PredictionPurpose
 from app.errors import InvalidInput
 from app.schemas.predict import MAX_SAMPLE_ID
+from app.services import strict_json
 
 _JSON_FIELDS = frozenset({"spectra", "axis", "purpose", "sample_ids"})
 SPECTRA_COLUMN = "spectra"
@@ -113,6 +114,10 @@ def check_sample_ids(values: Any, n_spectra: int) -> list[str] | None:
                 f"sample id {i} must be a text of 1 to {MAX_SAMPLE_ID} characters "
                 "(ids count from 0)"
             )
+        if "\x00" in value:
+            raise InvalidInput(
+                f"sample id {i} must not contain the NUL character (U+0000) (ids count from 0)"
+            )
     if len(set(values)) != len(values):
         seen: set[str] = set()
         for value in values:
@@ -123,16 +128,9 @@ def check_sample_ids(values: Any, n_spectra: int) -> list[str] | None:
 
 
 def _json_document(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # Python's parser also reads NaN and Infinity, so such a value gets named below
-        # (row and channel) rather than reported as a syntax error.
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    # Python's parser also reads NaN and Infinity, so such a value gets named below (row and
+    # channel) rather than reported as a syntax error; a key twice in one object is refused.
+    return strict_json.loads(body, allow_non_finite=True)
 
 
 def _number_list(values: Any, what: str) -> list[Any]:
@@ -194,7 +192,11 @@ def _read_fast(
     doc = parser.parse(body)
     if not isinstance(doc, simdjson.Object):
         return None
-    keys = set(doc.keys())
+    names = list(doc.keys())
+    repeated = strict_json.repeated_name(names)
+    if repeated is not None:  # simdjson would read the first, the strict path the last
+        raise InvalidInput(strict_json.duplicate_detail(repeated))
+    keys = set(names)
     if "spectra" not in keys or not keys <= _JSON_FIELDS:
         return None
     rows, axis, purpose = doc["spectra"], doc.get("axis"), doc.get("purpose")
@@ -237,7 +239,7 @@ def parse_json_body(
         value that is not a number, a NaN or infinite value; an unknown field; an axis that
         departs from the model's (naming the channel); a purpose that is not one of
         :class:`~app.enums.PredictionPurpose`; sample ids that are not one unique text per
-        spectrum; no rows or more than ``max_rows``.
+        spectrum; a key twice in one object (naming it); no rows or more than ``max_rows``.
     """
     fast = _parse_json_fast(body, n_channels=n_channels, max_rows=max_rows)
     parsed = fast or _parse_json_strict(body, n_channels=n_channels, max_rows=max_rows)

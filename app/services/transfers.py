@@ -59,6 +59,7 @@ from app.errors import (
     InvalidInput,
     NotFound,
 )
+from app.schemas.common import INT32_MAX
 from app.schemas.datasets import DatasetCreate
 from app.schemas.signatures import SignatureRead
 from app.schemas.transfers import (
@@ -115,8 +116,11 @@ class StandardsFiles:
 def get_transfer(session: Session, ref: str, *, for_update: bool = False) -> TransferRecord:
     """A transfer by its number (``7``) or its UUID."""
     text = ref.strip()
-    if text.isdigit():
-        row = transfers_repo.get_by_number(session, int(text), for_update=for_update)
+    if text.isascii() and text.isdigit():  # str.isdigit() alone also takes '²' and '٣'
+        number = int(text)
+        if number > INT32_MAX:  # beyond the column: no such transfer, and no query
+            raise NotFound(f"transfer {ref!r} does not exist")
+        row = transfers_repo.get_by_number(session, number, for_update=for_update)
     else:
         try:
             transfer_id = uuid.UUID(text)

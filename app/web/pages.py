@@ -7,9 +7,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
+from fastapi import Path as PathParam
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.db.models import User
 from app.enums import Role, SignatureMeaning
 from app.errors import DomainError
+from app.schemas.common import INT32_MAX, NoNul
 from app.schemas.signatures import SignatureCreate, SignatureRead
 from app.web import session as web_session
 
@@ -26,6 +28,14 @@ HERE = Path(__file__).resolve().parent
 PAGE_ROLES = frozenset({Role.admin, Role.developer, Role.qa, Role.auditor})
 
 templates = Jinja2Templates(directory=HERE / "templates")
+
+# Path parameters of the pages, bounded like the API's (app.api.params): a value no row can
+# hold is refused before a query runs.
+ModelName = Annotated[str, PathParam(max_length=100), NoNul]
+VersionNumber = Annotated[int, PathParam(ge=1, le=INT32_MAX)]
+TransferNumber = Annotated[int, PathParam(ge=1, le=INT32_MAX)]
+ChangeControlRef = Annotated[str, PathParam(max_length=100), NoNul]
+PlotKind = Annotated[str, PathParam(max_length=40), NoNul]
 
 
 def fixed(value: float | None, digits: int = 3) -> str:
@@ -145,11 +155,11 @@ def has_authored(signatures: Iterable[SignatureRead], user: User) -> bool:
 class SignForm(BaseModel):
     """The fields of a sign form (user name and password entered again)."""
 
-    meaning: str = Field(max_length=20)
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=1000)
-    comment: str = Field(default="", max_length=4000)
-    csrf_token: str = Field(default="", max_length=200)
+    meaning: Annotated[str, Field(max_length=20), NoNul]
+    username: Annotated[str, Field(max_length=64), NoNul]
+    password: Annotated[str, Field(max_length=1000), NoNul]
+    comment: Annotated[str, Field(max_length=4000), NoNul] = ""
+    csrf_token: Annotated[str, Field(max_length=200), NoNul] = ""
 
 
 WRONG_CREDENTIALS = (

@@ -16,6 +16,7 @@ from app.db.models import ModelVersion, User
 from app.db.repositories.audit import EventFilter
 from app.enums import AuditEntityType, Role, SignatureMeaning, VersionStatus
 from app.errors import DomainError
+from app.schemas.common import INT32_MAX, NoNul, as_utc
 from app.services import accounts, prediction_log
 from app.services import aliases as aliases_service
 from app.services import audit as audit_service
@@ -37,12 +38,13 @@ def models_page(request: Request, session: SessionDep) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
-    models = models_service.describe_models(session, models_service.list_models(session))
+    every, _ = models_service.list_models(session)
+    models = models_service.describe_models(session, every)
     return pages.render(request, "models.html", {"user": user, "models": models})
 
 
 @router.get("/models/{name}")
-def model_page(request: Request, session: SessionDep, name: str) -> Response:
+def model_page(request: Request, session: SessionDep, name: pages.ModelName) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
@@ -71,8 +73,8 @@ def model_page(request: Request, session: SessionDep, name: str) -> Response:
 def version_page(
     request: Request,
     session: SessionDep,
-    name: str,
-    version: int,
+    name: pages.ModelName,
+    version: pages.VersionNumber,
     signed: SignatureMeaning | None = None,
 ) -> Response:
     user = pages.signed_in(request, session)
@@ -133,8 +135,8 @@ def _version_meanings(v: VersionCard, user: User) -> list[str]:
 def sign_version_page(
     request: Request,
     session: SessionDep,
-    name: str,
-    version: int,
+    name: pages.ModelName,
+    version: pages.VersionNumber,
     form: Annotated[pages.SignForm, Form()],
 ) -> Response:
     """Sign a version from its page: the same service, rules and audit as the API."""
@@ -164,7 +166,9 @@ def sign_version_page(
 
 
 @router.get("/models/{name}/versions/{version}/lineage.svg")
-def version_lineage(request: Request, session: SessionDep, name: str, version: int) -> Response:
+def version_lineage(
+    request: Request, session: SessionDep, name: pages.ModelName, version: pages.VersionNumber
+) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):
         return user
@@ -180,9 +184,9 @@ def audit_trail(
     request: Request,
     session: SessionDep,
     entity_type: AuditEntityType,
-    entity_id: Annotated[str, Query(max_length=200)],
-    label: Annotated[str | None, Query(max_length=200)] = None,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    entity_id: Annotated[str, Query(max_length=200), NoNul],
+    label: Annotated[str | None, Query(max_length=200), NoNul] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=INT32_MAX)] = None,
 ) -> Response:
     user = pages.signed_in_as(request, session, AUDIT_ROLES)
     if isinstance(user, Response):
@@ -210,13 +214,13 @@ def audit_trail(
 def prediction_log_page(
     request: Request,
     session: SessionDep,
-    model: Annotated[str | None, Query(max_length=100)] = None,
-    version: Annotated[str | None, Query(max_length=10)] = None,
-    caller: Annotated[str | None, Query(max_length=64)] = None,
-    flagged: Annotated[str | None, Query(max_length=5)] = None,
-    since: Annotated[str | None, Query(max_length=40)] = None,
-    until: Annotated[str | None, Query(max_length=40)] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    version: Annotated[str | None, Query(max_length=10), NoNul] = None,
+    caller: Annotated[str | None, Query(max_length=64), NoNul] = None,
+    flagged: Annotated[str | None, Query(max_length=5), NoNul] = None,
+    since: Annotated[str | None, Query(max_length=40), NoNul] = None,
+    until: Annotated[str | None, Query(max_length=40), NoNul] = None,
+    cursor: Annotated[str | None, Query(max_length=200), NoNul] = None,
 ) -> Response:
     user = pages.signed_in_as(request, session, AUDIT_ROLES)
     if isinstance(user, Response):
@@ -234,7 +238,7 @@ def prediction_log_page(
         found, next_cursor = _log_entries(
             session,
             model,
-            int(version) if version else None,
+            _version_number(version),
             caller,
             flagged,
             since,
@@ -285,12 +289,23 @@ def _log_entries(
     )
 
 
+def _version_number(text: str | None) -> int | None:
+    """The form's version field (blank: any), or ValueError for what no version can be."""
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= INT32_MAX:
+        raise ValueError(f"version: {text!r} is not a version number (1, 2, ...)")
+    return int(text)
+
+
 def _when(text: str | None, label: str) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError as exc:
+        if "time zone" in str(exc) or "UTC" in str(exc):
+            raise ValueError(f"{label}: {exc}") from None
         raise ValueError(f"{label}: not a date-time, e.g. 2026-12-01T00:00:00Z") from None
 
 
@@ -298,12 +313,12 @@ def _when(text: str | None, label: str) -> datetime | None:
 def prediction_log_csv(
     request: Request,
     session: SessionDep,
-    model: Annotated[str | None, Query(max_length=100)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
-    caller: Annotated[str | None, Query(max_length=64)] = None,
-    flagged: Annotated[str | None, Query(max_length=5)] = None,
-    since: Annotated[str | None, Query(max_length=40)] = None,
-    until: Annotated[str | None, Query(max_length=40)] = None,
+    model: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    caller: Annotated[str | None, Query(max_length=64), NoNul] = None,
+    flagged: Annotated[str | None, Query(max_length=5), NoNul] = None,
+    since: Annotated[str | None, Query(max_length=40), NoNul] = None,
+    until: Annotated[str | None, Query(max_length=40), NoNul] = None,
 ) -> Response:
     user = pages.signed_in_as(request, session, AUDIT_ROLES)
     if isinstance(user, Response):
@@ -324,7 +339,7 @@ def prediction_log_csv(
 
 @router.get("/change-controls/{ref:path}/export.zip")
 def change_control_export(
-    request: Request, session: SessionDep, store: StoreDep, ref: str
+    request: Request, session: SessionDep, store: StoreDep, ref: pages.ChangeControlRef
 ) -> Response:
     user = pages.signed_in_as(request, session, AUDIT_ROLES)
     if isinstance(user, Response):
@@ -344,7 +359,9 @@ def change_control_export(
 
 
 @router.get("/change-controls/{ref:path}")
-def change_control_page(request: Request, session: SessionDep, ref: str) -> Response:
+def change_control_page(
+    request: Request, session: SessionDep, ref: pages.ChangeControlRef
+) -> Response:
     user = pages.signed_in_as(request, session, AUDIT_ROLES)
     if isinstance(user, Response):
         return user
@@ -374,10 +391,10 @@ def account_page(
 def account_password(
     request: Request,
     session: SessionDep,
-    current_password: Annotated[str, Form(max_length=1000)],
-    new_password: Annotated[str, Form(max_length=1000)],
-    confirm_password: Annotated[str, Form(max_length=1000)],
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    current_password: Annotated[str, Form(max_length=1000), NoNul],
+    new_password: Annotated[str, Form(max_length=1000), NoNul],
+    confirm_password: Annotated[str, Form(max_length=1000), NoNul],
+    csrf_token: Annotated[str, Form(max_length=200), NoNul] = "",
 ) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):

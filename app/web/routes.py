@@ -19,6 +19,7 @@ from app.api.deps import SessionDep, StoreDep
 from app.db.models import TransferRecord, User
 from app.enums import Role, SignatureMeaning, TransferStatus, VersionStatus
 from app.errors import DomainError, TooManyAttempts
+from app.schemas.common import NoNul
 from app.schemas.transfers import TransferRead
 from app.services import auth as auth_service
 from app.services import models as models_service
@@ -51,7 +52,7 @@ def index(request: Request, session: SessionDep) -> Response:
 
 @router.get("/login")
 def login_page(
-    request: Request, next: Annotated[str | None, Query(max_length=500)] = None
+    request: Request, next: Annotated[str | None, Query(max_length=500), NoNul] = None
 ) -> Response:
     return _login_form(request, next=_safe_next(next))
 
@@ -79,10 +80,10 @@ def _login_form(
 def login_submit(
     request: Request,
     session: SessionDep,
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=1000)],
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=500)] = "/home",
+    username: Annotated[str, Form(max_length=64), NoNul],
+    password: Annotated[str, Form(max_length=1000), NoNul],
+    csrf_token: Annotated[str, Form(max_length=200), NoNul] = "",
+    next: Annotated[str, Form(max_length=500), NoNul] = "/home",
 ) -> Response:
     if not web_session.login_csrf_ok(request, csrf_token):
         return _login_form(
@@ -124,7 +125,7 @@ def login_submit(
 def logout(
     request: Request,
     session: SessionDep,
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form(max_length=200), NoNul] = "",
 ) -> Response:
     user = web_session.page_user(request, session)
     token = web_session.session_token(request)
@@ -156,11 +157,11 @@ def _naive_unacceptable(t: TransferRead) -> bool:
 def home(
     request: Request,
     session: SessionDep,
-    status: Annotated[str | None, Query(max_length=32)] = None,
-    verdict: Annotated[str | None, Query(max_length=8)] = None,
-    model: Annotated[str | None, Query(max_length=100)] = None,
-    domain: Annotated[str | None, Query(max_length=100)] = None,
-    change_control: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[str | None, Query(max_length=32), NoNul] = None,
+    verdict: Annotated[str | None, Query(max_length=8), NoNul] = None,
+    model: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    domain: Annotated[str | None, Query(max_length=100), NoNul] = None,
+    change_control: Annotated[str | None, Query(max_length=100), NoNul] = None,
     before: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     user = pages.signed_in(request, session)
@@ -255,7 +256,7 @@ def _meanings(t: TransferRead, user: User) -> list[str]:
 def transfer_card(
     request: Request,
     session: SessionDep,
-    number: int,
+    number: pages.TransferNumber,
     signed: SignatureMeaning | None = None,
 ) -> Response:
     user = pages.signed_in(request, session)
@@ -273,7 +274,7 @@ def _transfer_card(
     request: Request,
     session: Session,
     user: User,
-    number: int,
+    number: pages.TransferNumber,
     *,
     sign_notice: str | None = None,
     sign_error: str | None = None,
@@ -301,7 +302,7 @@ def _transfer_card(
 def sign_transfer(
     request: Request,
     session: SessionDep,
-    number: int,
+    number: pages.TransferNumber,
     form: Annotated[pages.SignForm, Form()],
 ) -> Response:
     """Sign from the record card: the same service, rules and audit as the API."""
@@ -325,7 +326,11 @@ def sign_transfer(
 
 @router.get("/transfers/{number}/plots/{kind}.svg")
 def transfer_plot(
-    request: Request, session: SessionDep, store: StoreDep, number: int, kind: str
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    number: pages.TransferNumber,
+    kind: pages.PlotKind,
 ) -> Response:
     user = pages.signed_in(request, session)
     if isinstance(user, Response):

@@ -1,9 +1,12 @@
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent
 from app.enums import Role
+from app.errors import InvalidInput
+from app.services import auth as auth_service
 from tests.helpers import PASSWORD, Actor, assert_error, from_address, lock_out
 
 
@@ -85,3 +88,65 @@ def test_only_admin_creates_users(client: TestClient, actors: dict[Role, Actor])
 def test_validation_errors_use_the_envelope(client: TestClient, actors: dict[Role, Actor]) -> None:
     r = client.post("/api/v1/users", json={"username": "x"}, headers=actors[Role.admin].headers)
     assert_error(r, 422, code="invalid_input")
+
+
+def _login_events(session: Session) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.action == "auth.login_failed")
+    return list(session.scalars(stmt.order_by(AuditEvent.seq)))
+
+
+@pytest.mark.parametrize(
+    ("username", "fragment"),
+    [
+        ("u" * 65, "username: String should have at most 64 characters"),
+        ("u" * 2**16, "username: String should have at most 64 characters"),
+        ("test-qa\x00", "username: must not contain the NUL character"),
+    ],
+    ids=["65 characters", "64 KiB", "NUL"],
+)
+def test_a_user_name_no_account_can_have_is_a_422_and_not_audited(
+    client: TestClient, session: Session, username: str, fragment: str
+) -> None:
+    """No account has such a name (user names are at most 64 characters, without NUL): the
+    form refuses it before a look-up, so nothing reaches the append-only audit trail."""
+    before = len(_login_events(session))
+    r = client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
+    assert_error(r, 422, fragment, code="invalid_input")
+    assert len(r.content) < 1024
+    assert len(_login_events(session)) == before
+
+
+def test_a_64_character_unknown_name_is_a_401_audited_under_that_name(
+    client: TestClient, session: Session
+) -> None:
+    name = "n" * 64
+    assert _login(client, name, PASSWORD) == 401
+    (event,) = [e for e in _login_events(session) if e.entity_id == name]
+    assert event.actor == name
+
+
+def test_the_login_service_audits_a_bounded_name_whoever_calls_it(session: Session) -> None:
+    """Below the API (the CLI, a page that forgot its bound): a 1 MiB name or a NUL is not
+    looked up, and the audit event holds at most 64 characters of it, NUL replaced."""
+    for entered in ("x" * 2**20, "ab\x00cd"):
+        assert auth_service.login(session, username=entered, password=PASSWORD) is None
+        event = _login_events(session)[-1]
+        assert event.actor == event.entity_id == entered[:64].replace("\x00", "\ufffd")
+        assert len(event.actor) <= 64
+
+
+@pytest.mark.parametrize("username", ["u" * 65, "a\x00b", ""], ids=["65", "NUL", "blank"])
+def test_no_caller_creates_a_user_whose_name_could_not_log_in(
+    session: Session, username: str
+) -> None:
+    """The CLI reaches the service without a schema in front of it."""
+    with pytest.raises(InvalidInput, match="1 to 64 characters"):
+        auth_service.create_user(
+            session,
+            username=username,
+            full_name="N",
+            role=Role.qa,
+            password=PASSWORD,
+            actor="pytest",
+            reason="r",
+        )

@@ -19,7 +19,9 @@ from tests.helpers import Actor, assert_error
         ("/api/v1/prediction-log/export", {"modle": "x"}, "'modle'", "model"),
         ("/api/v1/transfers", {"verdic": "fail", "x": "1"}, "'verdic', 'x'", "change_control"),
         ("/api/v1/datasets", {"domian": "dev"}, "'domian'", "cursor, domain, limit"),
-        ("/api/v1/models", {"name": "x"}, "'name'", "no query parameters"),
+        ("/api/v1/models", {"name": "x"}, "'name'", "cursor, limit"),
+        ("/api/v1/domains", {"after": "x"}, "'after'", "cursor, limit"),
+        ("/api/v1/models/m/versions", {"cursor": "x"}, "'cursor'", "after, limit"),
         ("/api/v1/users/me", {"verbose": "1"}, "'verbose'", "no query parameters"),
     ],
 )

@@ -3,21 +3,21 @@ current aliases and the history. Predictions through an alias: :mod:`app.api.rou
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import QA, CatalogReader, SessionDep
+from app.api.json_body import StrictJSONRoute
+from app.api.params import AliasName, ModelName
 from app.schemas.aliases import AliasHistoryRead, AliasMoveCreate, AliasMoveRead, AliasRead
-from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, UtcDateTime
 from app.services import aliases, scopes
 from app.services import auth as auth_service
 from app.services import models as models_service
 
-router = APIRouter(prefix="/models", tags=["models"])
-AliasName = Annotated[str, Path(max_length=64, description="e.g. plant-2000L")]
+router = APIRouter(prefix="/models", tags=["models"], route_class=StrictJSONRoute)
 
 
 @router.post(
@@ -27,7 +27,7 @@ AliasName = Annotated[str, Path(max_length=64, description="e.g. plant-2000L")]
     responses={**ERRORS, **NOT_FOUND, **CONFLICT, 401: {"model": ErrorBody}},
 )
 def move_alias(
-    name: str, alias: AliasName, body: AliasMoveCreate, session: SessionDep, actor: QA
+    name: ModelName, alias: AliasName, body: AliasMoveCreate, session: SessionDep, actor: QA
 ) -> AliasHistoryRead | JSONResponse:
     """Point the alias at a qualified version (approved or requalified, review date not
     passed; else 409), or withdraw it (``version`` null). A signed QA action: user name and
@@ -63,7 +63,7 @@ def _history(found: aliases.AliasHistory) -> AliasHistoryRead:
 
 
 @router.get("/{name}/aliases", response_model=list[AliasRead], responses={**ERRORS, **NOT_FOUND})
-def list_aliases(name: str, session: SessionDep, reader: CatalogReader) -> list[AliasRead]:
+def list_aliases(name: ModelName, session: SessionDep, reader: CatalogReader) -> list[AliasRead]:
     """The model's aliases and the version each names now (withdrawn ones with ``version``
     null), with that version's status now. Roles: any (plant: models within its scope)."""
     model = models_service.get_model(session, name)
@@ -78,12 +78,12 @@ def list_aliases(name: str, session: SessionDep, reader: CatalogReader) -> list[
     "/{name}/aliases/{alias}", response_model=AliasHistoryRead, responses={**ERRORS, **NOT_FOUND}
 )
 def get_alias(
-    name: str,
+    name: ModelName,
     alias: AliasName,
     session: SessionDep,
     reader: CatalogReader,
     at: Annotated[
-        datetime | None,
+        UtcDateTime | None,
         Query(description="with a time zone: the version the alias named then (default: now)"),
     ] = None,
 ) -> AliasHistoryRead:

@@ -1,21 +1,22 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from app.api.deps import AuditReader, SessionDep
+from app.api.json_body import StrictJSONRoute
+from app.api.params import Limit, Since, Until, UserFilter
 from app.db.repositories.audit import EventFilter
 from app.enums import AuditAction, AuditEntityType
 from app.schemas.audit import AuditEventRead, AuditPage, ChainVerification
-from app.schemas.common import ERRORS, NOT_FOUND
+from app.schemas.common import ERRORS, INT32_MAX, NOT_FOUND, NoNul
 from app.services import audit as audit_service
 from app.services import transfers as transfers_service
 from app.telemetry import metrics
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=AuditPage, responses={**ERRORS, **NOT_FOUND})
@@ -30,13 +31,16 @@ def list_audit(
             description="the entity's UUID (a user's events: also the user name tried at a "
             "failed login); with entity_type=transfer also the transfer's number",
         ),
+        NoNul,
     ] = None,
-    actor: Annotated[str | None, Query(max_length=64, description="user name")] = None,
+    actor: UserFilter = None,
     action: AuditAction | None = None,
-    since: Annotated[datetime | None, Query(description="inclusive; with a time zone")] = None,
-    until: Annotated[datetime | None, Query(description="exclusive; with a time zone")] = None,
-    cursor: Annotated[int | None, Query(ge=0, description="seq of the last event seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: Since = None,
+    until: Until = None,
+    cursor: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="seq of the last event seen")
+    ] = None,
+    limit: Limit = 100,
 ) -> AuditPage:
     """Audit events in sequence order, ``limit`` at a time. Roles: qa, auditor, admin."""
     entity_ids = None

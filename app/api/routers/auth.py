@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import JSONResponse
-from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import Admin, CurrentUser, Person, SessionDep
+from app.api.json_body import StrictJSONRoute
+from app.api.params import Username
 from app.db.models import User
 from app.enums import Role
 from app.errors import InvalidInput
@@ -23,11 +24,11 @@ from app.schemas.auth import (
     UserCreated,
     UserRead,
 )
-from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
+from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, NoNul
 from app.services import accounts, scopes
 from app.services import auth as auth_service
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=StrictJSONRoute)
 _ADMIN = {**ERRORS, **NOT_FOUND, **CONFLICT}
 # A response that carries a secret (a token, an API key) is kept by no cache (RFC 6749 5.1).
 NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -35,6 +36,31 @@ NOT_STORED = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 def _not_stored(response: Response) -> None:
     response.headers.update(NOT_STORED)
+
+
+_SECRET = {"format": "password"}
+
+
+class TokenForm:
+    """The OAuth2 password form (RFC 6749, 4.3.2), bounded: a user name no account can have
+    (over 64 characters, or holding a NUL) is a 422 before anything is looked up or audited."""
+
+    def __init__(
+        self,
+        username: Annotated[str, Form(max_length=64), NoNul],
+        password: Annotated[str, Form(max_length=1000, json_schema_extra=_SECRET), NoNul],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        scope: Annotated[str, Form(max_length=1000, description="not used"), NoNul] = "",
+        client_id: Annotated[
+            str | None, Form(max_length=200, description="not used"), NoNul
+        ] = None,
+        client_secret: Annotated[
+            str | None,
+            Form(max_length=1000, description="not used", json_schema_extra=_SECRET),
+            NoNul,
+        ] = None,
+    ) -> None:
+        self.username, self.password = username, password
 
 
 @router.post(
@@ -50,7 +76,7 @@ def _not_stored(response: Response) -> None:
     },
 )
 def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenForm, Depends()],
     session: SessionDep,
     request: Request,
     response: Response,
@@ -121,7 +147,7 @@ def me(user: CurrentUser) -> User:
     return user
 
 
-UsernamePath = Annotated[str, Path(max_length=64, description="the account's user name")]
+UsernamePath = Username
 
 
 @router.post(

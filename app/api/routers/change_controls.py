@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from app.api.deps import AuditReader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
+from app.api.params import Cursor, Limit
 from app.schemas.change_controls import ChangeControlRead, ChangeControlSummary
-from app.schemas.common import ERRORS, NOT_FOUND, ErrorBody
+from app.schemas.common import ERRORS, NOT_FOUND, ErrorBody, NoNul
 from app.services import change_controls as cc_service
 
-router = APIRouter(prefix="/change-controls", tags=["change control"])
+router = APIRouter(prefix="/change-controls", tags=["change control"], route_class=StrictJSONRoute)
 
 # ``path``: a reference may contain '/' (sent as %2F); the export route is matched first.
 Ref = Annotated[
     str,
     Path(max_length=100, description="the change-control reference", examples=["CC-2026-0042"]),
+    NoNul,
 ]
 
 
@@ -28,10 +31,8 @@ def list_change_controls(
     response: Response,
     session: SessionDep,
     _: AuditReader,
-    cursor: Annotated[
-        str | None, Query(max_length=400, description="from the previous page's Link header")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None,
+    limit: Limit = 100,
 ) -> list[ChangeControlSummary]:
     """Every change-control reference in use (on transfers, signatures, lifecycle events,
     alias moves, domain events) with its rows per kind and first and last time, most recent

@@ -3,10 +3,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
+from app.api.params import Cursor, DomainFilter, Limit
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Name
 from app.schemas.datasets import (
     AxisUnit,
@@ -20,7 +22,7 @@ from app.schemas.datasets import (
 )
 from app.services import datasets as datasets_service
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=StrictJSONRoute)
 
 Sha256Path = Annotated[
     str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the dataset's stored bytes")
@@ -94,9 +96,9 @@ def list_datasets(
     response: Response,
     session: SessionDep,
     _: Reader,
-    domain: Annotated[str | None, Query(description="only datasets of this domain")] = None,
-    cursor: Annotated[str | None, Query(description="from the previous page's Link")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    domain: DomainFilter = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
 ) -> list[DatasetRead]:
     """Datasets in registration order, ``limit`` at a time. When more follow, the ``Link``
     header (RFC 8288) holds the next page's URL, ``rel="next"``."""

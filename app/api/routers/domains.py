@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.api.deps import Developer, Reader, SessionDep
+from app.api.json_body import StrictJSONRoute
+from app.api.links import set_next_link
+from app.api.params import Cursor, DomainName, Limit
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
 from app.schemas.datasets import DomainCreate, DomainRead
 from app.services import domains as domains_service
 
-router = APIRouter(prefix="/domains", tags=["domains"])
+router = APIRouter(prefix="/domains", tags=["domains"], route_class=StrictJSONRoute)
 
 
 @router.post(
@@ -23,8 +26,20 @@ def create_domain(body: DomainCreate, session: SessionDep, actor: Developer) -> 
 
 
 @router.get("", status_code=status.HTTP_200_OK, response_model=list[DomainRead], responses=ERRORS)
-def list_domains(session: SessionDep, _: Reader) -> list[DomainRead]:
-    return domains_service.describe_domains(session, domains_service.list_domains(session))
+def list_domains(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    _: Reader,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> list[DomainRead]:
+    """Domains in name order, ``limit`` at a time. When more follow, the ``Link`` header
+    (RFC 8288) holds the next page's URL, ``rel="next"``."""
+    domains, next_cursor = domains_service.list_domains(session, cursor=cursor, limit=limit)
+    if next_cursor is not None:
+        set_next_link(request, response, cursor=next_cursor)
+    return domains_service.describe_domains(session, domains)
 
 
 @router.get(
@@ -33,5 +48,5 @@ def list_domains(session: SessionDep, _: Reader) -> list[DomainRead]:
     response_model=DomainRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_domain(name: str, session: SessionDep, _: Reader) -> DomainRead:
+def get_domain(name: DomainName, session: SessionDep, _: Reader) -> DomainRead:
     return domains_service.describe_domain(session, domains_service.get_domain(session, name))

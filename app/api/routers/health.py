@@ -3,10 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.api.json_body import StrictJSONRoute
 from app.schemas.health import LivenessRead, ReadinessRead
 from app.services.health import readiness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 
 
 @router.get("/healthz", summary="Process is up", response_model=LivenessRead)

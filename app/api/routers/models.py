@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.deps import CatalogReader, Developer, Reader, SessionDep, StoreDep
-from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND
+from app.api.json_body import StrictJSONRoute
+from app.api.links import set_next_link
+from app.api.params import Cursor, Limit, ModelName, VersionNumber
+from app.schemas.common import CONFLICT, ERRORS, INT32_MAX, NOT_FOUND
 from app.schemas.models import (
     LineageRead,
     ModelVersionCreate,
@@ -16,8 +19,7 @@ from app.schemas.models import (
 from app.services import models as models_service
 from app.services import scopes
 
-router = APIRouter(prefix="/models", tags=["models"])
-VersionNumber = Annotated[int, Path(ge=1)]
+router = APIRouter(prefix="/models", tags=["models"], route_class=StrictJSONRoute)
 
 
 @router.post(
@@ -35,16 +37,26 @@ def create_model(
 
 
 @router.get("", response_model=list[SoftSensorModelRead], responses=ERRORS)
-def list_models(session: SessionDep, reader: CatalogReader) -> list[SoftSensorModelRead]:
-    """Every model (plant: those within its scope)."""
-    shown = scopes.visible_models(
-        session, scopes.read_scope(session, reader), models_service.list_models(session)
+def list_models(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    reader: CatalogReader,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> list[SoftSensorModelRead]:
+    """Models in name order (plant: those within its scope), ``limit`` at a time. When more
+    follow, the ``Link`` header (RFC 8288) holds the next page's URL, ``rel="next"``."""
+    shown, next_cursor = scopes.list_visible_models(
+        session, scopes.read_scope(session, reader), cursor=cursor, limit=limit
     )
+    if next_cursor is not None:
+        set_next_link(request, response, cursor=next_cursor)
     return models_service.describe_models(session, shown)
 
 
 @router.get("/{name}", response_model=SoftSensorModelRead, responses={**ERRORS, **NOT_FOUND})
-def get_model(name: str, session: SessionDep, reader: CatalogReader) -> SoftSensorModelRead:
+def get_model(name: ModelName, session: SessionDep, reader: CatalogReader) -> SoftSensorModelRead:
     """The model (plant: 403 outside its scope)."""
     model = models_service.get_model(session, name)
     scopes.check_model(session, scopes.read_scope(session, reader), model)
@@ -58,7 +70,11 @@ def get_model(name: str, session: SessionDep, reader: CatalogReader) -> SoftSens
     responses={**ERRORS, **NOT_FOUND},
 )
 def train_version(
-    name: str, body: ModelVersionCreate, session: SessionDep, store: StoreDep, actor: Developer
+    name: ModelName,
+    body: ModelVersionCreate,
+    session: SessionDep,
+    store: StoreDep,
+    actor: Developer,
 ) -> ModelVersionRead:
     """Train a new version server-side from a pinned dataset; metrics are computed here."""
     version = models_service.train_version(session, store, model_name=name, data=body, actor=actor)
@@ -68,13 +84,26 @@ def train_version(
 @router.get(
     "/{name}/versions", response_model=list[ModelVersionRead], responses={**ERRORS, **NOT_FOUND}
 )
-def list_versions(name: str, session: SessionDep, reader: CatalogReader) -> list[ModelVersionRead]:
-    """The model's versions in number order (plant: those within its scope)."""
+def list_versions(
+    request: Request,
+    response: Response,
+    name: ModelName,
+    session: SessionDep,
+    reader: CatalogReader,
+    after: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="list versions numbered above")
+    ] = None,
+    limit: Limit = 100,
+) -> list[ModelVersionRead]:
+    """The model's versions in number order (plant: those within its scope), ``limit`` at a
+    time. When more follow, the ``Link`` header (RFC 8288) holds the next page's URL,
+    ``rel="next"``."""
     scope = scopes.read_scope(session, reader)
-    model = models_service.get_model(session, name)
-    scopes.check_model(session, scope, model)
-    shown = [v for v in models_service.list_versions(session, name) if scope.allows_version(v)]
-    return models_service.describe_versions(session, shown)
+    rows = scopes.list_visible_versions(session, scope, name, after=after, limit=limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        set_next_link(request, response, after=rows[-1].version)
+    return models_service.describe_versions(session, rows)
 
 
 @router.get(
@@ -83,7 +112,7 @@ def list_versions(name: str, session: SessionDep, reader: CatalogReader) -> list
     responses={**ERRORS, **NOT_FOUND},
 )
 def get_version(
-    name: str, version: VersionNumber, session: SessionDep, reader: CatalogReader
+    name: ModelName, version: VersionNumber, session: SessionDep, reader: CatalogReader
 ) -> ModelVersionRead:
     """The version card, with the aliases naming it now (plant: 403 outside its scope)."""
     row = models_service.get_version(session, name, version)
@@ -96,7 +125,9 @@ def get_version(
     response_model=LineageRead,
     responses={**ERRORS, **NOT_FOUND},
 )
-def get_lineage(name: str, version: VersionNumber, session: SessionDep, _: Reader) -> LineageRead:
+def get_lineage(
+    name: ModelName, version: VersionNumber, session: SessionDep, _: Reader
+) -> LineageRead:
     """The version's lineage as a graph: datasets, versions and transfers, with what it was
     made from (ancestors) and what was made from it (descendants)."""
     return models_service.lineage(session, name, version)
@@ -108,7 +139,7 @@ def get_lineage(name: str, version: VersionNumber, session: SessionDep, _: Reade
     responses={**ERRORS, **NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
 )
 def get_artifact(
-    name: str, version: VersionNumber, session: SessionDep, store: StoreDep, _: Reader
+    name: ModelName, version: VersionNumber, session: SessionDep, store: StoreDep, _: Reader
 ) -> Response:
     """The artifact bytes (.npz, numeric only), re-hashed on read; sha256 in a header."""
     row = models_service.get_version(session, name, version)

@@ -4,12 +4,11 @@ limits, rule states, alarms) and its rules' parameters."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 
 from app.api.deps import QA, AuditReader, CatalogReader, Predictor, SessionDep
-from app.api.routers.models import VersionNumber
+from app.api.params import ModelName, VersionNumber
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
 from app.schemas.monitoring import (
     MonitoringRead,
@@ -22,7 +21,6 @@ from app.services import models as models_service
 from app.services import monitoring
 
 router = APIRouter()
-ModelName = Annotated[str, Path(max_length=100)]
 
 
 @router.post(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from app.api.deps import (
@@ -18,6 +18,7 @@ from app.api.deps import (
     TransactionsDep,
     authorize_caller,
 )
+from app.api.params import AliasName, ModelName, VersionNumber
 from app.db.session import Transactions
 from app.errors import UnsupportedMediaType, WouldBlock
 from app.schemas.common import ERRORS, NOT_FOUND, ErrorBody
@@ -33,9 +34,8 @@ from app.services.predict import InputFormat
 from app.store import LocalStore
 from app.telemetry import metrics
 
+# No StrictJSONRoute: the route reads its body itself (spectra_bodies refuses repeated keys).
 router = APIRouter(prefix="/models", tags=["predictions"])
-VersionNumber = Annotated[int, Path(ge=1)]
-AliasName = Annotated[str, Path(max_length=64, description="the alias, e.g. plant-2000L")]
 _FORMATS: dict[str, InputFormat] = {"application/json": "json", ARROW_STREAM: "arrow"}
 
 
@@ -160,7 +160,7 @@ PurposeQuery = Annotated[
 )
 async def predict(
     request: Request,
-    name: str,
+    name: ModelName,
     version: VersionNumber,
     transactions: TransactionsDep,
     store: StoreDep,
@@ -224,7 +224,7 @@ async def predict(
 )
 async def predict_by_alias(
     request: Request,
-    name: str,
+    name: ModelName,
     alias: AliasName,
     transactions: TransactionsDep,
     store: StoreDep,

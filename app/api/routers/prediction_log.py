@@ -4,19 +4,20 @@ or CSV for a spreadsheet)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.api.deps import AuditReader, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
-from app.schemas.common import ERRORS, NOT_FOUND
+from app.api.params import Cursor, Limit, ModelFilter, Since, Until, UserFilter
+from app.schemas.common import ERRORS, INT32_MAX, NOT_FOUND, NoNul
 from app.schemas.predict import PredictionLogPage, PredictionLogRead
 from app.services import prediction_log
 
-router = APIRouter(prefix="/prediction-log", tags=["predictions"])
+router = APIRouter(prefix="/prediction-log", tags=["predictions"], route_class=StrictJSONRoute)
 
 
 class LogFilters:
@@ -24,23 +25,24 @@ class LogFilters:
 
     def __init__(
         self,
-        model: str | None = None,
-        version: Annotated[int | None, Query(ge=1, description="needs model")] = None,
+        model: ModelFilter = None,
+        version: Annotated[int | None, Query(ge=1, le=INT32_MAX, description="needs model")] = None,
         transfer: Annotated[
             str | None,
             Query(
                 max_length=64,
                 description="calls of the version a transfer made: its number or UUID",
             ),
+            NoNul,
         ] = None,
-        caller: Annotated[str | None, Query(description="user name of the caller")] = None,
+        caller: UserFilter = None,
         flagged: Annotated[
             bool | None,
             Query(description="true: calls with a flagged spectrum; false: calls without"),
         ] = None,
-        since: Annotated[datetime | None, Query(description="inclusive; with a time zone")] = None,
-        until: Annotated[datetime | None, Query(description="exclusive; with a time zone")] = None,
-        cursor: Annotated[str | None, Query(description="from the previous page")] = None,
+        since: Since = None,
+        until: Until = None,
+        cursor: Cursor = None,
     ) -> None:
         self.model, self.version, self.transfer = model, version, transfer
         self.caller, self.flagged = caller, flagged
@@ -71,7 +73,7 @@ def list_prediction_log(
     session: SessionDep,
     _: AuditReader,
     filters: Filters,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> PredictionLogPage:
     """Prediction calls in time order: caller, version, alias, artifact, transfer record, the
     sha256 of the input, flag counts, purpose and for_gmp (per call; a call's per-spectrum

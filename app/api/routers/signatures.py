@@ -4,14 +4,12 @@ towards the lockout) and answered 401 in the envelope, like a failed login."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import QA, DeveloperOrQA, Reader, SessionDep
-from app.api.routers.models import VersionNumber
-from app.api.routers.transfers import TransferRef
+from app.api.json_body import StrictJSONRoute
+from app.api.params import DomainName, ModelName, TransferRef, VersionNumber
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
 from app.schemas.models import ModelVersionRead
 from app.schemas.signatures import (
@@ -25,9 +23,8 @@ from app.schemas.signatures import (
 )
 from app.services import auth, domains, lifecycle, models, signatures
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 _SIGN_ERRORS = {**ERRORS, **NOT_FOUND, **CONFLICT, 401: {"model": ErrorBody}}
-ModelName = Annotated[str, Path(max_length=100)]
 
 
 def _invalid_credentials() -> JSONResponse:
@@ -137,7 +134,7 @@ def get_lifecycle(
     responses={**ERRORS, **NOT_FOUND},
 )
 def record_domain_event(
-    name: ModelName, body: DomainEventCreate, session: SessionDep, actor: DeveloperOrQA
+    name: DomainName, body: DomainEventCreate, session: SessionDep, actor: DeveloperOrQA
 ) -> DomainEventRead:
     """Something happened to the domain (probe replaced, instrument serviced …): every
     approved or requalified version reading it becomes requalification_due."""
@@ -161,6 +158,6 @@ def record_domain_event(
     response_model=list[DomainEventRead],
     responses={**ERRORS, **NOT_FOUND},
 )
-def list_domain_events(name: ModelName, session: SessionDep, _: Reader) -> list[DomainEventRead]:
+def list_domain_events(name: DomainName, session: SessionDep, _: Reader) -> list[DomainEventRead]:
     """The domain's events in the order they were recorded, with the versions each made due."""
     return lifecycle.domain_events(session, domains.get_domain(session, name))

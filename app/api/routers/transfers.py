@@ -2,27 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
 from app.api.deps import Developer, Reader, SessionDep, StoreDep
+from app.api.json_body import StrictJSONRoute
 from app.api.links import set_next_link
+from app.api.params import DomainFilter, Limit, ModelFilter, TransferRef
 from app.enums import TransferStatus
-from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody, Reason
+from app.schemas.common import CONFLICT, ERRORS, INT32_MAX, NOT_FOUND, ErrorBody, NoNul, Reason
 from app.schemas.datasets import AxisUnit, ColumnName, SpectralPrefix
 from app.schemas.transfers import StandardsForm, TransferCancel, TransferCreate, TransferRead
 from app.services import transfers as transfers_service
 
-router = APIRouter(prefix="/transfers", tags=["transfers"])
+router = APIRouter(prefix="/transfers", tags=["transfers"], route_class=StrictJSONRoute)
 
-TransferRef = Annotated[
-    str,
-    Path(
-        alias="id",
-        max_length=64,
-        description="the transfer's number (e.g. 1) or its UUID",
-        examples=["1"],
-    ),
-]
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     **NOT_FOUND,
@@ -127,15 +120,17 @@ def list_transfers(
     session: SessionDep,
     _: Reader,
     status: Annotated[TransferStatus | None, Query()] = None,
-    model: Annotated[str | None, Query(description="name of the source model")] = None,
-    domain: Annotated[str | None, Query(description="source or target domain name")] = None,
-    change_control: Annotated[str | None, Query(max_length=100)] = None,
+    model: ModelFilter = None,
+    domain: DomainFilter = None,
+    change_control: Annotated[str | None, Query(max_length=100), NoNul] = None,
     verdict: Annotated[
         transfers_service.Verdict | None,
         Query(description="completed transfers whose acceptance verdict is this"),
     ] = None,
-    after: Annotated[int | None, Query(ge=0, description="list transfers numbered above")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="list transfers numbered above")
+    ] = None,
+    limit: Limit = 100,
 ) -> list[TransferRead]:
     """Transfer records in number order, ``limit`` at a time. When more follow, the
     ``Link`` header (RFC 8288) holds the next page's URL, ``rel="next"``."""

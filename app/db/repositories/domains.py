@@ -20,8 +20,16 @@ def name_taken(session: Session, name: str) -> bool:
     return session.scalar(select(Domain.id).where(Domain.name == name)) is not None
 
 
-def all_by_name(session: Session) -> list[Domain]:
-    return list(session.scalars(select(Domain).order_by(Domain.name)))
+def by_name_page(
+    session: Session, *, after: str | None = None, limit: int | None = None
+) -> list[Domain]:
+    """Domains in name order, those named after ``after`` (keyset on the unique name)."""
+    stmt = select(Domain).order_by(Domain.name)
+    if after is not None:
+        stmt = stmt.where(Domain.name > after)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
 
 
 def by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Domain]:

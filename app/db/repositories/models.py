@@ -32,8 +32,30 @@ def models_by_ids(session: Session, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID,
     return rows_by_id(session, SoftSensorModel, ids)
 
 
-def all_models(session: Session) -> list[SoftSensorModel]:
-    return list(session.scalars(select(SoftSensorModel).order_by(SoftSensorModel.name)))
+def models_by_name(
+    session: Session,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    model_ids: Iterable[uuid.UUID] | None = None,
+    version_domain_ids: Iterable[uuid.UUID] | None = None,
+) -> list[SoftSensorModel]:
+    """Models in name order, those named after ``after`` (keyset on the unique name);
+    ``model_ids``: only those; ``version_domain_ids``: only models with a version reading
+    one of those domains."""
+    stmt = select(SoftSensorModel).order_by(SoftSensorModel.name)
+    if after is not None:
+        stmt = stmt.where(SoftSensorModel.name > after)
+    if model_ids is not None:
+        stmt = stmt.where(SoftSensorModel.id.in_(set(model_ids)))
+    if version_domain_ids is not None:
+        with_versions = select(ModelVersion.model_id).where(
+            ModelVersion.domain_id.in_(set(version_domain_ids))
+        )
+        stmt = stmt.where(SoftSensorModel.id.in_(with_versions))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
 
 
 def latest_version_numbers(
@@ -68,10 +90,25 @@ def versions_by_ids(
     return rows_by_id(session, ModelVersion, ids)
 
 
-def versions_of(session: Session, model_id: uuid.UUID) -> list[ModelVersion]:
+def versions_of(
+    session: Session,
+    model_id: uuid.UUID,
+    *,
+    after: int | None = None,
+    limit: int | None = None,
+    domain_ids: Iterable[uuid.UUID] | None = None,
+) -> list[ModelVersion]:
+    """The model's versions in number order, those numbered above ``after``; ``domain_ids``:
+    only versions reading one of those domains."""
     stmt = (
         select(ModelVersion).where(ModelVersion.model_id == model_id).order_by(ModelVersion.version)
     )
+    if after is not None:
+        stmt = stmt.where(ModelVersion.version > after)
+    if domain_ids is not None:
+        stmt = stmt.where(ModelVersion.domain_id.in_(set(domain_ids)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
 
 
