@@ -129,7 +129,12 @@ def test_the_login_service_audits_a_bounded_name_whoever_calls_it(session: Sessi
     """Below the API (the CLI, a page that forgot its bound): a 1 MiB name or a NUL is not
     looked up, and the audit event holds at most 64 characters of it, NUL replaced."""
     for entered in ("x" * 2**20, "ab\x00cd"):
-        assert auth_service.login(session, username=entered, password=PASSWORD) is None
+        assert (
+            auth_service.login(
+                session, username=entered, password=PASSWORD, client_host="192.0.2.7"
+            )
+            is None
+        )
         event = _login_events(session)[-1]
         assert event.actor == event.entity_id == entered[:64].replace("\x00", "\ufffd")
         assert len(event.actor) <= 64
