@@ -111,10 +111,13 @@ def serve(
     port: int = 8000,
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL for more than one)."),
 ) -> None:
-    """Serve the HTTP API with uvicorn (run `ssreg migrate` first)."""
+    """Serve the HTTP API with uvicorn (run `ssreg migrate` first): request heads time out
+    after REGISTRY_HEADER_TIMEOUT_SECONDS (app/server.py)."""
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    from app.server import uvicorn_options
+
+    uvicorn.run(**uvicorn_options(), host=host, port=port, workers=workers)
 
 
 @user_app.command("create")

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
+from app.api.limits import RequestBodyGuard, keep_upload_parts_in_memory
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
 from app.api.routers import (
@@ -30,6 +30,7 @@ from app.settings import get_settings
 from app.web import pages as web_pages
 from app.web import records as web_records
 from app.web import routes as web_routes
+from app.web import session as web_session
 
 API_PREFIX = "/api/v1"
 # The order of the groups in /docs (independent of the order routes are matched in).
@@ -63,7 +64,13 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
-    app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
+    # No body is read before its sender is known, and none without bounds (413, 408, 503).
+    app.add_middleware(
+        RequestBodyGuard,
+        api_prefix=API_PREFIX,
+        session_cookie=web_session.SESSION_COOKIE,
+        login_path="/login",
+    )
     keep_upload_parts_in_memory()  # parts of a few MiB: no temporary file while parsing
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=web_pages.HERE / "static"), name="web-static")

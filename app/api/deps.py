@@ -77,13 +77,14 @@ _bearer = HTTPBearer(auto_error=False, description="Bearer token from /auth/toke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+MISSING_CREDENTIAL = "send 'Authorization: Bearer <token or API key>'"
+REFUSED_CREDENTIAL = "the token or API key is invalid, expired or revoked"
+
+
 def _secret(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise NotAuthenticated("send 'Authorization: Bearer <token or API key>'")
+        raise NotAuthenticated(MISSING_CREDENTIAL)
     return credentials.credentials
-
-
-_REFUSED = "the token or API key is invalid, expired or revoked"
 
 
 def _check_role(role: Role, allowed: frozenset[Role]) -> None:
@@ -95,7 +96,7 @@ def _check_role(role: Role, allowed: frozenset[Role]) -> None:
 def _authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
     user = resolve_credential(session, _secret(credentials))
     if user is None:
-        raise NotAuthenticated(_REFUSED)
+        raise NotAuthenticated(REFUSED_CREDENTIAL)
     return user
 
 
@@ -115,7 +116,7 @@ def authorize_caller(
     its own thread-pool trip (the same rules as :func:`require`)."""
     caller = resolve_caller(connection, _secret(credentials))
     if caller is None:
-        raise NotAuthenticated(_REFUSED)
+        raise NotAuthenticated(REFUSED_CREDENTIAL)
     _check_role(caller.role, allowed)
     return caller
 
