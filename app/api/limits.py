@@ -11,7 +11,10 @@ whole body was read), and before a byte of it is taken from the connection, the 
    route ``max_request_body_bytes``;
 2. checks the credential from the headers, as the route will again: the bearer token or API
    key on the API (401 in the envelope), the session cookie on the pages (303 to the login
-   page, as the pages answer); sign-in routes (:data:`SIGN_IN_ROUTES`) have no credential yet;
+   page, as the pages answer); sign-in routes (:data:`SIGN_IN_ROUTES`) have no credential yet.
+   The prediction routes, the hot path, take the holder it found from the request's scope
+   state (:func:`app.api.deps.checked_sender`) instead of looking the credential up again;
+   the others check it again with their role;
 3. reserves the declared length in the process's budget of body bytes in flight,
    ``max_inflight_body_bytes`` (503 with ``Retry-After`` when it would overflow).
 
@@ -50,7 +53,7 @@ from starlette.formparsers import MultiPartParser
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.deps import MISSING_CREDENTIAL, REFUSED_CREDENTIAL
+from app.api.deps import CHECKED_SENDER, MISSING_CREDENTIAL, REFUSED_CREDENTIAL
 from app.api.errors import envelope
 from app.db.session import Transactions, request_transactions
 from app.errors import WouldBlock
@@ -194,8 +197,11 @@ class RequestBodyGuard:
             secret = secret.strip()
             if scheme.lower() != "bearer" or not secret:
                 raise _unauthenticated(MISSING_CREDENTIAL)
-            if await _resolve(scope, secret) is None:
+            caller = await _resolve(scope, secret)
+            if caller is None:
                 raise _unauthenticated(REFUSED_CREDENTIAL)
+            # A route may take the holder from here rather than look it up again (predict).
+            scope.setdefault("state", {})[CHECKED_SENDER] = (secret, caller)
             return
         token = connection.cookies.get(self.session_cookie)
         if not token or token.startswith(API_KEY_PREFIX) or await _resolve(scope, token) is None:

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from app.api.limits import SIGN_IN_BODY_BYTES, SIGN_IN_ROUTES, UPLOAD_ROUTES
 from app.enums import Role
 from app.settings import get_settings
 from tests.factories import domain_payload
-from tests.helpers import Actor
+from tests.helpers import Actor, counted_statements
 
 MiB = 2**20
 MULTIPART = {"Content-Type": "multipart/form-data; boundary=guard"}
@@ -381,3 +383,36 @@ def test_requests_without_a_body_are_not_held(client: TestClient, tuned: None) -
     assert r.status_code == 401
     r = client.get("/healthz")
     assert r.status_code == 200
+
+
+# ---- the prediction path looks the credential up once ---------------------------------------
+
+
+def test_a_prediction_looks_its_credential_up_once_before_the_body(
+    client: TestClient, session: Session, actors: dict[Role, Actor], trained: dict[str, Any]
+) -> None:
+    plant = actors[Role.plant].headers
+    body = json.dumps({"spectra": trained["X"][:2].tolist()}).encode()
+    headers = {**plant, "Content-Type": "application/json"}
+    with counted_statements(session) as statements:
+        out = run(client, "/api/v1/models/titer_pls/versions/1/predict", [body], headers=headers)
+    assert out.status == 200, out.body
+    lookups = [s for s in statements if "api_key_hash" in s]
+    assert len(lookups) == 1  # the guard's, before the body; the route takes its holder
+
+
+def test_the_guards_holder_serves_only_the_credential_it_checked() -> None:
+    from fastapi.security import HTTPAuthorizationCredentials
+    from starlette.requests import Request
+
+    from app.api.deps import CHECKED_SENDER, checked_sender
+    from app.services.auth import Caller
+
+    caller = Caller(uuid.uuid4(), "p", Role.plant)
+    request = Request({"type": "http", "state": {CHECKED_SENDER: ("secret-a", caller)}})
+    same = HTTPAuthorizationCredentials(scheme="Bearer", credentials="secret-a")
+    other = HTTPAuthorizationCredentials(scheme="Bearer", credentials="secret-b")
+    assert checked_sender(request, same) is caller
+    assert checked_sender(request, other) is None
+    assert checked_sender(request, None) is None
+    assert checked_sender(Request({"type": "http", "state": {}}), same) is None
