@@ -416,3 +416,11 @@ def test_the_guards_holder_serves_only_the_credential_it_checked() -> None:
     assert checked_sender(request, other) is None
     assert checked_sender(request, None) is None
     assert checked_sender(Request({"type": "http", "state": {}}), same) is None
+
+
+def test_every_operation_with_a_body_documents_the_guards_refusals(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert {"408", "413", "503"} <= set(operation["responses"]), (method, path)
