@@ -131,7 +131,8 @@ def serve(
     port: int = 8000,
     workers: int = typer.Option(1, help="Worker processes (PostgreSQL for more than one)."),
 ) -> None:
-    """Serve the HTTP API with uvicorn (run `ssreg migrate` first).
+    """Serve the HTTP API with uvicorn (run `ssreg migrate` first): request heads time out
+    after REGISTRY_HEADER_TIMEOUT_SECONDS (app/server.py).
 
     Logs are JSON lines on stderr, one per request (method, route, status, duration, request
     id, user) at REGISTRY_LOG_LEVEL (INFO). With several workers, /metrics adds up every
@@ -159,11 +160,11 @@ def serve(
 
     import uvicorn
 
+    from app.server import uvicorn_options
     from app.telemetry.logs import log_config
 
     uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+        **uvicorn_options(),
         host=host,
         port=port,
         workers=workers,

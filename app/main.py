@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.headers import SecurityHeaders
-from app.api.limits import UploadSizeLimit, keep_upload_parts_in_memory
+from app.api.limits import RequestBodyGuard, keep_upload_parts_in_memory
 from app.api.observability import RequestTelemetry, RouteTemplates
 from app.api.openapi import install_openapi
 from app.api.query import reject_unknown_query_parameters
@@ -37,6 +37,7 @@ from app.web import monitoring as web_monitoring
 from app.web import pages as web_pages
 from app.web import records as web_records
 from app.web import routes as web_routes
+from app.web import session as web_session
 
 API_PREFIX = "/api/v1"
 # The order of the groups in /docs (independent of the order routes are matched in).
@@ -72,7 +73,13 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app, page=web_pages.server_error_page)
     install_openapi(app)
-    app.add_middleware(UploadSizeLimit)  # 413 before an oversized body is read
+    # No body is read before its sender is known, and none without bounds (413, 408, 503).
+    app.add_middleware(
+        RequestBodyGuard,
+        api_prefix=API_PREFIX,
+        session_cookie=web_session.SESSION_COOKIE,
+        login_path="/login",
+    )
     # Outermost of ours, so that a 413 gets them too (a 500 gets them from its handler).
     docs = ("/docs", "/redoc", app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect")
     app.add_middleware(SecurityHeaders, docs_paths=docs)

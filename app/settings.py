@@ -57,6 +57,26 @@ class Settings(BaseSettings):
     max_dataset_rows: int = 100_000
     max_dataset_channels: int = 20_000
     max_predict_spectra: int = 100_000
+    # A dataset file is refused before it is decoded when its own metadata (a Parquet footer;
+    # for CSV, the rows and columns read) say it would take more than this many bytes in
+    # memory: a few MiB of compressed constants can otherwise decode to gigabytes.
+    max_decoded_bytes: int = Field(default=256 * 2**20, ge=2**20)
+
+    # Request bodies (app/api/limits.py). Bodies of routes that take no file are capped at
+    # max_request_body_bytes; the bytes of all bodies being received at once, in one worker
+    # process, at max_inflight_body_bytes (beyond it: 503 with Retry-After).
+    max_request_body_bytes: int = Field(default=2**20, ge=64 * 1024)
+    max_inflight_body_bytes: int = Field(default=256 * 2**20, ge=2**20)
+    # A body whose next bytes take longer than body_read_timeout_seconds to arrive, or that
+    # is not complete after body_total_timeout_seconds, is answered 408 and its connection
+    # closed.
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_total_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Connections (app/server.py): a request line and headers not complete this long after
+    # the connection opened, or after their first byte on a kept-alive connection, are cut
+    # off; so are heads larger than max_header_bytes.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024)
 
     # Threads of the numeric libraries (BLAS, OpenMP) per worker process (0: the libraries'
     # defaults, one per core). The service scales by worker processes, one per core; threads of

@@ -37,12 +37,13 @@ fsync per commit); ``--sqlite-synchronous NORMAL`` prints a run labelled as not 
 ``make run`` deploys): it shows how much of the latency is threads waking on another core.
 
 Latencies are client-side wall times (``time.perf_counter`` around each request), so they
-include the client's own overhead. The server runs one worker (uvicorn picks httptools and
-uvloop, project dependencies) as deployed: the app limits BLAS and OpenMP to
-``REGISTRY_COMPUTE_THREADS`` threads (default 1: one worker per core is how the service
-scales; ``--compute-threads N`` passes another value, 0 = the libraries' defaults), and no
-access log. ``--request-log`` configures logging as ``ssreg serve`` does - one JSON line per
-request, here to a file in the temporary directory - and prints how many lines were written.
+include the client's own overhead. The server runs one worker (httptools with the request-head
+timeout of ``app/server.py``, as ``ssreg serve`` runs it, and uvloop) as deployed: the app
+limits BLAS and OpenMP to ``REGISTRY_COMPUTE_THREADS`` threads (default 1: one worker per core
+is how the service scales; ``--compute-threads N`` passes another value, 0 = the libraries'
+defaults), and no access log. ``--request-log`` configures logging as ``ssreg serve`` does - one
+JSON line per request, here to a file in the temporary directory - and prints how many lines
+were written.
 Figures vary with the machine's load; the script prints the load average before and after.
 """
 
@@ -147,6 +148,8 @@ def server(
     )
     if compute_threads is not None:
         env["REGISTRY_COMPUTE_THREADS"] = str(compute_threads)
+    if http == "auto" and (root / "app" / "server.py").exists():
+        http = "app.server:HeadGuardProtocol"  # httptools with the head timeout: ssreg serve's
     cmd = [
         sys.executable,
         "-m",

@@ -10,6 +10,7 @@ on a Core connection, in one trip or on the event loop (:data:`TransactionsDep`,
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -77,13 +78,14 @@ _bearer = HTTPBearer(auto_error=False, description="Bearer token from /auth/toke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+MISSING_CREDENTIAL = "send 'Authorization: Bearer <token or API key>'"
+REFUSED_CREDENTIAL = "the token or API key is invalid, expired or revoked"
+
+
 def _secret(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise NotAuthenticated("send 'Authorization: Bearer <token or API key>'")
+        raise NotAuthenticated(MISSING_CREDENTIAL)
     return credentials.credentials
-
-
-_REFUSED = "the token or API key is invalid, expired or revoked"
 
 
 def _check_role(role: Role, allowed: frozenset[Role]) -> None:
@@ -95,7 +97,7 @@ def _check_role(role: Role, allowed: frozenset[Role]) -> None:
 def _authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> User:
     user = resolve_credential(session, _secret(credentials))
     if user is None:
-        raise NotAuthenticated(_REFUSED)
+        raise NotAuthenticated(REFUSED_CREDENTIAL)
     return user
 
 
@@ -106,16 +108,38 @@ def current_user(session: SessionDep, credentials: Credentials) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+# Where the request-body guard (app/api/limits.py) leaves, in the request's scope state, the
+# bearer credential it checked before reading the body and its holder: (secret, Caller).
+CHECKED_SENDER = "registry.checked_sender"
+
+
+def checked_sender(
+    request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> Caller | None:
+    """The holder of this request's credential as the body guard found it moments ago, if it
+    checked this very credential (None otherwise: check it)."""
+    found = request.scope.get("state", {}).get(CHECKED_SENDER)
+    if found is None or credentials is None:
+        return None
+    secret, caller = found
+    return caller if hmac.compare_digest(secret, credentials.credentials) else None
+
+
 def authorize_caller(
     connection: Connection,
     credentials: HTTPAuthorizationCredentials | None,
     allowed: frozenset[Role],
+    *,
+    checked: Caller | None = None,
 ) -> Caller:
     """401 or 403, or the caller: for a route that authenticates on a Core connection inside
-    its own thread-pool trip (the same rules as :func:`require`)."""
-    caller = resolve_caller(connection, _secret(credentials))
+    its own thread-pool trip (the same rules as :func:`require`). ``checked``: the caller the
+    body guard resolved for this credential in this request (:func:`checked_sender`), so the
+    credential is not looked up twice."""
+    secret = _secret(credentials)
+    caller = checked if checked is not None else resolve_caller(connection, secret)
     if caller is None:
-        raise NotAuthenticated(_REFUSED)
+        raise NotAuthenticated(REFUSED_CREDENTIAL)
     _check_role(caller.role, allowed)
     return caller
 

@@ -109,7 +109,8 @@ def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> No
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        # An exception may name its own code (app.api.limits.BodyRefused does).
+        code = getattr(exc, "code", None) or _HTTP_CODES.get(exc.status_code, "http_error")
         return envelope(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     async def _database(request: Request, exc: Exception) -> Response:

@@ -23,6 +23,25 @@ def _mark_binary(node: Any) -> None:
             _mark_binary(value)
 
 
+# What the request-body guard (app/api/limits.py) may answer to any request with a body.
+BODY_REFUSALS = {
+    "408": "the body stalled or came too slowly",
+    "413": "the body is larger than the route's limit",
+    "503": "too many request bodies are being received at once (see Retry-After)",
+}
+
+
+def _document_body_refusals(schema: dict[str, Any]) -> None:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if "requestBody" not in operation:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, description in BODY_REFUSALS.items():
+                responses.setdefault(status, {"description": description, "content": error})
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the adjusted document at ``/openapi.json`` (built once, on first request)."""
     build = app.openapi  # FastAPI's own: builds the document once and keeps it
@@ -32,6 +51,7 @@ def install_openapi(app: FastAPI) -> None:
         schema = build()
         if fresh:
             _mark_binary(schema)
+            _document_body_refusals(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

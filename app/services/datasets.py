@@ -155,13 +155,19 @@ def parse_spectral_table(
     spectral_prefix: str,
     max_rows: int | None = None,
     max_channels: int | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> ParsedTable:
     """Parse and validate a dataset file; every problem is an InvalidInput naming its place.
 
-    Rows are numbered from 1 over the data rows (the CSV header is not counted).
+    Rows are numbered from 1 over the data rows (the CSV header is not counted). Parquet page
+    checksums, where the writer stored them, are verified.
 
     Raises
     ------
+    PayloadTooLarge
+        The table would take more than ``max_decoded_bytes`` in memory: for Parquet, as its
+        footer says, before anything is decompressed (:func:`decoded_size`); for CSV, as its
+        rows and columns say once read, before the spectra are copied out.
     InvalidInput
         Unreadable file; fewer than 2 rows or channels, or more than ``max_rows`` /
         ``max_channels``; a spectral column name that is not ``<prefix><number>``; an axis that
@@ -188,6 +194,7 @@ def parse_spectral_table(
         spectral_prefix=spectral_prefix,
         max_rows=max_rows,
         max_channels=max_channels,
+        max_decoded_bytes=max_decoded_bytes,
     )
     names = list(table.column_names)
     if fmt == "csv" and len(names) == 1 and (";" in names[0] or "\t" in names[0]):
@@ -256,10 +263,12 @@ def _read_table(
     spectral_prefix: str,
     max_rows: int | None,
     max_channels: int | None,
+    max_decoded_bytes: int | None,
 ) -> pa.Table:
     if file_format == "parquet":
         try:
-            parquet = pq.ParquetFile(io.BytesIO(blob))
+            # A page whose CRC does not match its bytes is an error, not silent garbage.
+            parquet = pq.ParquetFile(io.BytesIO(blob), page_checksum_verification=True)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InvalidInput(f"the Parquet file could not be read: {exc}") from None
         # Refuse from the footer, before decompressing every column.
@@ -271,6 +280,8 @@ def _read_table(
             raise InvalidInput(
                 f"the file has {n_channels} spectral channels; the limit is {max_channels}"
             )
+        if max_decoded_bytes is not None:
+            _check_decoded_size(decoded_size(parquet.metadata), max_decoded_bytes, len(blob))
         try:
             return parquet.read()
         except (pa.ArrowException, OSError, ValueError) as exc:
@@ -279,9 +290,55 @@ def _read_table(
     types = {sample_id_column: pa.string()} if sample_id_column else None
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False)
     try:
-        return pacsv.read_csv(io.BytesIO(blob), convert_options=convert)
+        table = pacsv.read_csv(io.BytesIO(blob), convert_options=convert)
     except (pa.ArrowException, ValueError) as exc:
         raise InvalidInput(f"the CSV file could not be read: {exc}") from None
+    if max_decoded_bytes is not None:
+        rows, columns = table.num_rows, table.num_columns
+        size = DecodedSize(rows, columns, rows * columns * FLOAT_BYTES, int(table.nbytes))
+        _check_decoded_size(size, max_decoded_bytes, len(blob))
+    return table
+
+
+FLOAT_BYTES = 8
+
+
+@dataclass(frozen=True)
+class DecodedSize:
+    """How much memory a table takes decoded: ``rows`` x ``columns`` as float64 (what the
+    parser makes of every column, ``as_float64``) and the bytes of its pages or columns as
+    stored, uncompressed (``uncompressed``; text columns can take more than 8 bytes a value)."""
+
+    rows: int
+    columns: int
+    as_float64: int
+    uncompressed: int
+
+    @property
+    def bytes(self) -> int:
+        return max(self.as_float64, self.uncompressed)
+
+
+def decoded_size(metadata: pq.FileMetaData) -> DecodedSize:
+    """A Parquet file's decoded size from its footer alone: the row count times the leaf
+    column count times 8, and the sum of every column chunk's ``total_uncompressed_size``."""
+    uncompressed = 0
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        for j in range(group.num_columns):
+            uncompressed += max(group.column(j).total_uncompressed_size, 0)
+    rows, columns = metadata.num_rows, metadata.num_columns
+    return DecodedSize(rows, columns, rows * columns * FLOAT_BYTES, uncompressed)
+
+
+def _check_decoded_size(size: DecodedSize, budget: int, file_bytes: int) -> None:
+    if size.bytes > budget:
+        raise PayloadTooLarge(
+            f"the file ({file_bytes} bytes) would take {size.bytes} bytes decoded "
+            f"({size.rows} rows x {size.columns} columns x {FLOAT_BYTES} bytes = "
+            f"{size.as_float64}; {size.uncompressed} bytes uncompressed as stored); the limit "
+            f"is {budget} bytes (setting max_decoded_bytes): split the data into smaller files"
+        )
 
 
 def _check_unique_names(names: list[str]) -> None:
@@ -435,6 +492,7 @@ def _parse_with_limits(
         spectral_prefix=spectral_prefix,
         max_rows=settings.max_dataset_rows,
         max_channels=settings.max_dataset_channels,
+        max_decoded_bytes=settings.max_decoded_bytes,
     )
 
 

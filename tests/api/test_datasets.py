@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.formparsers import MultiPartParser
 
-from app.api.limits import IN_MEMORY_PART_BYTES, UploadSizeLimit
+from app.api.limits import IN_MEMORY_PART_BYTES
 from app.db.models import AuditEvent
 from app.enums import Role
 from app.settings import get_settings
@@ -510,68 +510,6 @@ def test_unknown_dataset_is_404_and_a_malformed_hash_422(
 
 def test_reading_datasets_needs_authentication(client: TestClient) -> None:
     assert_error(client.get("/api/v1/datasets"), 401, code="not_authenticated")
-
-
-# ---- the size-limit middleware on its own ---------------------------------------------------
-
-
-async def _echo_length(scope: Any, receive: Any, send: Any) -> None:
-    """A bare ASGI app that reads the whole body and answers with its length."""
-    size, more = 0, True
-    while more:
-        message = await receive()
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": str(size).encode()})
-
-
-def _run(app: Any, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    import asyncio
-
-    sent: list[dict[str, Any]] = []
-    pending = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-        for i, c in enumerate(chunks)
-    ]
-    reads = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal reads
-        reads += 1
-        return pending.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
-    asyncio.run(app(scope, receive, send))
-    return {"status": sent[0]["status"], "body": sent[-1]["body"], "reads": reads}
-
-
-def test_middleware_refuses_a_declared_length_without_reading_the_body(
-    small_upload_limit: int,
-) -> None:
-    app = UploadSizeLimit(_echo_length, allowance=0)
-    out = _run(app, [b"x" * 5000], [(b"content-length", b"5000")])
-    assert out["status"] == 413
-    assert out["reads"] == 0
-    assert b"payload_too_large" in out["body"]
-
-
-def test_middleware_stops_a_chunked_body_once_it_crosses_the_limit(
-    small_upload_limit: int,
-) -> None:
-    app = UploadSizeLimit(_echo_length, allowance=0)
-    out = _run(app, [b"x" * 1000] * 10, [])  # no Content-Length
-    assert out["status"] == 413
-    assert out["reads"] == 5  # the fifth chunk crossed 4096 bytes; the rest was never read
-
-
-def test_middleware_lets_bodies_within_the_limit_through(small_upload_limit: int) -> None:
-    app = UploadSizeLimit(_echo_length, allowance=0)
-    out = _run(app, [b"x" * 1000] * 4, [])
-    assert (out["status"], out["body"]) == (200, b"4000")
 
 
 def test_a_multi_mib_upload_is_parsed_in_memory_and_registered_byte_for_byte(

@@ -155,13 +155,14 @@ def plant(deployed: Engine, backend: str) -> Iterator[Plant]:
 
 @pytest.fixture
 def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records each thread-pool trip the prediction route takes."""
+    """Records each thread-pool trip the prediction route takes: "thread", or "credential" for
+    the body guard's credential check before the body (app/api/limits.py)."""
     calls: list[str] = []
     real = predict_router.anyio.to_thread.run_sync
 
-    async def recording(func: Callable[[], Any]) -> Any:
-        calls.append("thread")
-        return await real(func)
+    async def recording(func: Callable[..., Any], *args: Any) -> Any:
+        calls.append("credential" if getattr(func, "__name__", "") == "lookup" else "thread")
+        return await real(func, *args)
 
     monkeypatch.setattr(predict_router.anyio.to_thread, "run_sync", recording)
     return calls
@@ -194,7 +195,9 @@ def test_small_calls_on_sqlite_run_on_the_event_loop_once_the_model_is_loaded(
     plant: Plant, trips: list[str]
 ) -> None:
     assert plant.predict().status_code == 200  # loads the model: in the thread pool
-    assert trips == ["thread"]
+    # PostgreSQL: the credential is checked before the body in a trip of its own.
+    before_body = [] if plant.backend == "sqlite" else ["credential"]
+    assert trips == [*before_body, "thread"]
     for _ in range(3):
         assert plant.predict().status_code == 200
     large = np.repeat(plant.X, 100, axis=0)  # 300 spectra: over ON_LOOP_MAX_BODY as JSON
@@ -202,7 +205,7 @@ def test_small_calls_on_sqlite_run_on_the_event_loop_once_the_model_is_loaded(
     if plant.backend == "sqlite":
         assert trips == ["thread", "thread"]  # the three small ones ran on the loop
     else:
-        assert trips == ["thread"] * 5  # PostgreSQL: every call in the thread pool
+        assert trips == ["credential", "thread"] * 5  # PostgreSQL: every call in the pool
     assert _log_rows(plant.engine) == 5
 
 

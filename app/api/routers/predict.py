@@ -17,6 +17,7 @@ from app.api.deps import (
     StoreDep,
     TransactionsDep,
     authorize_caller,
+    checked_sender,
 )
 from app.api.params import AliasName, ModelName, VersionNumber
 from app.db.session import Transactions
@@ -302,9 +303,10 @@ def _predict_and_commit(
     :class:`WouldBlock` (nothing written) instead of waiting for a lock or loading a model.
     The response is serialized before the COMMIT, so a logged call is one that was answered.
     """
+    checked = checked_sender(request, credentials)  # by the body guard, before the body
     with transactions.open(on_event_loop=on_event_loop) as unit:
         connection = unit.connection
-        caller = authorize_caller(connection, credentials, PREDICTOR_ROLES)
+        caller = authorize_caller(connection, credentials, PREDICTOR_ROLES, checked=checked)
         evaluation = predict_service.evaluate(
             connection,
             store,
