@@ -161,6 +161,9 @@ class AuditAction(StrEnum):
     domain_event = "domain.event"
     alias_move = "alias.move"
     user_scope = "user.scope"
+    # The state of a row that existed before events carried states, recorded once by the
+    # migration that introduced them: it attests the row as it was then, not before.
+    audit_baseline = "audit.baseline"
 
 
 class AuditEntityType(StrEnum):
@@ -175,3 +178,5 @@ class AuditEntityType(StrEnum):
     signature = "signature"
     alias = "alias"
     domain_event = "domain_event"
+    # A row of a table with no entity type of its own (baseline events: ``<table>:<id>``).
+    record = "record"
