@@ -316,7 +316,7 @@ def sign_head(
 
 @event.listens_for(Session, "before_commit")
 def _sign_before_commit(session: Session) -> None:
-    if not session.info.pop(_DUE, False):
+    if session.in_nested_transaction() or not session.info.pop(_DUE, False):
         return
     key = signing_key()
     if key is not None:
@@ -325,6 +325,8 @@ def _sign_before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _write_lines_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint was released; the transaction goes on
+        return
     lines: list[Checkpoint] = session.info.pop(_LINES, [])
     path = get_settings().checkpoint_log
     if lines and path is not None:
@@ -333,5 +335,7 @@ def _write_lines_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint rolled back
+        return
     session.info.pop(_DUE, None)
     session.info.pop(_LINES, None)

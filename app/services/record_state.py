@@ -122,24 +122,25 @@ _ABSENT = object()
 
 @event.listens_for(Session, "after_flush")
 def _note_written_rows(session: Session, _flush_context: Any) -> None:
-    tracked: dict[tuple[type, Any], Any] = session.info.setdefault(_TRACKED, {})
+    tracked: dict[tuple[str, Any], Any] = session.info.setdefault(_TRACKED, {})
     for obj in (*session.new, *session.dirty):
         table = getattr(obj, "__table__", None)
         if table is None or table.name in UNTRACKED:
             continue
-        tracked[(type(obj), inspect(obj).identity)] = obj
+        tracked[(table.name, obj.id)] = obj
 
 
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_rollback")
 def _forget_written_rows(session: Session) -> None:
-    session.info.pop(_TRACKED, None)
+    if not session.in_nested_transaction():  # the outermost ended, not a savepoint
+        session.info.pop(_TRACKED, None)
 
 
 def take_written(session: Session) -> dict[str, dict[str, Any]] | None:
     """The state of every row written (and flushed) in ``session`` since the last call, now;
     None when there is none. Rows rolled back since (a savepoint) are left out."""
-    tracked: dict[tuple[type, Any], Any] = session.info.pop(_TRACKED, {})
+    tracked: dict[tuple[str, Any], Any] = session.info.pop(_TRACKED, {})
     states = dict(orm_state(obj) for obj in _persistent(tracked.values()))
     return states or None
 
