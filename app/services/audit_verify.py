@@ -16,11 +16,19 @@ the report says it is not anchored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from app.db.repositories import audit as audit_rows
+from app.schemas.audit import (
+    ChainVerification,
+    CheckpointRead,
+    FieldDifference,
+    ReconciliationRead,
+    RecordDifference,
+)
 from app.services import audit, checkpoints, reconcile
 from app.services.checkpoints import Checkpoint, PublicKey
 from app.settings import Settings, get_settings
@@ -222,3 +230,62 @@ def _every_checkpoint(
             "between a commit and the file write)"
         )
     return sealed
+
+
+MAX_DIFFERENCES = 1000
+
+
+def describe(report: Verification) -> ChainVerification:
+    """The API view of a verification."""
+    rec = report.reconciliation
+    anchor = report.anchor
+    return ChainVerification(
+        valid=report.valid,
+        events=report.events,
+        first_bad_seq=report.first_bad_seq,
+        problem=report.problems[0] if report.problems else None,
+        problems=report.problems,
+        notes=report.notes,
+        head_seq=report.head_seq,
+        checked_from_seq=report.checked_from_seq,
+        anchored=report.anchored,
+        anchor=(
+            CheckpointRead(
+                seq=anchor.seq,
+                hash=anchor.hash,
+                signed_at=datetime.fromisoformat(anchor.signed_at),
+                key_id=anchor.key_id,
+                kind=anchor.kind,
+            )
+            if anchor
+            else None
+        ),
+        key_id=report.key_id,
+        checkpoints_checked=report.checkpoints_checked,
+        reconciliation=(
+            ReconciliationRead(
+                valid=rec.valid,
+                rows_checked=rec.rows_checked,
+                tables=rec.tables,
+                differences=[
+                    RecordDifference(
+                        kind=d.kind,
+                        table=d.table,
+                        entity_type=d.entity_type,
+                        entity_id=d.entity_id,
+                        audited_seq=d.audited_seq,
+                        earlier_seq=d.earlier_seq,
+                        fields=[
+                            FieldDifference(field=f.field, audited=f.audited, current=f.current)
+                            for f in d.fields
+                        ],
+                        detail=d.describe(),
+                    )
+                    for d in rec.differences[:MAX_DIFFERENCES]
+                ],
+                differences_total=len(rec.differences),
+            )
+            if rec is not None
+            else None
+        ),
+    )

@@ -8,7 +8,12 @@ it reads every row, takes the newest event whose ``state`` holds the row, and re
 - ``unaudited``: no event holds the row (inserted behind the application's back);
 - ``missing``: an event holds the row but the table no longer does (deleted, truncated);
 - ``rows_removed``: a table holds fewer rows than the newest signed seal counted (the
-  prediction log, whose rows are not audited one by one, is covered this way).
+  prediction log, whose rows are not audited one by one, is covered this way);
+- ``changed_between``: two consecutive audited states of a row differ in a column no
+  audited action changes (:data:`app.db.guards.UPDATABLE`): it was changed behind the
+  application's back and a later audited change took the altered row into its state. (A
+  column audited actions do change, such as a version's status, altered and then carried into
+  a later state this way, is not told apart from a legitimate change.)
 
 It reads every audited state and every row: its cost grows with the records and their
 audited changes (``bench/audit_verify.py`` measures it), unlike the chain check from the last
@@ -25,6 +30,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from app.db.base import Base
+from app.db.guards import UPDATABLE
 from app.db.repositories import audit as audit_rows
 from app.services import record_state
 
@@ -40,12 +46,13 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class Difference:
-    kind: str  # changed | unaudited | missing | rows_removed
+    kind: str  # changed | unaudited | missing | rows_removed | changed_between
     table: str
     entity_type: str | None
     entity_id: str | None
     audited_seq: int | None  # the event whose state the row was compared with
     fields: tuple[FieldChange, ...] = ()
+    earlier_seq: int | None = None  # changed_between: the previous event holding the row
 
     def describe(self) -> str:
         what = f"{self.table} {self.entity_id}" if self.entity_id else self.table
@@ -56,6 +63,12 @@ class Difference:
             return f"{what} has no audited state (written behind the application's back)"
         if self.kind == "missing":
             return f"{what} is gone (last audited in event {self.audited_seq})"
+        if self.kind == "changed_between":
+            changes = "; ".join(f"{f.field}: {f.audited!r} -> {f.current!r}" for f in self.fields)
+            return (
+                f"{what} changed between its audited states of events {self.earlier_seq} and "
+                f"{self.audited_seq} in columns no audited action changes: {changes}"
+            )
         (count,) = self.fields
         return (
             f"{what} holds {count.current} rows, fewer than the {count.audited} of the signed "
@@ -74,12 +87,34 @@ class Reconciliation:
         return not self.differences
 
 
-def last_audited_states(session: Session) -> dict[str, tuple[int, dict[str, Any]]]:
-    """{row key: (seq, state)} of the newest event holding each row."""
+def last_audited_states(
+    session: Session, found: list[Difference] | None = None
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    """{row key: (seq, state)} of the newest event holding each row; consecutive states of a
+    row that differ in an immutable column are added to ``found``."""
     newest: dict[str, tuple[int, dict[str, Any]]] = {}
     for seq, state in audit_rows.states(session, batch=_BATCH):
         for key, row in state.items():
+            previous = newest.get(key)
             newest[key] = (seq, row)
+            if previous is None or found is None:
+                continue
+            table, entity_type, entity_id = record_state.entity_of(key)
+            allowed = UPDATABLE.get(table, ())
+            names = [n for n in record_state.differing_fields(previous[1], row) if n not in allowed]
+            if names:
+                changes = tuple(FieldChange(n, previous[1][n], row.get(n)) for n in names)
+                found.append(
+                    Difference(
+                        "changed_between",
+                        table,
+                        entity_type,
+                        entity_id,
+                        seq,
+                        changes,
+                        earlier_seq=previous[0],
+                    )
+                )
     return newest
 
 
@@ -108,8 +143,8 @@ def reconcile(
     state; ``sealed`` = (seq, {table: rows}) of the newest trusted seal, whose counts the
     tables may not fall below."""
     chosen = list(tables) if tables is not None else record_state.reconciled_tables()
-    audited = last_audited_states(session)
     report = Reconciliation()
+    audited = last_audited_states(session, report.differences)
     names = {t.name for t in chosen}
     seen: set[str] = set()
     for table in chosen:
