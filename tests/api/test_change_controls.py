@@ -340,6 +340,7 @@ def test_the_export_is_a_deterministic_zip_with_every_part(
         [
             "alias_moves.json",
             "audit/chain_segment.json",
+            "audit/checkpoints.json",
             "audit/events.json",
             "domain_events.json",
             "hashes.json",
