@@ -309,7 +309,7 @@ def db_roles(
     REGISTRY_DATABASE_URL (runtime)."""
     from sqlalchemy.engine import make_url
 
-    from app.db.roles import create_roles, lock_down_schema
+    from app.db.roles import create_roles, prepare_schema
     from app.db.session import make_engine
 
     owner_password = owner_password or typer.prompt(f"password of {owner}", hide_input=True)
@@ -332,7 +332,7 @@ def db_roles(
     engine = make_engine(owner_url.render_as_string(hide_password=False))
     try:
         with engine.begin() as conn:
-            lock_down_schema(conn)
+            prepare_schema(conn, owner=owner)
     finally:
         engine.dispose()
     for line in done:

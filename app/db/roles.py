@@ -8,8 +8,8 @@ every record table and UPDATE only the columns audited transitions change
 TRIGGER``, ``TRUNCATE`` and ``DELETE`` are refused to it, and the triggers stand behind the
 grants.
 
-:func:`create_roles` runs once, as a superuser (or a role with CREATEROLE and CREATEDB):
-``ssreg db roles``. :func:`grant_runtime` runs after every migration, as the owner:
+:func:`create_roles` and :func:`prepare_schema` run once, as a superuser: ``ssreg db
+roles``. :func:`grant_runtime` runs after every migration, as the owner:
 ``ssreg migrate`` does it when ``REGISTRY_RUNTIME_DB_ROLE`` is set (``ssreg db grant``
 alone).
 """
@@ -67,10 +67,11 @@ def create_roles(
     return done
 
 
-def lock_down_schema(owner_connection: Connection) -> None:
-    """In the registry's database (as a superuser or its owner): nobody else may create
-    objects in ``public`` (PostgreSQL 15's default; older servers granted CREATE to PUBLIC)."""
-    owner_connection.exec_driver_sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+def prepare_schema(admin: Connection, *, owner: str) -> None:
+    """In the registry's database, as a superuser: the owner owns schema ``public`` (where the
+    migrations create the tables) and nobody else may create objects in it."""
+    admin.exec_driver_sql(f"ALTER SCHEMA public OWNER TO {_name(owner)}")
+    admin.exec_driver_sql("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 
 
 def grant_statements(tables: list[str], runtime: str) -> list[str]:
