@@ -225,8 +225,9 @@ def audit_verify(
         report = verify(session, full=full, with_reconciliation=reconcile)
     for note in report.notes:
         typer.echo(f"note: {note}")
-    anchor = report.anchor
-    where = f"from the checkpoint at seq {anchor.seq}" if anchor else "whole"
+    where = f"from the checkpoint at seq {report.checked_from_seq}"
+    if report.checked_from_seq == 0:
+        where = "whole" + (" and anchored" if report.anchored else ", not anchored")
     if report.chain_valid:
         typer.echo(
             f"audit chain valid: {report.head_seq} events ({report.events} read, {where}; "
