@@ -5,6 +5,8 @@ refused by the predict path and the store check."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.db.base import Base
 from app.enums import Role
-from app.services import audit_verify
+from app.services import audit_verify, checkpoints
+from app.services.audit_seal import seal
 from app.services.fsck import fsck
+from app.settings import get_settings
 from app.store import LocalStore
 from tests.helpers import Actor, assert_error, without_guards
 from tests.signing import approve_version
@@ -177,3 +182,59 @@ def test_a_row_inserted_behind_the_back_has_no_audited_state(
     report = audit_verify.verify(session)
     kinds = [(d.kind, d.table) for d in report.reconciliation.differences]  # type: ignore[union-attr]
     assert kinds == [("unaudited", "domain")]
+
+
+@pytest.fixture
+def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "audit.key"
+    checkpoints.keygen(path)
+    monkeypatch.setenv("REGISTRY_AUDIT_SIGNING_KEY", str(path))
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
+
+
+def test_prediction_log_rows_removed_are_found_against_the_seal(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+    backend: str,
+) -> None:
+    for _ in range(2):
+        assert (
+            _predict(client, actors[Role.developer], trained["X"][:1].tolist()).status_code == 200
+        )
+    sealed = seal(session)
+    assert sealed is not None
+    assert sealed.rows is not None
+    assert sealed.rows["prediction_log"] == 2
+    wipe = "TRUNCATE prediction_log" if backend == "postgresql" else "DELETE FROM prediction_log"
+    with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
+        session.execute(text(wipe))
+    without_guards(session, "prediction_log")
+    session.execute(text(wipe))
+    report = _verify(client, actors)
+    assert report["valid"] is False
+    assert _differences(report)[("rows_removed", "prediction_log")] == {"rows": (2, 0)}
+
+
+def test_truncated_records_are_found_missing(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    backend: str,
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's")
+    approve_version(client, actors)
+    truncate = "TRUNCATE transfer, model_version, dataset CASCADE"
+    with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
+        session.execute(text(truncate))
+    without_guards(session, *Base.metadata.tables)
+    session.execute(text(truncate))
+    found = _differences(_verify(client, actors))
+    for table in ("dataset", "model_version", "lifecycle_event"):
+        assert ("missing", table) in found, table
