@@ -19,6 +19,7 @@ the audit trail, which auditors read, never holds a password hash, and stays sma
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
@@ -71,10 +72,22 @@ def _value(table: str, column: Column[Any], value: Any) -> Any:
             value = bool(value)
         elif isinstance(column.type, Integer):
             value = int(value)
-    blob = canonical_json(value)
+    blob = _canonical(value)
     if len(blob) > INLINE_LIMIT or column.name in SECRET_COLUMNS.get(table, ()):
         return {"sha256": hashlib.sha256(blob).hexdigest()}
     return plain(value)
+
+
+def _canonical(value: Any) -> bytes:
+    """:func:`canonical_json`, faster for what a JSON column holds (plain JSON already):
+    ``json.dumps`` with the same options gives the same bytes for every value it accepts;
+    the rest (NaN, UUIDs, times, numpy scalars) goes the canonical way."""
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    except (TypeError, ValueError):
+        return canonical_json(value)
 
 
 def state_of(
