@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +51,7 @@ CHAIN, SEAL = "chain", "seal"
 _DUE = "audit_checkpoint_due"
 _LINES = "audit_checkpoint_lines"
 _TAIL_BYTES = 64 * 1024
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,14 @@ def signing_key(settings: Settings | None = None) -> SigningKey | None:
     path = (settings or get_settings()).audit_signing_key
     if path is None:
         return None
-    return _load(str(path), path.stat().st_mtime_ns)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise RuntimeError(
+            f"the audit signing key {path} (REGISTRY_AUDIT_SIGNING_KEY) does not exist: "
+            "create it with `ssreg audit keygen` or unset the setting"
+        ) from None
+    return _load(str(path), mtime)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +339,12 @@ def _write_lines_after_commit(session: Session) -> None:
     lines: list[Checkpoint] = session.info.pop(_LINES, [])
     path = get_settings().checkpoint_log
     if lines and path is not None:
-        append(path, lines)
+        try:
+            append(path, lines)
+        except OSError:
+            # The transaction is committed: its checkpoint rows stand, and verification
+            # notes rows without their line; the caller is not told of a failure that is not.
+            _log.exception("checkpoint file %s: %d line(s) not written", path, len(lines))
 
 
 @event.listens_for(Session, "after_rollback")
