@@ -55,7 +55,7 @@ from app.services import integrity, scopes
 from app.services import models as models_service
 from app.services.artifacts import load_npz
 from app.services.auth import Caller
-from app.services.canonical import plain, sha256_hex
+from app.services.canonical import sha256_hex
 from app.services.qualification import is_qualified
 from app.services.spectra_bodies import check_purpose, parse_arrow_body, parse_json_body
 from app.settings import get_settings
@@ -146,9 +146,12 @@ class CalledVersion:
 @dataclass(frozen=True)
 class _Cached:
     record: VersionRecord
-    # The lifecycle columns in the version's last audited state (plain JSON values).
-    status: str
-    review_due_at: str | None
+    # The lifecycle columns in the version's last audited state.
+    status: VersionStatus
+    review_due_at: datetime | None
+
+    def matches(self, now: VersionStatusNow) -> bool:
+        return self.status == now.status and self.review_due_at == now.review_due_at
 
 
 class _RecordCache:
@@ -168,19 +171,20 @@ class _RecordCache:
 
     def get(self, connection: Connection, now: VersionStatusNow) -> VersionRecord:
         cached = self._items.get(now.version_id)
-        if (
-            cached is None
-            or cached.status != now.status.value
-            or cached.review_due_at != plain(now.review_due_at)
-        ):
+        if cached is None or not cached.matches(now):
             cached = self._load(connection, now)
         return cached.record
 
     def _load(self, connection: Connection, now: VersionStatusNow) -> _Cached:
         record = predictions_repo.version_record(connection, now.version_id)
         audited = integrity.check_version(connection, record)
-        cached = _Cached(record, audited["status"], audited["review_due_at"])
-        if cached.status != now.status.value or cached.review_due_at != plain(now.review_due_at):
+        due = audited["review_due_at"]
+        cached = _Cached(
+            record,
+            VersionStatus(audited["status"]),
+            datetime.fromisoformat(due) if due is not None else None,
+        )
+        if not cached.matches(now):
             # A transition committed between the two reads (PostgreSQL reads each statement
             # in its own snapshot): the status this call read is not the one checked.
             raise Conflict(
