@@ -15,7 +15,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-run: $(STAMP)
+# The demo's signing key for the audit chain's checkpoints: a file outside the database (var/
+# holds the SQLite file too; in production keep it where the database's operators cannot).
+AUDIT_KEY := var/audit-signing.key
+run: export REGISTRY_AUDIT_SIGNING_KEY := $(AUDIT_KEY)
+
+$(AUDIT_KEY): | $(STAMP)
+	$(BIN)/ssreg audit keygen $(AUDIT_KEY)
+
+run: $(STAMP) $(AUDIT_KEY)
 	$(BIN)/ssreg migrate
 	$(BIN)/ssreg seed
 	@echo "serving on http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/docs)"

@@ -1,5 +1,5 @@
-"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit verify, store fsck, backup,
-restore, lifecycle run."""
+"""The ``ssreg`` command: serve, migrate, seed, demo, user, audit (verify, keygen,
+checkpoint), store fsck, backup, restore, lifecycle run, db (roles, grant)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ user_app = typer.Typer(help="Users and service accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 store_app = typer.Typer(help="The artifact store.", no_args_is_help=True)
 lifecycle_app = typer.Typer(help="The versions' requalification lifecycle.", no_args_is_help=True)
+db_app = typer.Typer(help="PostgreSQL roles: the schema owner and the runtime role.")
 app.add_typer(user_app, name="user")
+app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(store_app, name="store")
 app.add_typer(lifecycle_app, name="lifecycle")
@@ -38,18 +40,67 @@ def demo(seed: int = typer.Option(2026, help="Seed of the simulated campaign."))
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema to the newest Alembic revision (``upgrade head``)."""
+    """Bring the database schema to the newest Alembic revision (``upgrade head``) as the
+    migration login (``REGISTRY_MIGRATION_DATABASE_URL``, default the service's); then grant
+    the runtime role (``REGISTRY_RUNTIME_DB_ROLE``) its privileges and, with a signing key,
+    seal the chain (a signed checkpoint with every table's row count)."""
     from alembic import command
     from alembic.config import Config
 
     from app.settings import get_settings
 
+    settings = get_settings()
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    url = get_settings().database_url
+    url = settings.migration_url
     cfg.attributes["database_url"] = url
     command.upgrade(cfg, "head")
-    typer.echo(f"database at head: {url}")
+    typer.echo(f"database at head: {_without_password(url)}")
+    if settings.runtime_db_role is not None:
+        _grant(url, settings.runtime_db_role)
+    if settings.audit_signing_key is not None:
+        _seal(url)
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _grant(url: str, runtime: str) -> None:
+    from app.db.roles import grant_runtime
+    from app.db.session import make_engine
+
+    engine = make_engine(url)
+    if engine.dialect.name != "postgresql":
+        typer.echo("error: database roles are PostgreSQL's; SQLite has none", err=True)
+        raise typer.Exit(1)
+    try:
+        with engine.begin() as conn:
+            grant_runtime(conn, runtime)
+    finally:
+        engine.dispose()
+    typer.echo(f"granted {runtime}: SELECT, INSERT and the audited UPDATE columns")
+
+
+def _seal(url: str) -> None:
+    from app.db.session import make_engine, unit_of_work
+    from app.services.audit_seal import seal
+
+    engine = make_engine(url)
+    try:
+        with unit_of_work(bind=engine) as session:
+            checkpoint = seal(session)
+    finally:
+        engine.dispose()
+    if checkpoint is None:
+        typer.echo("audit chain empty or already sealed at its head: no seal written")
+    else:
+        typer.echo(
+            f"sealed the audit chain at seq {checkpoint.seq} with key {checkpoint.key_id} "
+            f"({sum((checkpoint.rows or {}).values())} rows counted)"
+        )
 
 
 @app.command()
@@ -212,25 +263,160 @@ def user_create(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain; exit 1 if an event was edited, deleted or inserted."""
+def audit_verify(
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-check the whole chain and every checkpoint.")
+    ] = False,
+    reconcile: Annotated[
+        bool,
+        typer.Option(help="Compare every record row with its last audited state."),
+    ] = True,
+) -> None:
+    """Verify the audit chain from its last signed checkpoint (``--full``: all of it, and
+    every checkpoint) and reconcile every record with its audited state; exit 1 on any
+    finding (each printed)."""
     from app.db.session import unit_of_work
-    from app.services.audit import verify_chain
+    from app.services.audit_verify import verify
     from app.telemetry import metrics
 
     with unit_of_work(read_only=True) as session:
-        report = verify_chain(session)
+        report = verify(session, full=full, with_reconciliation=reconcile)
     # Seen by /metrics when this command shares the servers' PROMETHEUS_MULTIPROC_DIR.
-    metrics.record_chain_verification(valid=report.valid, events=report.events, at=time.time())
-    if report.valid:
-        typer.echo(f"audit chain valid: {report.events} events")
-        return
-    typer.echo(
-        f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem} "
-        f"({report.events} events read)",
-        err=True,
-    )
-    raise typer.Exit(1)
+    metrics.record_chain_verification(valid=report.valid, events=report.head_seq, at=time.time())
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    where = f"from the checkpoint at seq {report.checked_from_seq}"
+    if report.checked_from_seq == 0:
+        where = "whole" + (" and anchored" if report.anchored else ", not anchored")
+    if report.chain_valid:
+        typer.echo(
+            f"audit chain valid: {report.head_seq} events ({report.events} read, {where}; "
+            f"{report.checkpoints_checked} checkpoint signatures checked"
+            + (f", key {report.key_id})" if report.key_id else ")")
+        )
+    else:
+        first = f" at seq {report.first_bad_seq}" if report.first_bad_seq else ""
+        typer.echo(f"audit chain BROKEN{first} ({report.events} events read, {where}):", err=True)
+        for problem in report.problems:
+            typer.echo(f"  {problem}", err=True)
+    rec = report.reconciliation
+    if rec is not None:
+        if rec.valid:
+            typer.echo(f"records reconciled: {rec.rows_checked} rows match their audited state")
+        else:
+            typer.echo(
+                f"records DIFFER from the audit trail: {len(rec.differences)} finding(s) in "
+                f"{rec.rows_checked} rows",
+                err=True,
+            )
+            for difference in rec.differences:
+                typer.echo(f"  {difference.describe()}", err=True)
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+@audit_app.command("keygen")
+def audit_keygen(
+    path: Annotated[Path, typer.Argument(help="Where the private key is written (mode 0600).")],
+) -> None:
+    """Write a new Ed25519 signing key for the chain's checkpoints (never overwrites) and
+    print its public key; point REGISTRY_AUDIT_SIGNING_KEY at it. Keep it outside the
+    database and its backups' reach."""
+    from app.errors import DomainError
+    from app.services.checkpoints import keygen
+
+    try:
+        public = keygen(path)
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"wrote {path}")
+    typer.echo(f"public key (base64, raw Ed25519): {public.b64}")
+    typer.echo(f"key id: {public.key_id}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Seal the chain now: a signed checkpoint of the head with every table's row count (for
+    cron; rows deleted from the prediction log show against it)."""
+    from app.settings import get_settings
+
+    if get_settings().audit_signing_key is None:
+        typer.echo("error: no signing key (REGISTRY_AUDIT_SIGNING_KEY)", err=True)
+        raise typer.Exit(1)
+    _seal(get_settings().database_url)
+
+
+@db_app.command("roles")
+def db_roles(
+    admin_url: Annotated[
+        str, typer.Option(help="A superuser's URL (any database but the registry's).")
+    ],
+    database: Annotated[str, typer.Option(help="The registry's database.")] = "registry",
+    owner: Annotated[str, typer.Option(help="The schema owner (runs migrations).")] = (
+        "registry_owner"
+    ),
+    runtime: Annotated[str, typer.Option(help="The role the service runs as.")] = "registry_app",
+    owner_password: Annotated[
+        str | None, typer.Option(envvar="REGISTRY_OWNER_PASSWORD", help="(prompted if unset)")
+    ] = None,
+    runtime_password: Annotated[
+        str | None, typer.Option(envvar="REGISTRY_RUNTIME_PASSWORD", help="(prompted if unset)")
+    ] = None,
+) -> None:
+    """Create the owner and runtime roles and the database owned by the owner (once, as a
+    superuser; existing ones are kept). Then: ``ssreg migrate`` with
+    REGISTRY_MIGRATION_DATABASE_URL (owner) and REGISTRY_RUNTIME_DB_ROLE, and serve with
+    REGISTRY_DATABASE_URL (runtime)."""
+    from sqlalchemy.engine import make_url
+
+    from app.db.roles import create_roles, prepare_schema
+    from app.db.session import make_engine
+
+    owner_password = owner_password or typer.prompt(f"password of {owner}", hide_input=True)
+    runtime_password = runtime_password or typer.prompt(f"password of {runtime}", hide_input=True)
+    admin = make_engine(admin_url)
+    try:
+        with admin.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            done = create_roles(
+                conn,
+                owner=owner,
+                owner_password=owner_password,
+                runtime=runtime,
+                runtime_password=runtime_password,
+                database=database,
+            )
+    finally:
+        admin.dispose()
+    owner_url = make_url(admin_url).set(database=database)
+    engine = make_engine(owner_url.render_as_string(hide_password=False))
+    try:
+        with engine.begin() as conn:
+            prepare_schema(conn, owner=owner)
+    finally:
+        engine.dispose()
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"roles ready: {owner} owns {database}; {runtime} may connect")
+
+
+@db_app.command("grant")
+def db_grant(
+    runtime: Annotated[
+        str | None, typer.Option(help="The runtime role (default REGISTRY_RUNTIME_DB_ROLE).")
+    ] = None,
+) -> None:
+    """Grant the runtime role SELECT, INSERT and the audited UPDATE columns on every table
+    (as the migration login; ``ssreg migrate`` does it after upgrading)."""
+    from app.settings import get_settings
+
+    settings = get_settings()
+    role = runtime or settings.runtime_db_role
+    if role is None:
+        typer.echo("error: name the runtime role (--runtime or REGISTRY_RUNTIME_DB_ROLE)", err=True)
+        raise typer.Exit(1)
+    _grant(settings.migration_url, role)
 
 
 @store_app.command("fsck")
@@ -256,8 +442,9 @@ def store_fsck(
         "store maintenance: ssreg store fsck --collect"
     ),
 ) -> None:
-    """Report missing, corrupt and unreferenced artifacts and temporary files left by
-    interrupted writes; exit 1 if any artifact is missing or corrupt."""
+    """Report missing, corrupt, repointed (a record pointing at another digest than its
+    audited one) and unreferenced artifacts and temporary files left by interrupted writes;
+    exit 1 if any artifact is missing, corrupt or repointed."""
     from app.db.session import unit_of_work
     from app.services.fsck import collect as collect_store
     from app.services.fsck import fsck
@@ -271,6 +458,7 @@ def store_fsck(
     for label, digests in (
         ("missing", report.missing),
         ("corrupt", report.corrupt),
+        ("repointed", report.repointed),
         ("unreferenced", report.unreferenced),
     ):
         typer.echo(f"{label}: {len(digests)}")

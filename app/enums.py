@@ -176,6 +176,9 @@ class AuditAction(StrEnum):
     monitoring_alarm = "monitoring.alarm"
     store_collect = "store.collect"
     backup_restore = "backup.restore"
+    # The state of a row that existed before events carried states, recorded once by the
+    # migration that introduced them: it attests the row as it was then, not before.
+    audit_baseline = "audit.baseline"
 
 
 class AuditEntityType(StrEnum):
@@ -194,6 +197,8 @@ class AuditEntityType(StrEnum):
     store = "store"
     backup = "backup"
     reference = "reference"
+    # A row of a table with no entity type of its own (baseline events: ``<table>:<id>``).
+    record = "record"
 
 
 class MonitoringRule(StrEnum):

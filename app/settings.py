@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///var/registry.db"
+    # The login that runs migrations and owns the schema (PostgreSQL: the owner role; the
+    # service runs as ``database_url``'s runtime role, which may not alter tables, disable
+    # triggers, DELETE or TRUNCATE). None: ``database_url`` (SQLite, embedded).
+    migration_database_url: str | None = None
+    # The runtime role ``ssreg migrate`` grants SELECT/INSERT and the audited UPDATEs to
+    # after upgrading (``ssreg db grant``); None: no grants (SQLite, or granted by hand).
+    runtime_db_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # FULL: every commit is fsynced (durable records). NORMAL trades the last commits on a
     # power cut for speed; never for GxP use.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
@@ -32,6 +39,17 @@ class Settings(BaseSettings):
     # `ssreg store fsck --collect` removes temporary files and unreferenced artifacts only when
     # they are older than this: anything younger may belong to a request still in flight.
     store_collect_grace_seconds: float = Field(default=3600, ge=0)
+
+    # Signed checkpoints of the audit chain: the operator's Ed25519 private key (PEM, written
+    # by ``ssreg audit keygen PATH``), kept outside the database. The service signs the chain
+    # head with it and appends each checkpoint to ``audit_checkpoint_log`` (default: next to
+    # the key, ``<key file>.checkpoints.jsonl``), a file the database cannot rewind. None: no
+    # checkpoints; the chain is then verified whole and is not anchored.
+    audit_signing_key: Path | None = None
+    audit_checkpoint_log: Path | None = None
+    # A transaction whose audit events reach a multiple of this sequence number signs the head
+    # when it commits (1: every transaction that appends an event).
+    audit_checkpoint_every: int = Field(default=1, ge=1)
 
     token_ttl_minutes: int = 480
     # A browser session ends this long after login (the pages' cookie holds its token).
@@ -113,6 +131,18 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path | None = Field(
         default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
     )
+
+    @property
+    def migration_url(self) -> str:
+        return self.migration_database_url or self.database_url
+
+    @property
+    def checkpoint_log(self) -> Path | None:
+        if self.audit_checkpoint_log is not None:
+            return self.audit_checkpoint_log
+        if self.audit_signing_key is None:
+            return None
+        return self.audit_signing_key.with_name(self.audit_signing_key.name + ".checkpoints.jsonl")
 
 
 @lru_cache

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -149,14 +149,15 @@ def set_lifecycle(
 ) -> None:
     """Put a version into ``status`` (and ``review_due_at``) directly through the test session.
 
-    BYPASSES THE LIFECYCLE: no signature, no lifecycle event, no audit row. A stand-in until
-    the signature and lifecycle services exist on this branch; switch these calls to signed
-    approvals / requalifications then.
+    BYPASSES THE LIFECYCLE: no signature, no lifecycle event; only an audit event of the
+    transition (so the row still matches its audited state: predict refuses a version
+    changed behind the application's back). A stand-in until these tests sign approvals.
     """
     from datetime import timedelta
 
     from app.db.base import utcnow
-    from app.enums import VersionStatus
+    from app.enums import AuditAction, AuditEntityType, VersionStatus
+    from app.services import audit
 
     row = session.scalars(
         select(ModelVersion)
@@ -165,4 +166,28 @@ def set_lifecycle(
     ).one()
     row.status = VersionStatus(status)
     row.review_due_at = utcnow() + timedelta(days=365) if review_due_at is None else review_due_at
-    session.flush()
+    audit.record(
+        session,
+        actor="pytest",
+        action=AuditAction.model_version_transition,
+        entity_type=AuditEntityType.model_version,
+        entity_id=row.id,
+        reason="test: lifecycle set directly",
+        after={"status": row.status, "review_due_at": row.review_due_at},
+    )
+
+
+def without_guards(session: Session, *tables: str) -> None:
+    """What the schema owner can do: remove the triggers that guard ``tables``, inside the
+    test's transaction (DDL is transactional on both backends: rolled back with the test)."""
+    if session.get_bind().dialect.name == "postgresql":
+        for table in tables:
+            session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+        return
+    for table in tables:
+        names = session.scalars(
+            text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+            {"t": table},
+        ).all()
+        for name in names:
+            session.execute(text(f"DROP TRIGGER {name}"))

@@ -201,6 +201,9 @@ def test_an_audit_event_hashes_as_the_readme_says(
     table = AuditEvent.__table__
     last, previous = session.execute(select(table).order_by(table.c.seq.desc()).limit(2)).mappings()
     payload = {key: last[key] for key in AUDIT_KEYS}
+    assert last["state_sha256"] is not None  # the transfer's completion wrote its row
+    assert _doc_sha256(last["state"]) == last["state_sha256"]
+    payload |= {"state": last["state"], "state_sha256": last["state_sha256"]}
     assert _doc_sha256(payload) == last["hash"]
     assert last["prev_hash"] == previous["hash"]
     assert last["seq"] == previous["seq"] + 1

@@ -250,3 +250,61 @@ def test_sample_request_writes_a_body_the_demo_alias_answers(tmp_path: Path) -> 
     assert parsed.sample_ids == body["sample_ids"]
     bad = CliRunner().invoke(app, ["sample-request", "--out", str(out), "--purpose", "x"])
     assert bad.exit_code != 0
+
+
+def test_keygen_then_verify_anchored_and_a_rewound_chain_fails(
+    embedded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = embedded / "keys" / "audit.pem"
+    result = runner.invoke(app, ["audit", "keygen", str(key)])
+    assert result.exit_code == 0, result.output
+    assert "public key (base64, raw Ed25519)" in result.output
+    assert runner.invoke(app, ["audit", "keygen", str(key)]).exit_code == 1  # never overwrites
+    monkeypatch.setenv("REGISTRY_AUDIT_SIGNING_KEY", str(key))
+    get_settings.cache_clear()
+    for name in ("carol", "dave"):
+        create = ["user", "create", "--username", name, "--role", "qa", "--full-name", name]
+        result = runner.invoke(app, [*create, "--password", "a long enough password"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["audit", "checkpoint"])
+    assert "sealed the audit chain at seq 2" in result.output, result.output
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "from the checkpoint at seq 2" in result.output
+    assert "records reconciled" in result.output
+    with get_engine().begin() as conn:
+        conn.execute(text("DROP TRIGGER audit_event_no_delete"))
+        conn.execute(text("DROP TRIGGER audit_head_guard_update"))
+        conn.execute(text("DROP TRIGGER audit_checkpoint_no_delete"))
+        conn.execute(text("DELETE FROM audit_checkpoint"))
+        conn.execute(text("DELETE FROM audit_event WHERE seq = 2"))
+        conn.execute(text("UPDATE audit_head SET seq = 1, hash = (SELECT hash FROM audit_event)"))
+    for args in (["audit", "verify"], ["audit", "verify", "--full"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert "rewound" in result.output
+        assert "user app_user" not in result.output
+
+
+def test_fsck_reports_a_version_repointed_at_another_artifact(embedded: Path) -> None:
+    from app.db.session import unit_of_work
+    from app.services.seed import seed_demo
+
+    with unit_of_work() as session:
+        seed_demo(session, get_store())
+    assert runner.invoke(app, ["store", "fsck"]).exit_code == 0
+    with get_engine().begin() as conn:
+        conn.execute(text("DROP TRIGGER model_version_guard_update"))
+        conn.execute(
+            text(
+                "UPDATE model_version SET artifact_sha256 = (SELECT artifact_sha256 FROM "
+                "model_version WHERE version = 2) WHERE version = 1"
+            )
+        )
+    result = runner.invoke(app, ["store", "fsck"])
+    assert result.exit_code == 1
+    assert "repointed: 1" in result.output
+    assert "artifact_sha256" in result.output
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 1
+    assert "artifact_sha256" in result.output

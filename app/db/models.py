@@ -118,6 +118,11 @@ class AuditEvent(Base):
     after: Mapped[dict[str, Any] | None]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The rows the event's transaction wrote, as they were after it ({"table:id": {column:
+    # value or {"sha256": ...}}}, see app/services/record_state.py) and that JSON's sha256;
+    # None on events that wrote no row and on events older than state hashing.
+    state: Mapped[dict[str, Any] | None]
+    state_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditHead(Base):
@@ -128,6 +133,22 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the chain: (seq, hash) signed with the operator's Ed25519 key,
+    which the database never holds. Also appended to a file outside the database. A *seal*
+    also carries every record table's row count. Append-only."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # chain | seal
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[dict[str, Any] | None]  # seals: {table: row count}
+    signature: Mapped[str] = mapped_column(String(128))  # base64 of the 64-byte signature
 
 
 class Domain(Base):

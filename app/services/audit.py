@@ -1,9 +1,14 @@
 """The audit trail: append hash-chained events in the caller's transaction, verify the chain.
 
 Each event's hash is sha256 over a canonical JSON of its fields and the previous event's hash
-(genesis: 64 zeros). Appends lock the single ``audit_head`` row, so concurrent requests and
-several worker processes on one PostgreSQL extend one chain in commit order; on SQLite the
-``BEGIN IMMEDIATE`` transactions already serialize writers.
+(genesis: 64 zeros). An event also holds the state of the rows its transaction wrote since
+the previous event (:mod:`app.services.record_state`), inside the hashed fields, which the
+reconciliation compares with the rows now; a transaction that appended events has the head
+signed when it commits (:mod:`app.services.checkpoints`).
+
+Appends lock the single ``audit_head`` row, so concurrent requests and several worker
+processes on one PostgreSQL extend one chain in commit order; on SQLite the ``BEGIN
+IMMEDIATE`` transactions already serialize writers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +32,8 @@ from app.db.repositories import audit as audit_rows
 from app.db.repositories import signatures as signature_rows
 from app.enums import AuditAction, AuditEntityType
 from app.errors import InvalidInput
+from app.services import checkpoints, record_state
+from app.services.canonical import sha256_hex
 
 GENESIS = "0" * 64
 HEAD_ID = audit_rows.HEAD_ID
@@ -57,8 +65,9 @@ def jsonable(value: Any) -> Any:
 
 
 def hashed_fields(event: AuditEvent) -> dict[str, Any]:
-    """The fields of an event its hash covers, as plain JSON values."""
-    return {
+    """The fields of an event its hash covers, as plain JSON values: ``state`` and
+    ``state_sha256`` only on events that hold a state (older events hash as they did)."""
+    fields = {
         "seq": event.seq,
         "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
         "actor": event.actor,
@@ -71,6 +80,10 @@ def hashed_fields(event: AuditEvent) -> dict[str, Any]:
         "after": event.after,
         "prev_hash": event.prev_hash,
     }
+    if event.state_sha256 is not None:
+        fields["state"] = event.state
+        fields["state_sha256"] = event.state_sha256
+    return fields
 
 
 def canonical_payload(event: AuditEvent) -> bytes:
@@ -112,8 +125,13 @@ def record(
     ``action`` and ``entity_type`` must be members of their closed vocabularies (a ValueError
     otherwise: a new action is added to :class:`~app.enums.AuditAction` first, so the API's
     filters and schema know it).
+
+    The event holds the state of every row the session wrote (flushed here) since its
+    previous event: call it after the change, as every call site does.
     """
     action, entity_type = AuditAction(action), AuditEntityType(entity_type)
+    session.flush()  # the caller's changes: the rows are noted as written
+    state = record_state.take_written(session)
     head = lock_chain(session)
     actor_name = actor if isinstance(actor, str) else actor.username
     actor_id = None if isinstance(actor, str) else actor.id
@@ -129,11 +147,14 @@ def record(
         before=jsonable(before) if before is not None else None,
         after=jsonable(after) if after is not None else None,
         prev_hash=head.hash,
+        state=state,
+        state_sha256=sha256_hex(state) if state is not None else None,
     )
     event.hash = event_hash(event)
     session.add(event)
     head.seq, head.hash = event.seq, event.hash
     session.flush()
+    checkpoints.mark_due(session, event.seq)
     return event
 
 
@@ -179,15 +200,24 @@ class ChainReport:
     problem: str | None
 
 
-def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
-    """Walk the chain in sequence order; report the first event that breaks it.
+def verify_chain(
+    session: Session,
+    *,
+    batch: int = 5000,
+    after_seq: int = 0,
+    after_hash: str = GENESIS,
+    seen: Callable[[int, str], None] | None = None,
+) -> ChainReport:
+    """Walk the chain in sequence order from the event after ``after_seq`` (whose hash is
+    ``after_hash``; by default the whole chain); report the first event that breaks it.
 
-    Detects an edited event (its hash no longer matches its content), a deleted or inserted
-    event (a gap in ``seq`` or a ``prev_hash`` that does not link), and a truncated tail (the
-    newest event does not match the head pointer).
+    Detects an edited event (its hash no longer matches its content, or its state its
+    ``state_sha256``), a deleted or inserted event (a gap in ``seq`` or a ``prev_hash`` that
+    does not link), and a truncated tail (the newest event does not match the head pointer).
+    ``seen(seq, hash)`` is called for every event read. ``events`` counts the events read.
     """
-    prev_hash, expected_seq, count, last_seq = GENESIS, 1, 0, 0
-    for event in audit_rows.in_sequence(session, batch=batch):
+    prev_hash, expected_seq, count, last_seq = after_hash, after_seq + 1, 0, after_seq
+    for event in audit_rows.in_sequence(session, batch=batch, after_seq=after_seq):
         count += 1
         if event.seq != expected_seq:
             bad = min(event.seq, expected_seq)
@@ -196,6 +226,10 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
             return ChainReport(False, count, event.seq, "previous-hash link broken")
         if event_hash(event) != event.hash:
             return ChainReport(False, count, event.seq, "event content does not match its hash")
+        if event.state_sha256 is not None and sha256_hex(event.state) != event.state_sha256:
+            return ChainReport(False, count, event.seq, "event state does not match its sha256")
+        if seen is not None:
+            seen(event.seq, event.hash)
         prev_hash, expected_seq, last_seq = event.hash, expected_seq + 1, event.seq
     head = audit_rows.head(session)
     head_seq, head_hash = (head.seq, head.hash) if head else (0, GENESIS)

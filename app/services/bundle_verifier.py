@@ -17,22 +17,33 @@ must run on an auditor's machine with nothing installed. It re-checks, offline:
 4. every signature in ``signatures.json`` against the record it is bound to: valid when its
    ``content_sha256`` equals the record's recomputed content hash. An invalid signature is
    reported, not a failure of the bundle (a record altered after signing is exported as it
-   is), unless the bundle itself states a different validity.
+   is), unless the bundle itself states a different validity;
 
 Exit status 0 when every check of the bundle passes, 1 when one fails (each failure is
 printed, naming the file), 2 when the bundle cannot be read.
 
-What it cannot detect: the bundle carries no key. Someone who rewrites a record, recomputes
-its ``content_sha256`` and the signatures' ``content_sha256`` and validity, and then the
-manifest, produces a bundle that passes; so does a rewritten audit segment whose hashes are
-all recomputed. The first event's ``prev_hash`` links the segment to the registry's chain:
-compare it (and the last event's hash) with the live chain (``GET /api/v1/audit``) or with an
-independently kept copy of the manifest's sha256 (the ``X-Manifest-SHA256`` header of the
-export) to rule that out.
+5. the signed checkpoints (``audit/checkpoints.json``): each one's Ed25519 signature with the
+   bundle's public key (a pure-Python verify of RFC 8032, below: no package to install), and
+   that the segment's event of its seq has the signed hash. The segment runs to the first
+   checkpoint at or after the last event concerned, so its last hash is signed by the
+   operator's key; the key id is printed: compare it with the one the operator publishes
+   (``ssreg audit keygen`` printed it).
+
+Exit status 0 when every check of the bundle passes, 1 when one fails (each failure is
+printed, naming the file), 2 when the bundle cannot be read.
+
+What it cannot detect alone: whoever rewrites a record and every hash after it, the manifest
+included, and signs new checkpoints with a key of their own, produces a bundle that passes
+with a *different key id*: compare the printed key id with the operator's. A bundle exported
+without a signing key configured has no checkpoint: then a rewritten audit segment whose
+hashes are all recomputed passes too, and the first event's ``prev_hash`` and the last hash
+must be compared with the live chain (``GET /api/v1/audit``) or with an independently kept
+copy of the manifest's sha256 (the ``X-Manifest-SHA256`` header of the export).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sys
@@ -46,6 +57,7 @@ CHAIN_SEGMENT = "audit/chain_segment.json"
 AUDIT_EVENTS = "audit/events.json"
 SIGNATURES = "signatures.json"
 RECORDS = "records/"
+CHECKPOINTS = "audit/checkpoints.json"
 # The fields an audit event's hash covers (its own ``hash`` aside), as the registry hashes them.
 AUDIT_FIELDS = (
     "seq",
@@ -60,6 +72,8 @@ AUDIT_FIELDS = (
     "after",
     "prev_hash",
 )
+# Covered too on events that hold the state of the rows they wrote (absent on older ones).
+STATE_FIELDS = ("state", "state_sha256")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -74,12 +88,92 @@ def sha256_hex(blob: bytes) -> str:
 
 
 def event_hash(event: dict[str, Any]) -> str:
-    """An audit event's hash: sha256 of the JSON of :data:`AUDIT_FIELDS` with sorted keys, no
-    whitespace, UTF-8 (app/services/audit.py ``canonical_payload``)."""
+    """An audit event's hash: sha256 of the JSON of :data:`AUDIT_FIELDS` (and
+    :data:`STATE_FIELDS` when the event has them) with sorted keys, no whitespace, UTF-8
+    (app/services/audit.py ``canonical_payload``)."""
     body = {name: event[name] for name in AUDIT_FIELDS}
+    if event.get("state_sha256") is not None:
+        body.update({name: event[name] for name in STATE_FIELDS})
     return sha256_hex(
         json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Ed25519 signature verification (RFC 8032, section 5.1.7), after the RFC's reference code.
+# Verification only: no secret is handled, so constant time does not matter here.
+# --------------------------------------------------------------------------------------------
+
+_P = 2**255 - 19
+_Q = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+_Point = tuple[int, int, int, int]  # extended coordinates (X, Y, Z, T)
+
+
+def _add(a: _Point, b: _Point) -> _Point:
+    p = _P
+    x = (a[1] - a[0]) * (b[1] - b[0]) % p
+    y = (a[1] + a[0]) * (b[1] + b[0]) % p
+    c = 2 * a[3] * b[3] * _D % p
+    d = 2 * a[2] * b[2] % p
+    e, f, g, h = y - x, d - c, d + c, y + x
+    return (e * f % p, g * h % p, f * g % p, e * h % p)
+
+
+def _times(n: int, point: _Point) -> _Point:
+    result: _Point = (0, 1, 1, 0)
+    while n > 0:
+        if n & 1:
+            result = _add(result, point)
+        point = _add(point, point)
+        n >>= 1
+    return result
+
+
+def _same(a: _Point, b: _Point) -> bool:
+    return (a[0] * b[2] - b[0] * a[2]) % _P == 0 and (a[1] * b[2] - b[1] * a[2]) % _P == 0
+
+
+def _x_of(y: int, sign: int) -> int | None:
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P != 0:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P != 0:
+        return None
+    return _P - x if (x & 1) != sign else x
+
+
+def _point(blob: bytes) -> _Point | None:
+    if len(blob) != 32:
+        return None
+    y = int.from_bytes(blob, "little")
+    sign, y = y >> 255, y & ((1 << 255) - 1)
+    x = _x_of(y, sign)
+    return None if x is None else (x, y, 1, x * y % _P)
+
+
+_GY = 4 * pow(5, _P - 2, _P) % _P
+_GX = _x_of(_GY, 0)
+assert _GX is not None
+_G: _Point = (_GX, _GY, 1, _GX * _GY % _P)
+
+
+def ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` (64 bytes) is ``public_key``'s (32 bytes) on ``message``."""
+    if len(signature) != 64:
+        return False
+    a, r = _point(public_key), _point(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if a is None or r is None or s >= _Q:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public_key + message).digest(), "little")
+    return _same(_times(s, _G), _add(r, _times(h % _Q, a)))
 
 
 @dataclass
@@ -211,6 +305,10 @@ def check_audit(files: dict[str, bytes], report: Report) -> None:
                 report.fail(f"{CHAIN_SEGMENT}: event {seq}: prev_hash does not link to {seq - 1}")
         if event_hash(event) != event["hash"]:
             report.fail(f"{CHAIN_SEGMENT}: event {seq}: its fields do not hash to its hash")
+        if event.get("state_sha256") is not None and event["state_sha256"] != sha256_hex(
+            canonical_json(event.get("state"))
+        ):
+            report.fail(f"{CHAIN_SEGMENT}: event {seq}: its state does not hash to state_sha256")
         by_seq[seq] = event
         previous = event
     if events:
@@ -235,6 +333,71 @@ def check_audit(files: dict[str, bytes], report: Report) -> None:
         elif event != by_seq[seq]:
             report.fail(f"{AUDIT_EVENTS}: event {seq} differs from the chain segment's")
     report.note(f"audit events concerned: {len(concerned)}")
+    check_checkpoints(files, by_seq, events[-1]["seq"] if events else None, report)
+
+
+def _signed_payload(cp: dict[str, Any]) -> bytes:
+    """The bytes a checkpoint's signature covers (app/services/checkpoints.py)."""
+    return canonical_json(
+        {k: cp.get(k) for k in ("seq", "hash", "signed_at", "key_id", "kind", "rows")}
+    )
+
+
+def check_checkpoints(
+    files: dict[str, bytes], by_seq: dict[int, dict[str, Any]], last: int | None, report: Report
+) -> None:
+    if CHECKPOINTS not in files:  # bundles of registries before signed checkpoints
+        report.note(f"{CHECKPOINTS}: absent: the chain segment is not anchored by a signature")
+        return
+    signed = _load(files, CHECKPOINTS, report)
+    if not isinstance(signed, dict) or not isinstance(signed.get("checkpoints"), list):
+        report.fail(f"{CHECKPOINTS}: not an object with a 'checkpoints' list")
+        return
+    if not signed["checkpoints"]:
+        report.note(
+            f"{CHECKPOINTS}: no signed checkpoint (no signing key configured): the chain "
+            "segment is not anchored; compare its hashes with the live chain"
+        )
+        return
+    try:
+        public = base64.b64decode(str(signed.get("public_key")), validate=True)
+    except ValueError:
+        report.fail(f"{CHECKPOINTS}: public_key is not base64")
+        return
+    key_id = hashlib.sha256(public).hexdigest()[:16]
+    if key_id != signed.get("key_id"):
+        report.fail(f"{CHECKPOINTS}: key_id {signed.get('key_id')} is not its public key's")
+    anchored = None
+    for cp in signed["checkpoints"]:
+        seq = cp.get("seq") if isinstance(cp, dict) else None
+        if not isinstance(seq, int):
+            report.fail(f"{CHECKPOINTS}: a checkpoint without a seq: {cp!r:.200}")
+            continue
+        try:
+            signature = base64.b64decode(str(cp.get("signature")), validate=True)
+        except ValueError:
+            signature = b""
+        if cp.get("key_id") != key_id or not ed25519_verify(public, _signed_payload(cp), signature):
+            report.fail(f"{CHECKPOINTS}: checkpoint {seq}: its signature does not verify")
+            continue
+        event = by_seq.get(seq)
+        if event is None:
+            report.fail(f"{CHECKPOINTS}: checkpoint {seq} is outside the chain segment")
+        elif event["hash"] != cp.get("hash"):
+            report.fail(
+                f"{CHECKPOINTS}: checkpoint {seq}: the segment's event {seq} does not have the "
+                "signed hash (the segment was rewritten)"
+            )
+        else:
+            anchored = seq if anchored is None else max(anchored, seq)
+    if anchored is None:
+        report.note(f"{CHECKPOINTS}: no checkpoint verified: the chain segment is not anchored")
+    else:
+        tail = "" if anchored == last else f" (events after {anchored} are not signed)"
+        report.note(
+            f"signed checkpoints: the segment is anchored at event {anchored} by key id "
+            f"{key_id}{tail}: compare that id with the one the registry's operator publishes"
+        )
 
 
 def verify(files: dict[str, bytes]) -> Report:

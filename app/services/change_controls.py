@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import (
     AliasAssignment,
+    AuditCheckpoint,
     AuditEvent,
     Dataset,
     Domain,
@@ -63,7 +64,7 @@ from app.schemas.change_controls import (
     ChangeControlSummary,
 )
 from app.schemas.common import read_from
-from app.services import audit, bundle_verifier, models, transfers
+from app.services import audit, bundle_verifier, checkpoints, models, transfers
 from app.services.canonical import canonical_json, record_content, record_sha256
 from app.services.paging import decode_keyed_cursor, encode_keyed_cursor
 from app.store import ArtifactStore
@@ -347,6 +348,17 @@ def _record_file(kind: SignedEntity, row: TransferRecord | ModelVersion, **extra
     )
 
 
+def _checkpoints_file(signed: list[AuditCheckpoint]) -> dict[str, Any]:
+    """The signed checkpoints within the segment and the public key that verifies them (the
+    operator's: compare its id with the one they publish)."""
+    key = checkpoints.signing_key()
+    return {
+        "public_key": key.public.b64 if key else None,
+        "key_id": key.public.key_id if key else None,
+        "checkpoints": [checkpoints.Checkpoint.from_row(c).as_json() for c in signed],
+    }
+
+
 def _stored(store: ArtifactStore, digest: str, what: str) -> str:
     state = store.check(digest)
     if state != "ok":
@@ -492,12 +504,14 @@ def export(session: Session, store: ArtifactStore, ref: str) -> Bundle:
     files["domain_events.json"] = canonical_json(_rows(dossier.domain_events))
     files["audit/events.json"] = canonical_json([audit_fields(e) for e in dossier.audit_events])
     segment: list[AuditEvent] = []
+    signed: list[AuditCheckpoint] = []
     if dossier.audit_events:
-        segment = cc_rows.audit_segment(
-            session,
-            first_seq=dossier.audit_events[0].seq,
-            last_seq=dossier.audit_events[-1].seq,
-        )
+        first_seq, last_seq = dossier.audit_events[0].seq, dossier.audit_events[-1].seq
+        # To the first signed checkpoint at or after the last event concerned: then the
+        # segment ends on a hash signed with the operator's key.
+        last_seq = cc_rows.first_checkpoint_from(session, last_seq) or last_seq
+        segment = cc_rows.audit_segment(session, first_seq=first_seq, last_seq=last_seq)
+        signed = cc_rows.checkpoints_within(session, first_seq=first_seq, last_seq=last_seq)
     files["audit/chain_segment.json"] = canonical_json(
         {
             "first_seq": segment[0].seq if segment else None,
@@ -505,6 +519,7 @@ def export(session: Session, store: ArtifactStore, ref: str) -> Bundle:
             "events": [audit_fields(e) for e in segment],
         }
     )
+    files["audit/checkpoints.json"] = canonical_json(_checkpoints_file(signed))
     hashes = _hashes(store, dossier)
     files["hashes.json"] = canonical_json(hashes)
     files["verify.py"] = Path(bundle_verifier.__file__).read_bytes()

@@ -1,5 +1,7 @@
-"""Store check: every artifact the database references is present and intact, and nothing
-unreferenced or left over lies in the store; collection of what is left over."""
+"""Store check: every artifact the database references is present and intact, each record
+points at the artifact its audit trail says (a version's ``artifact_sha256`` repointed at
+another version's file is found here: that file is intact), and nothing unreferenced or left
+over lies in the store; collection of what is left over."""
 
 from __future__ import annotations
 
@@ -8,16 +10,24 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from app.db.base import Base
 from app.db.models import User
 from app.db.repositories import datasets as dataset_rows
 from app.db.repositories import models as model_rows
 from app.enums import AuditAction, AuditEntityType
-from app.services import audit
+from app.services import audit, reconcile
 from app.store import ArtifactStore
 from app.store.local import StoreFile
 
 # The audit entity of a collection: the artifact store as a whole.
 STORE_ENTITY_ID = "artifact-store"
+
+# The columns by which records point at the store.
+DIGEST_COLUMNS = {
+    "dataset": ("sha256",),
+    "model_version": ("artifact_sha256",),
+    "transfer": ("artifact_sha256",),
+}
 
 
 def referenced_digests(session: Session) -> set[str]:
@@ -33,10 +43,26 @@ class FsckReport:
     unreferenced: list[str] = field(default_factory=list)
     # Temporary files of writes that never finished (a process killed mid-write).
     temporary: list[StoreFile] = field(default_factory=list)
+    # "<table> <id>: <column> <audited> -> <now>", or "... has no audited state".
+    repointed: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
-        return not self.missing and not self.corrupt
+        return not self.missing and not self.corrupt and not self.repointed
+
+
+def repointed(session: Session) -> list[str]:
+    """Records whose digest column is not the one of their last audited state (or that have
+    no audited state at all)."""
+    tables = [Base.metadata.tables[name] for name in DIGEST_COLUMNS]
+    found = []
+    for d in reconcile.reconcile(session, tables=tables).differences:
+        if d.kind == "unaudited":
+            found.append(f"{d.table} {d.entity_id}: no audited state")
+        for f in d.fields:
+            if f.field in DIGEST_COLUMNS[d.table]:
+                found.append(f"{d.table} {d.entity_id}: {f.field} {f.audited} -> {f.current}")
+    return found
 
 
 def fsck(session: Session, store: ArtifactStore) -> FsckReport:
@@ -50,6 +76,7 @@ def fsck(session: Session, store: ArtifactStore) -> FsckReport:
         elif state == "corrupt":
             report.corrupt.append(digest)
     report.unreferenced = sorted(set(store.digests()) - refs)
+    report.repointed = repointed(session)
     report.temporary = list(store.temporaries())
     return report
 

@@ -56,8 +56,8 @@ from app.db.repositories.predictions import VersionRecord, VersionStatusNow
 from app.enums import QUALIFIED_STATUSES, PredictionPurpose, TransferStatus, VersionStatus
 from app.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, WouldBlock
 from app.schemas.predict import FLAG_CONFIDENCE, NOT_FOR_GMP
+from app.services import integrity, scopes
 from app.services import models as models_service
-from app.services import scopes
 from app.services.artifacts import load_npz
 from app.services.auth import Caller
 from app.services.canonical import sha256_hex
@@ -148,24 +148,58 @@ class CalledVersion:
         return is_qualified(self.status, self.review_due_at)
 
 
+@dataclass(frozen=True)
+class _Cached:
+    record: VersionRecord
+    # The lifecycle columns in the version's last audited state.
+    status: VersionStatus
+    review_due_at: datetime | None
+
+    def matches(self, now: VersionStatusNow) -> bool:
+        return self.status == now.status and self.review_due_at == now.review_due_at
+
+
 class _RecordCache:
     """Version id -> :class:`VersionRecord`. Version rows never change except their status,
-    which is not cached; ids are random UUIDs, so entries cannot collide across databases."""
+    which is not cached; ids are random UUIDs, so entries cannot collide across databases.
+
+    A version enters the cache only when its row equals its last audited state (the row
+    changed behind the application's back is refused, :class:`IntegrityFailure`), and a call
+    whose fresh status or review date is not the audited one checks the row again: a
+    legitimate transition is audited and passes, an UPDATE behind the application's back
+    does not. So the check costs one comparison per call and two queries per change."""
 
     def __init__(self, maxsize: int = 1024) -> None:
         self.maxsize = maxsize
-        self._items: dict[uuid.UUID, VersionRecord] = {}
+        self._items: dict[uuid.UUID, _Cached] = {}
         self._lock = threading.Lock()
 
-    def get(self, connection: Connection, version_id: uuid.UUID) -> VersionRecord:
-        record = self._items.get(version_id)
-        if record is None:
-            record = predictions_repo.version_record(connection, version_id)
-            with self._lock:
-                if len(self._items) >= self.maxsize:
-                    self._items.clear()
-                self._items[version_id] = record
-        return record
+    def get(self, connection: Connection, now: VersionStatusNow) -> VersionRecord:
+        cached = self._items.get(now.version_id)
+        if cached is None or not cached.matches(now):
+            cached = self._load(connection, now)
+        return cached.record
+
+    def _load(self, connection: Connection, now: VersionStatusNow) -> _Cached:
+        record = predictions_repo.version_record(connection, now.version_id)
+        audited = integrity.check_version(connection, record)
+        due = audited["review_due_at"]
+        cached = _Cached(
+            record,
+            VersionStatus(audited["status"]),
+            datetime.fromisoformat(due) if due is not None else None,
+        )
+        if not cached.matches(now):
+            # A transition committed between the two reads (PostgreSQL reads each statement
+            # in its own snapshot): the status this call read is not the one checked.
+            raise Conflict(
+                f"{record.model} v{record.version}: its status changed during the call; call again"
+            )
+        with self._lock:
+            if len(self._items) >= self.maxsize:
+                self._items.clear()
+            self._items[now.version_id] = cached
+        return cached
 
     def clear(self) -> None:
         with self._lock:
@@ -192,7 +226,7 @@ def resolve_version(connection: Connection, model_name: str, version: int) -> Ca
 def _called(
     connection: Connection, now: VersionStatusNow, alias: str | None = None
 ) -> CalledVersion:
-    record = version_records.get(connection, now.version_id)
+    record = version_records.get(connection, now)
     return CalledVersion(record, now.status, now.transfer_status, now.review_due_at, alias)
 
 

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent, Domain
 from app.enums import Role, SignatureMeaning, VersionStatus
-from app.services import audit, bundle_verifier
+from app.services import audit, bundle_verifier, checkpoints
 from app.services.canonical import record_sha256, sha256_hex
+from app.settings import get_settings
 from app.store import LocalStore
 from tests.change_control_factories import (
     add_alias_move,
@@ -350,6 +352,7 @@ def test_the_export_is_a_deterministic_zip_with_every_part(
         [
             "alias_moves.json",
             "audit/chain_segment.json",
+            "audit/checkpoints.json",
             "audit/events.json",
             "domain_events.json",
             "hashes.json",
@@ -544,3 +547,77 @@ def test_a_reference_carried_by_a_domain_event_alone_exports_and_verifies(
     assert json.loads(files["hashes.json"]) == {"datasets": [], "artifacts": []}
     done = _run_verifier(bundle, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+def signing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "audit.key"
+    checkpoints.keygen(path)
+    monkeypatch.setenv("REGISTRY_AUDIT_SIGNING_KEY", str(path))
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
+
+
+def test_a_signed_bundle_is_anchored_and_a_recomputed_segment_fails_its_signature(
+    signing_key: Path,
+    client: TestClient,
+    actors: dict[Role, Actor],
+    under_cc: dict[str, Any],
+    tmp_path: Path,
+    session: Session,
+) -> None:
+    session.commit()  # the fixture's last events (written by factories) commit: signed
+    extracted = _extract(_export(client, actors).content, tmp_path / "bundle")
+    signed = json.loads((extracted / "audit" / "checkpoints.json").read_bytes())
+    key = checkpoints.signing_key()
+    assert key is not None
+    assert signed["key_id"] == key.public.key_id
+    segment_path = extracted / "audit" / "chain_segment.json"
+    segment = json.loads(segment_path.read_bytes())
+    assert segment["last_seq"] == signed["checkpoints"][-1]["seq"]  # the segment ends signed
+    done = _run_verifier(extracted, tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert f"anchored at event {segment['last_seq']} by key id {key.public.key_id}" in done.stdout
+
+    # The forger edits an event and recomputes every later hash and the manifest.
+    events = segment["events"]
+    events[1]["reason"] = "nothing to see here"
+    for i in range(1, len(events)):
+        events[i]["prev_hash"] = events[i - 1]["hash"]
+        events[i]["hash"] = bundle_verifier.event_hash(events[i])
+    segment_path.write_bytes(bundle_verifier.canonical_json(segment))
+    concerned_path = extracted / "audit" / "events.json"
+    by_seq = {e["seq"]: e for e in events}
+    concerned = [by_seq[e["seq"]] for e in json.loads(concerned_path.read_bytes())]
+    concerned_path.write_bytes(bundle_verifier.canonical_json(concerned))
+    _write_manifest(extracted)
+    done = _run_verifier(extracted, tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert "does not have the signed hash (the segment was rewritten)" in done.stdout
+
+
+def test_the_verifiers_ed25519_agrees_with_the_rfc_and_cryptography() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    # RFC 8032, section 7.1, TEST 1 (empty message).
+    public = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    signature = bytes.fromhex(
+        "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e"
+        "39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+    )
+    assert bundle_verifier.ed25519_verify(public, b"", signature)
+    assert not bundle_verifier.ed25519_verify(public, b"x", signature)
+    private = Ed25519PrivateKey.generate()
+    raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    for n in (0, 1, 64, 1000):
+        message = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        good = private.sign(message)
+        assert bundle_verifier.ed25519_verify(raw, message, good)
+        for i in (0, 31, 32, 63):
+            bad = bytearray(good)
+            bad[i] ^= 0x01
+            assert not bundle_verifier.ed25519_verify(raw, message, bytes(bad))

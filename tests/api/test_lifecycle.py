@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.models import AuditEvent, LifecycleEvent
 from app.enums import Role
-from app.services import lifecycle
+from app.services import lifecycle, qualification
 from tests.helpers import PASSWORD, Actor, assert_error
 from tests.signing import approve_version, sign_version
 
@@ -205,28 +205,30 @@ def test_a_domain_event_in_the_future_or_on_an_unknown_domain_is_refused(
 
 
 def test_past_its_review_date_a_version_is_not_qualified_before_and_after_the_run(
-    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dev = actors[Role.developer]
     approve_version(client, actors, review_interval_days=30)
     assert _card(client, dev)["qualified"] is True
     assert _predict(client, dev, trained).json()["qualified"] is True
-    # The review date passes (moved back in the database: it is not part of the signed content).
-    past = utcnow() - timedelta(days=1)
-    session.execute(
-        text("UPDATE model_version SET review_due_at = :t WHERE version = 1"), {"t": past}
-    )
-    session.expire_all()
+    # The review date passes: the clock moves 31 days on (the row is not touched: a change
+    # behind the application's back would be refused by predict's integrity check).
+    later = utcnow() + timedelta(days=31)
+    monkeypatch.setattr(qualification, "utcnow", lambda: later)
     card = _card(client, dev)
     assert (card["status"], card["qualified"]) == ("approved", False)
     assert all(s["valid"] for s in card["signatures"])
     assert _predict(client, dev, trained).json()["qualified"] is False
 
-    done = lifecycle.record_due_reviews(session, actor="cli:test")
+    done = lifecycle.record_due_reviews(session, actor="cli:test", now=later)
     assert [(name, e.to_status.value, e.trigger.value) for name, e in done] == [
         ("titer_pls v1", "requalification_due", "review_date")
     ]
-    assert lifecycle.record_due_reviews(session, actor="cli:test") == []  # idempotent
+    assert lifecycle.record_due_reviews(session, actor="cli:test", now=later) == []  # idempotent
     card = _card(client, dev)
     assert (card["status"], card["qualified"]) == ("requalification_due", False)
     events = session.scalars(

@@ -23,6 +23,7 @@ from app.core.serving import ServingModel
 from app.db.models import AuditEvent, ModelVersion, PredictionLog
 from app.enums import Role, VersionStatus
 from app.schemas.predict import ARROW_STREAM, PredictionRead
+from app.services import audit
 from app.services import predict as predict_service
 from app.settings import get_settings
 from app.store import LocalStore
@@ -323,6 +324,19 @@ def test_spectra_far_outside_the_calibration_are_flagged(
     )
 
 
+def _audit_transition(session: Session, version: ModelVersion) -> None:
+    """The audit event of a status change (predict refuses a version whose row differs from
+    its last audited state)."""
+    audit.record(
+        session,
+        actor="pytest",
+        action="model_version.transition",
+        entity_type="model_version",
+        entity_id=version.id,
+        reason="test",
+    )
+
+
 def test_the_status_is_read_fresh_on_every_call(
     client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
 ) -> None:
@@ -331,12 +345,12 @@ def test_the_status_is_read_fresh_on_every_call(
     assert _post(client, plant, content).json()["qualified"] is False
     version = session.get(ModelVersion, uuid.UUID(trained["version"]["id"]))
     assert version is not None
-    version.status = VersionStatus.approved  # what the GxP workflow will do
-    session.flush()
+    version.status = VersionStatus.approved  # what the GxP workflow does, audited
+    _audit_transition(session, version)
     out = _post(client, plant, content).json()
     assert (out["status"], out["qualified"]) == ("approved", True)
     version.status = VersionStatus.retired
-    session.flush()
+    _audit_transition(session, version)
     r = _post(client, plant, content)
     assert r.status_code == 409
     assert "retired" in r.json()["detail"]

@@ -118,3 +118,100 @@ def test_free_text_intended_use_becomes_a_class_and_a_statement(
     finally:
         if pg_name:
             _drop_pg_database(pg_name)
+
+
+def test_rows_from_before_state_hashing_get_a_baseline_that_reconciles(
+    backend: str, worker_id_safe: str, tmp_path: Path
+) -> None:
+    """Revision 1fa9417ffd5f on a database with records and a chain: one audit.baseline event
+    per row, chained after the existing head; the records then reconcile, and a row changed
+    afterwards behind the application's back is named."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from app.db.models import AuditEvent
+    from app.db.session import make_engine, unit_of_work
+    from app.services import audit, audit_verify
+
+    url, pg_name = fresh_database(backend, f"{worker_id_safe}_baseline", tmp_path)
+    try:
+        cfg = alembic_config(url)
+        command.downgrade(cfg, "5e2d8c41a9f0")
+        eng = make_engine(url)
+        ids = {k: uuid.uuid4().hex for k in "udsm"}
+        ids["u"] = _USER
+        params = {**ids, "sha": "a" * 64}
+        if backend == "postgresql":
+            params = {k: (str(uuid.UUID(v)) if k in "udsm" else v) for k, v in params.items()}
+        old = AuditEvent(
+            seq=1,
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+            actor="m",
+            actor_id=None,
+            action="user.create",
+            entity_type="user",
+            entity_id=_USER,
+            reason="before states",
+            before=None,
+            after={"username": "m"},
+            prev_hash=audit.GENESIS,
+        )
+        old.hash = audit.event_hash(old)
+        with eng.begin() as conn:
+            for row in _ROWS:
+                conn.execute(text(row), params)
+            vid = uuid.uuid4()
+            conn.execute(
+                text(_VERSION),
+                {
+                    **params,
+                    "id": vid.hex if backend == "sqlite" else str(vid),
+                    "n": 1,
+                    "use": "advisory",
+                },
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (seq, occurred_at, actor, action, entity_type, "
+                    "entity_id, reason, after, prev_hash, hash) VALUES (1, :at, 'm', "
+                    "'user.create', 'user', :u, 'before states', :after, :prev, :h)"
+                ),
+                {
+                    "at": old.occurred_at,
+                    "u": _USER,
+                    "after": '{"username": "m"}',
+                    "prev": audit.GENESIS,
+                    "h": old.hash,
+                },
+            )
+            conn.execute(
+                text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 1, :h)"), {"h": old.hash}
+            )
+        eng.dispose()
+        command.upgrade(cfg, "head")
+        eng = make_engine(url)
+        with unit_of_work(bind=eng, read_only=True) as session:
+            report = audit_verify.verify(session)
+            baseline = session.execute(
+                text("SELECT entity_type FROM audit_event WHERE action = 'audit.baseline'")
+            ).scalars()
+            assert sorted(baseline) == ["dataset", "domain", "model", "model_version", "user"]
+        assert report.valid, (report.problems, report.reconciliation)
+        assert report.head_seq == 6
+        with eng.begin() as conn:
+            if backend == "sqlite":
+                conn.execute(text("DROP TRIGGER soft_sensor_model_no_update"))
+            else:
+                conn.execute(text("ALTER TABLE soft_sensor_model DISABLE TRIGGER USER"))
+            conn.execute(text("UPDATE soft_sensor_model SET units = 'mg/L'"))
+        with unit_of_work(bind=eng, read_only=True) as session:
+            rec = audit_verify.verify(session).reconciliation
+        assert rec is not None
+        assert [(d.table, [f.field for f in d.fields]) for d in rec.differences] == [
+            ("soft_sensor_model", ["units"])
+        ]
+        eng.dispose()
+    finally:
+        if pg_name:
+            _drop_pg_database(pg_name)

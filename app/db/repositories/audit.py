@@ -5,11 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from app.db.models import AuditEvent, AuditHead
+from app.db.models import AuditCheckpoint, AuditEvent, AuditHead
 
 HEAD_ID = 1
 
@@ -28,10 +41,76 @@ def add_event(session: Session, event: AuditEvent) -> None:
     session.add(event)
 
 
-def in_sequence(session: Session, *, batch: int) -> Iterator[AuditEvent]:
-    """Every event in sequence order, read ``batch`` rows at a time."""
-    stmt = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)
+def in_sequence(session: Session, *, batch: int, after_seq: int = 0) -> Iterator[AuditEvent]:
+    """Every event after ``after_seq`` in sequence order, read ``batch`` rows at a time."""
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.seq > after_seq)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=batch)
+    )
     yield from session.scalars(stmt)
+
+
+def event_hash_at(session: Session, seq: int) -> str | None:
+    return session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+
+
+def states(session: Session, *, batch: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, state) of every event that holds a state, in sequence order."""
+    stmt = (
+        select(AuditEvent.seq, AuditEvent.state)
+        .where(AuditEvent.state_sha256.is_not(None))
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=batch)
+    )
+    for row in session.execute(stmt):
+        yield row.seq, row.state
+
+
+_ENTITY_STATES = (
+    select(AuditEvent.seq, AuditEvent.state)
+    .where(
+        AuditEvent.entity_type == bindparam("entity_type"),
+        AuditEvent.entity_id == bindparam("entity_id"),
+        AuditEvent.state_sha256.is_not(None),
+    )
+    .order_by(AuditEvent.seq.desc())
+)
+
+
+def entity_states(
+    connection: Connection, entity_type: str, entity_id: str
+) -> list[tuple[int, dict[str, Any]]]:
+    """(seq, state) of the entity's events that hold a state, newest first."""
+    rows = connection.execute(_ENTITY_STATES, {"entity_type": entity_type, "entity_id": entity_id})
+    return [(seq, state) for seq, state in rows]
+
+
+def table_rows(session: Session, table: Table, *, batch: int) -> Iterator[Row[Any]]:
+    """Every row of ``table`` (its primary key's order), ``batch`` rows at a time."""
+    stmt = select(table).order_by(*table.primary_key.columns).execution_options(yield_per=batch)
+    yield from session.execute(stmt)
+
+
+def count_rows(session: Session, table: Table) -> int:
+    return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def newest_checkpoint(session: Session, *, kind: str | None = None) -> AuditCheckpoint | None:
+    stmt = select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)
+    if kind is not None:
+        stmt = stmt.where(AuditCheckpoint.kind == kind)
+    return session.scalars(stmt).first()
+
+
+def all_checkpoints(session: Session) -> list[AuditCheckpoint]:
+    stmt = select(AuditCheckpoint).order_by(AuditCheckpoint.seq, AuditCheckpoint.kind)
+    return list(session.scalars(stmt))
+
+
+def add_checkpoint(session: Session, checkpoint: AuditCheckpoint) -> None:
+    session.add(checkpoint)
 
 
 @dataclass(frozen=True)
@@ -79,3 +158,30 @@ def page(
     if after_seq is not None:
         stmt = stmt.where(AuditEvent.seq > after_seq)
     return list(session.scalars(stmt.limit(limit)))
+
+
+# Core statements for the baseline, which runs inside a migration (the ORM models may be
+# ahead of the schema there): only the columns given.
+_EVENTS, _HEAD = cast(Table, AuditEvent.__table__), cast(Table, AuditHead.__table__)
+
+
+def head_values(connection: Connection) -> tuple[int, str] | None:
+    row = connection.execute(
+        select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID)
+    ).one_or_none()
+    return None if row is None else (row.seq, row.hash)
+
+
+def rows_of(connection: Connection, table: Table, columns: list[Column[Any]]) -> Iterator[Row[Any]]:
+    yield from connection.execute(select(*columns).order_by(table.c.id))
+
+
+def append_events(
+    connection: Connection, rows: list[dict[str, Any]], *, seq: int, hash: str, had_head: bool
+) -> None:
+    """Insert events and move the head to (seq, hash)."""
+    connection.execute(insert(_EVENTS), rows)
+    if had_head:
+        connection.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=hash))
+    else:
+        connection.execute(insert(_HEAD), {"id": HEAD_ID, "seq": seq, "hash": hash})

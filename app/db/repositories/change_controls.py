@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from app.db.base import UTCDateTime
 from app.db.models import (
     AliasAssignment,
+    AuditCheckpoint,
     AuditEvent,
     DomainEvent,
     LifecycleEvent,
@@ -232,5 +233,20 @@ def audit_segment(session: Session, *, first_seq: int, last_seq: int) -> list[Au
         select(AuditEvent)
         .where(AuditEvent.seq >= first_seq, AuditEvent.seq <= last_seq)
         .order_by(AuditEvent.seq)
+    )
+    return list(session.scalars(stmt))
+
+
+def first_checkpoint_from(session: Session, seq: int) -> int | None:
+    """The seq of the first signed checkpoint at or after ``seq`` (None: none yet)."""
+    stmt = select(func.min(AuditCheckpoint.seq)).where(AuditCheckpoint.seq >= seq)
+    return session.scalar(stmt)
+
+
+def checkpoints_within(session: Session, *, first_seq: int, last_seq: int) -> list[AuditCheckpoint]:
+    stmt = (
+        select(AuditCheckpoint)
+        .where(AuditCheckpoint.seq >= first_seq, AuditCheckpoint.seq <= last_seq)
+        .order_by(AuditCheckpoint.seq, AuditCheckpoint.kind)
     )
     return list(session.scalars(stmt))

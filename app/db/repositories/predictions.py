@@ -174,3 +174,11 @@ def insert_prediction_log(connection: Connection, values: dict[str, Any]) -> Non
     """One prediction-log row, executed now in the connection's transaction (a plain INSERT:
     no unit of work to flush)."""
     connection.execute(_INSERT_LOG, values)
+
+
+_VERSION_ROW = select(_mv).where(_mv.c.id == bindparam("version_id"))
+
+
+def version_row(connection: Connection, version_id: uuid.UUID) -> Any:
+    """The version's row, every column (``row._mapping`` keyed by the table's columns)."""
+    return connection.execute(_VERSION_ROW, {"version_id": version_id}).one()

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import AccessToken, AccountScope, User
@@ -148,9 +148,9 @@ def add_token(session: Session, token: AccessToken) -> None:
 
 
 def expire_token(session: Session, digest: str, at: datetime) -> None:
-    """End the token with this sha256 at ``at`` (a logout; the row stays)."""
-    session.execute(
-        update(AccessToken)
-        .where(AccessToken.token_hash == digest, AccessToken.expires_at > at)
-        .values(expires_at=at)
-    )
+    """End the token with this sha256 at ``at`` (a logout; the row stays). Through the ORM,
+    so the audit event of the logout holds the token's new state."""
+    stmt = select(AccessToken).where(AccessToken.token_hash == digest, AccessToken.expires_at > at)
+    for token in session.scalars(stmt):
+        token.expires_at = at
+    session.flush()

@@ -1,0 +1,240 @@
+"""Records changed behind the application's back (issue 14): refused by the database while
+its guards stand, and, when the schema owner drops them, named by the reconciliation and
+refused by the predict path and the store check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from app.db.base import Base
+from app.enums import Role
+from app.services import audit_verify, checkpoints
+from app.services.audit_seal import seal
+from app.services.fsck import fsck
+from app.settings import get_settings
+from app.store import LocalStore
+from tests.helpers import Actor, assert_error, without_guards
+from tests.signing import approve_version
+
+V1 = "/api/v1/models/titer_pls/versions/1"
+# The attack of issue 14: a draft version made approved with limits nothing exceeds.
+WIDEN = (
+    "UPDATE model_version SET status = 'approved', t2_limit_99 = 1e12, q_limit_99 = 1e12, "
+    "operating_range_min = -1e9, operating_range_max = 1e9 WHERE version = 1"
+)
+
+
+def _predict(client: TestClient, actor: Actor, spectra: Any) -> Any:
+    body = json.dumps({"spectra": spectra, "purpose": "evaluation"}).encode()
+    return client.post(
+        V1 + "/predict", content=body, headers={**actor.headers, "Content-Type": "application/json"}
+    )
+
+
+def _verify(client: TestClient, actors: dict[Role, Actor]) -> dict[str, Any]:
+    r = client.get("/api/v1/audit/verify", headers=actors[Role.auditor].headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _differences(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(kind, table): {field: (audited, current)}} of the reconciliation's findings."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in report["reconciliation"]["differences"]:
+        out.setdefault((d["kind"], d["table"]), {}).update(
+            {f["field"]: (f["audited"], f["current"]) for f in d["fields"]}
+        )
+    return out
+
+
+def test_the_workflow_reconciles_clean(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any]
+) -> None:
+    approve_version(client, actors)
+    report = _verify(client, actors)
+    assert report["valid"] is True, report
+    assert report["reconciliation"]["differences"] == []
+    assert report["reconciliation"]["tables"]["model_version"] >= 1
+
+
+def test_the_widening_update_is_refused_by_the_database(
+    client: TestClient, trained: dict[str, Any], session: Session
+) -> None:
+    with pytest.raises(DBAPIError, match="not allowed"), session.begin_nested():
+        session.execute(text(WIDEN))
+
+
+def test_a_widened_version_is_named_by_the_reconciliation_and_not_served(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
+) -> None:
+    dev = actors[Role.developer]
+    spectra = np.full((1, trained["X"].shape[1]), 5000.0).tolist()
+    first = _predict(client, dev, spectra)
+    assert first.status_code == 200, first.text
+    assert first.json()["qualified"] is False  # a draft version, and far out of range
+    without_guards(session, "model_version")
+    session.execute(text(WIDEN))
+    session.expire_all()
+
+    r = _predict(client, dev, spectra)
+    assert_error(r, 500, "differs from its audited state", "status", code="integrity_failure")
+    changed = _differences(_verify(client, actors))[("changed", "model_version")]
+    assert changed["status"] == ("draft", "approved")
+    assert changed["t2_limit_99"][1] == 1e12
+    assert set(changed) == {
+        "status",
+        "t2_limit_99",
+        "q_limit_99",
+        "operating_range_min",
+        "operating_range_max",
+    }
+
+
+def test_a_limit_changed_then_carried_into_a_transition_is_found(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
+) -> None:
+    without_guards(session, "model_version")
+    session.execute(text("UPDATE model_version SET t2_limit_99 = 1e12 WHERE version = 1"))
+    session.expire_all()
+    approve_version(client, actors)  # the approval's event holds the altered row
+    report = _verify(client, actors)
+    assert report["valid"] is False
+    assert _differences(report)[("changed_between", "model_version")]["t2_limit_99"][1] == 1e12
+    r = _predict(client, actors[Role.developer], trained["X"][:1].tolist())
+    assert_error(r, 500, "t2_limit_99 (between events)", code="integrity_failure")
+
+
+def test_a_role_raised_to_admin_is_named(
+    client: TestClient, actors: dict[Role, Actor], session: Session
+) -> None:
+    session.execute(text("UPDATE app_user SET role = 'admin' WHERE username = 'test-auditor'"))
+    session.expire_all()
+    report = _verify(client, actors)
+    assert report["valid"] is False
+    assert _differences(report)[("changed", "app_user")] == {"role": ("auditor", "admin")}
+
+
+def test_a_repointed_artifact_is_named_by_fsck_and_the_reconciliation(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    store: LocalStore,
+) -> None:
+    dev = actors[Role.developer].headers
+    body = {"dataset_sha256": trained["version"]["dataset_sha256"], "reason": "second"}
+    body["intended_use"] = "monitoring"
+    body["n_components"] = 2
+    r = client.post("/api/v1/models/titer_pls/versions", json=body, headers=dev)
+    assert r.status_code == 201, r.text
+    v2 = r.json()["artifact_sha256"]
+    assert fsck(session, store).healthy
+    repoint = text("UPDATE model_version SET artifact_sha256 = :d WHERE version = 1").bindparams(
+        d=v2
+    )
+    with pytest.raises(DBAPIError, match="not allowed"), session.begin_nested():
+        session.execute(repoint)
+    without_guards(session, "model_version")
+    session.execute(repoint)
+    report = fsck(session, store)
+    assert not report.healthy
+    assert report.missing == report.corrupt == []  # v2's file is intact: only the pointer moved
+    assert [line for line in report.repointed if "artifact_sha256" in line] != []
+    assert v2 in report.repointed[0]
+    assert "artifact_sha256" in _differences(_verify(client, actors))[("changed", "model_version")]
+
+
+def test_rows_deleted_behind_the_back_are_named_missing(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
+) -> None:
+    approve_version(client, actors)
+    tables = ("lifecycle_event", "signature", "model_version", "prediction_log")
+    without_guards(session, *tables)
+    for table in tables:
+        session.execute(text(f"DELETE FROM {table}"))
+    found = _differences(_verify(client, actors))
+    assert ("missing", "model_version") in found
+    assert ("missing", "signature") in found
+    assert ("missing", "lifecycle_event") in found
+
+
+def test_a_row_inserted_behind_the_back_has_no_audited_state(
+    client: TestClient, actors: dict[Role, Actor], session: Session
+) -> None:
+    session.execute(
+        text(
+            "INSERT INTO domain (id, name, instrument, probe_serial, scale, site, created_at, "
+            "created_by_id) SELECT :id, 'forged', 'i', 'p', 's', 's', created_at, id "
+            "FROM app_user WHERE username = 'test-admin'"
+        ),
+        {"id": "0" * 31 + "1"},
+    )
+    report = audit_verify.verify(session)
+    kinds = [(d.kind, d.table) for d in report.reconciliation.differences]  # type: ignore[union-attr]
+    assert kinds == [("unaudited", "domain")]
+
+
+@pytest.fixture
+def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = tmp_path / "audit.key"
+    checkpoints.keygen(path)
+    monkeypatch.setenv("REGISTRY_AUDIT_SIGNING_KEY", str(path))
+    get_settings.cache_clear()
+    yield path
+    get_settings.cache_clear()
+
+
+def test_prediction_log_rows_removed_are_found_against_the_seal(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+    backend: str,
+) -> None:
+    for _ in range(2):
+        assert (
+            _predict(client, actors[Role.developer], trained["X"][:1].tolist()).status_code == 200
+        )
+    sealed = seal(session)
+    assert sealed is not None
+    assert sealed.rows is not None
+    assert sealed.rows["prediction_log"] == 2
+    wipe = "TRUNCATE prediction_log" if backend == "postgresql" else "DELETE FROM prediction_log"
+    with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
+        session.execute(text(wipe))
+    without_guards(session, "prediction_log")
+    session.execute(text(wipe))
+    report = _verify(client, actors)
+    assert report["valid"] is False
+    assert _differences(report)[("rows_removed", "prediction_log")] == {"rows": (2, 0)}
+
+
+def test_truncated_records_are_found_missing(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    backend: str,
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's")
+    approve_version(client, actors)
+    truncate = "TRUNCATE transfer, model_version, dataset CASCADE"
+    with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
+        session.execute(text(truncate))
+    without_guards(session, *Base.metadata.tables)
+    session.execute(text(truncate))
+    found = _differences(_verify(client, actors))
+    for table in ("dataset", "model_version", "lifecycle_event"):
+        assert ("missing", table) in found, table
