@@ -158,7 +158,13 @@ def test_rows_deleted_behind_the_back_are_named_missing(
     client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
 ) -> None:
     approve_version(client, actors)
-    tables = ("lifecycle_event", "signature", "model_version", "prediction_log")
+    tables = (
+        "monitoring_settings",
+        "lifecycle_event",
+        "signature",
+        "model_version",
+        "prediction_log",
+    )
     without_guards(session, *tables)
     for table in tables:
         session.execute(text(f"DELETE FROM {table}"))
@@ -210,10 +216,12 @@ def test_prediction_log_rows_removed_are_found_against_the_seal(
     assert sealed is not None
     assert sealed.rows is not None
     assert sealed.rows["prediction_log"] == 2
-    wipe = "TRUNCATE prediction_log" if backend == "postgresql" else "DELETE FROM prediction_log"
+    # Its reference results go with it (a TRUNCATE of the log alone is refused by their key).
+    tables = "prediction_log, reference_result"
+    wipe = f"TRUNCATE {tables}" if backend == "postgresql" else "DELETE FROM prediction_log"
     with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
         session.execute(text(wipe))
-    without_guards(session, "prediction_log")
+    without_guards(session, "prediction_log", "reference_result")
     session.execute(text(wipe))
     report = _verify(client, actors)
     assert report["valid"] is False

@@ -40,6 +40,10 @@ IMMUTABLE_CHANGE = {
     "lifecycle_event": "reason = 'x'",
     "alias_assignment": "reason = 'x'",
     "account_scope": "reason = 'x'",
+    "login_failure": "client_address = 'x'",
+    "monitoring_settings": "figures_basis = 'x'",
+    "reference_result": "alias = 'x'",
+    "monitoring_alarm": "message = 'x'",
 }
 # UPDATEs audited actions make, per table (on a row whose guards allow them).
 ALLOWED_CHANGE = {
@@ -66,10 +70,13 @@ def demo(session: Session, store: LocalStore, tmp_path: Path) -> Iterator[Sessio
     get_settings.cache_clear()
     seeded = seed_demo(session, store)
     qa = DEMO_USERS[Role.qa]
-    assert auth.login(session, username=qa, password=seeded.credentials[qa]) is not None
+    assert (
+        auth.login(session, username=qa, password=seeded.credentials[qa], client_host="192.0.2.1")
+        is not None
+    )
     admin = user_rows.by_username(session, DEMO_USERS[Role.admin])
     assert admin is not None
-    domain = domain_rows.all_by_name(session)[0]
+    domain = domain_rows.by_name_page(session, limit=1)[0]
     lifecycle.record_domain_event(
         session,
         domain,
