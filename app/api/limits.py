@@ -190,7 +190,8 @@ class RequestBodyGuard:
 
     async def check_sender(self, scope: Scope, credential: Literal["bearer", "cookie"]) -> None:
         """401 (API) or 303 to the login page (pages) unless the request's credential is
-        valid now; the route checks it again, with its role."""
+        valid now; the route then checks the role (and, but for predictions, the credential
+        again)."""
         connection = HTTPConnection(scope)
         if credential == "bearer":
             scheme, _, secret = connection.headers.get("authorization", "").partition(" ")
