@@ -8,6 +8,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from app.api.deps import QA, AuditReader, CatalogReader, Predictor, SessionDep
+from app.api.json_body import StrictJSONRoute
 from app.api.params import ModelName, VersionNumber
 from app.schemas.common import CONFLICT, ERRORS, NOT_FOUND, ErrorBody
 from app.schemas.monitoring import (
@@ -20,7 +21,7 @@ from app.schemas.monitoring import (
 from app.services import models as models_service
 from app.services import monitoring
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.post(
