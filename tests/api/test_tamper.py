@@ -217,11 +217,11 @@ def test_prediction_log_rows_removed_are_found_against_the_seal(
     assert sealed.rows is not None
     assert sealed.rows["prediction_log"] == 2
     # Its reference results go with it (a TRUNCATE of the log alone is refused by their key).
-    tables = "prediction_log, reference_result"
+    tables = "prediction_log, reference_result, monitoring_alarm"
     wipe = f"TRUNCATE {tables}" if backend == "postgresql" else "DELETE FROM prediction_log"
     with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
         session.execute(text(wipe))
-    without_guards(session, "prediction_log", "reference_result")
+    without_guards(session, "prediction_log", "reference_result", "monitoring_alarm")
     session.execute(text(wipe))
     report = _verify(client, actors)
     assert report["valid"] is False

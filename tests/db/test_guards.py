@@ -74,6 +74,7 @@ def demo(session: Session, store: LocalStore, tmp_path: Path) -> Iterator[Sessio
         auth.login(session, username=qa, password=seeded.credentials[qa], client_host="192.0.2.1")
         is not None
     )
+    assert auth.login(session, username=qa, password="wrong", client_host="192.0.2.1") is None
     admin = user_rows.by_username(session, DEMO_USERS[Role.admin])
     assert admin is not None
     domain = domain_rows.by_name_page(session, limit=1)[0]
@@ -117,7 +118,11 @@ def test_the_database_refuses_what_the_guards_refuse(demo: Session, backend: str
         if backend == "postgresql":
             assert "append-only" in _refused(session, f"TRUNCATE {table} CASCADE"), table
     if backend == "postgresql":
-        assert "append-only" in _refused(session, "TRUNCATE prediction_log")
+        # The issue's attack: refused by the references' key, and with them by the guard.
+        assert "foreign key" in _refused(session, "TRUNCATE prediction_log")
+        assert "append-only" in _refused(
+            session, "TRUNCATE prediction_log, reference_result, monitoring_alarm"
+        )
         assert "append-only" in _refused(
             session, "TRUNCATE transfer, model_version, dataset CASCADE"
         )
