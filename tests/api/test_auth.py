@@ -99,10 +99,10 @@ def _login_events(session: Session) -> list[AuditEvent]:
     ("username", "fragment"),
     [
         ("u" * 65, "username: String should have at most 64 characters"),
-        ("u" * 2**16, "username: String should have at most 64 characters"),
+        ("u" * 2**13, "username: String should have at most 64 characters"),
         ("test-qa\x00", "username: must not contain the NUL character"),
     ],
-    ids=["65 characters", "64 KiB", "NUL"],
+    ids=["65 characters", "8 KiB", "NUL"],
 )
 def test_a_user_name_no_account_can_have_is_a_422_and_not_audited(
     client: TestClient, session: Session, username: str, fragment: str

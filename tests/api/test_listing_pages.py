@@ -27,7 +27,7 @@ def _walk(client: TestClient, url: str, headers: dict[str, str]) -> list[list[An
         link = r.headers.get("Link")
         url = ""
         if link is not None:
-            found = re.fullmatch(r'<http://testserver(/[^>]+)>; rel="next"', link)
+            found = re.fullmatch(r'<http://127.0.0.1:8000(/[^>]+)>; rel="next"', link)
             assert found, link
             url = found.group(1)
     return pages

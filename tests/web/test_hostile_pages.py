@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.api.limits import SIGN_IN_BODY_BYTES
 from app.db.models import AuditEvent
 from app.web import records, routes
 from tests.api.test_hostile_input import HOSTILE_INTEGERS, HOSTILE_TEXTS, _call_app
@@ -95,6 +96,13 @@ def test_a_hostile_value_in_a_page_is_a_422_naming_it(
             body=encoded if where == "form" else b"",
             content_type="application/x-www-form-urlencoded" if where == "form" else None,
         )
+        if r.status_code == 413:  # over the sign-in forms' body cap: refused before reading
+            assert r.json()["error"] == "payload_too_large", label
+            assert len(encoded) > SIGN_IN_BODY_BYTES, label
+            continue
+        if where == "form" and r.json().get("error") == "sign_in_required":
+            # No session: the body guard refuses before the body (and its value) is read.
+            continue
         assert r.status_code == 422, (label, r.content[:300])
         parts = r.json()["detail"].split("; ")
         assert any(part.startswith(f"{name}: ") for part in parts), (label, parts)
@@ -113,7 +121,7 @@ def _login_failures(session: Session) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-@pytest.mark.parametrize("username", ["u" * 65, "x" * 2**16, "qa\x00"], ids=["65", "64 KiB", "NUL"])
+@pytest.mark.parametrize("username", ["u" * 65, "x" * 2**13, "qa\x00"], ids=["65", "8 KiB", "NUL"])
 def test_the_login_form_refuses_a_name_no_account_can_have_without_auditing(
     client: TestClient, session: Session, username: str
 ) -> None:
