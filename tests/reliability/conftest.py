@@ -1,0 +1,330 @@
+"""A deployment as processes: a fresh database brought to head by a one-shot ``ssreg migrate``,
+one store directory, and ``ssreg serve`` processes started, killed (SIGKILL) and restarted on
+them; the checks an operator runs afterwards (``ssreg audit verify``, ``ssreg store fsck``).
+
+Every test module here is marked ``reliability`` (``pytest -m reliability`` runs only these).
+They run inside ``make test``; each server start costs about 3 s of CPU (the app's imports), so the
+tests restart only where a kill needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from app.cli import app as ssreg_app
+from app.db.models import AuditEvent, Dataset, ModelVersion
+from app.db.session import dispose_engines, make_engine, unit_of_work
+from app.enums import Role
+from app.services import auth as auth_service
+from app.services.fsck import referenced_digests
+from app.settings import get_settings
+from app.store import LocalStore, get_store
+from bench._serving import free_port
+from tests.conftest import ROOT, _drop_pg_database, _pg_database_url
+from tests.helpers import PASSWORD
+
+SERVE = (sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1")
+READY_SECONDS = 120  # a start takes ~3 s of CPU; on a loaded 2-core machine far longer
+_CACHES = (get_settings, get_store)
+
+
+@dataclass
+class Server:
+    """One ``ssreg serve`` process (its own process group) and its log."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    log: Path
+
+    def client(self, token: str | None = None, timeout: float = 120) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process does nothing more until killed; what it left can be read."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """kill -9 (the whole process group: uvicorn and any worker it forked)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if not self.alive:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+@dataclass
+class Deployment:
+    """A migrated database (``url``) and a store directory shared by every server started."""
+
+    backend: str
+    url: str
+    store_root: Path
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    servers: list[Server] = field(default_factory=list)
+    _engine: Engine | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return os.environ | {
+            "REGISTRY_DATABASE_URL": self.url,
+            "REGISTRY_STORE_ROOT": str(self.store_root),
+        }
+
+    @property
+    def store(self) -> LocalStore:
+        return LocalStore(self.store_root)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.url)
+        return self._engine
+
+    def migrate(self) -> None:
+        """The one-shot migration step, as its own process (as a deployment runs it)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", "migrate"],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def serve(self) -> Server:
+        """Start ``ssreg serve`` on a free port; returns once ``/readyz`` answers 200."""
+        port = free_port()
+        log = self.tmp / f"server-{len(self.servers) + 1}-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*SERVE, "--port", str(port)],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: kill() reaches every process of it
+            )
+        server = Server(proc, f"http://127.0.0.1:{port}", log)
+        self.servers.append(server)
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            if not server.alive:
+                raise AssertionError(
+                    f"ssreg serve exited with {proc.returncode}\n{server.log_tail()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{server.base}/readyz", timeout=5).status_code == 200:
+                    return server
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ssreg serve not ready in {READY_SECONDS} s")
+            time.sleep(0.2)
+
+    def user(self, username: str, role: Role) -> str:
+        """Create a user (committed) and return a bearer token of theirs."""
+        with unit_of_work(bind=self.engine) as session:
+            auth_service.create_user(
+                session,
+                username=username,
+                full_name=username.replace("-", " ").title(),
+                role=role,
+                password=PASSWORD,
+                actor="pytest",
+                reason="reliability test",
+            )
+            issued = auth_service.login(session, username=username, password=PASSWORD)
+            assert issued is not None
+            return issued.token
+
+    def ssreg(self, *args: str) -> tuple[int, str]:
+        """Run an ``ssreg`` command against this deployment (in this process, which has the
+        app imported already): its exit code and output."""
+        with self.monkeypatch.context() as patch:
+            patch.setenv("REGISTRY_DATABASE_URL", self.url)
+            patch.setenv("REGISTRY_STORE_ROOT", str(self.store_root))
+            _forget_configuration()
+            try:
+                result = CliRunner().invoke(ssreg_app, list(args))
+            finally:
+                _forget_configuration()
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.output
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _forget_configuration() -> None:
+    dispose_engines()
+    for cached in _CACHES:
+        cached.cache_clear()
+
+
+def _tag(request: pytest.FixtureRequest) -> str:
+    wid = getattr(request.config, "workerinput", {}).get("workerid", "main")
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
+    return f"rel_{wid}_{os.getpid()}_{digest}"
+
+
+@contextlib.contextmanager
+def deployment_on(
+    backend: str, request: pytest.FixtureRequest, tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    pg_name = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'registry.db'}"
+    else:
+        pg_name = f"registry_test_{_tag(request)}"
+        url = _pg_database_url(pg_name)
+    deployment = Deployment(backend, url, tmp / "store", tmp, monkeypatch)
+    try:
+        deployment.migrate()
+        yield deployment
+    finally:
+        deployment.close()
+        if pg_name is not None:
+            _drop_pg_database(pg_name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    """A deployment on SQLite, then on PostgreSQL."""
+    with deployment_on(str(request.param), request, tmp_path, monkeypatch) as d:
+        yield d
+
+
+@pytest.fixture
+def pg_deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    """A deployment on PostgreSQL (several processes share one database)."""
+    with deployment_on("postgresql", request, tmp_path, monkeypatch) as d:
+        yield d
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def audit_chain(deployment: Deployment) -> int:
+    """``ssreg audit verify`` must say the chain is valid; returns how many events it read.
+    The events' sequence numbers must run 1..n without a gap."""
+    code, output = deployment.ssreg("audit", "verify")
+    assert code == 0, output
+    assert output.startswith("audit chain valid: "), output
+    events = int(output.split(": ", 1)[1].split()[0])
+    with Session(deployment.engine) as s:
+        seqs = list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
+    assert seqs == list(range(1, len(seqs) + 1)), "audit sequence numbers have a gap"
+    assert events == len(seqs)
+    return events
+
+
+@dataclass(frozen=True)
+class StoreState:
+    artifacts: frozenset[str]  # final files, named by their digest
+    temporary: frozenset[Path]  # .tmp-* files: a write interrupted before it was linked
+    unreferenced: frozenset[str]  # what ssreg store fsck lists as such
+
+
+def parse_fsck(output: str) -> dict[str, list[str]]:
+    """``ssreg store fsck``'s sections: ``label: n`` followed by n indented lines."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith("  ") and current is not None:
+            current.append(line.split()[0])
+        elif ": " in line and not line.startswith("checked"):
+            label, count = line.split(": ", 1)
+            current = sections.setdefault(label, [])
+            assert count.strip().isdigit(), line
+        else:
+            current = None
+    return sections
+
+
+def store_consistent(deployment: Deployment) -> StoreState:
+    """What must hold after any crash, read from the database, the store and ``ssreg store
+    fsck``: every dataset and version row's file exists and hashes to the row's sha256; fsck
+    finds nothing missing or corrupt; every file in the store is an artifact a record
+    references, one fsck lists as unreferenced, an interrupted write's ``.tmp-*`` file or a
+    ``.kept`` mark - nothing else, and never a partial file under an artifact's name."""
+    store = deployment.store
+    with Session(deployment.engine) as s:
+        rows = set(s.scalars(select(Dataset.sha256))) | set(
+            s.scalars(select(ModelVersion.artifact_sha256))
+        )
+        referenced = referenced_digests(s)
+    for digest in sorted(rows):
+        path = store.path(digest)
+        assert path.is_file(), f"a record names {digest}, which is not in the store"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{digest} is corrupt"
+
+    code, output = deployment.ssreg("store", "fsck")
+    assert code == 0, output
+    sections = parse_fsck(output)
+    assert sections["missing"] == [], output
+    assert sections["corrupt"] == [], output
+
+    artifacts: set[str] = set()
+    temporary: set[Path] = set()
+    base = store.root / "sha256"
+    for path in base.rglob("*") if base.exists() else ():
+        if path.is_dir():
+            assert path.parent == base, path
+            assert len(path.name) == 2, path
+            continue
+        name = path.name
+        if name.startswith(".tmp-"):
+            temporary.add(path)
+        elif name.endswith(".kept"):
+            assert path.with_name(name.removesuffix(".kept")).exists(), path
+        else:
+            assert path == store.path(name), f"unexpected file in the store: {path}"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == name, f"partial {path}"
+            artifacts.add(name)
+    unreferenced = set(sections["unreferenced"])
+    assert artifacts - referenced == unreferenced, output
+    return StoreState(frozenset(artifacts), frozenset(temporary), frozenset(unreferenced))
+
+
+def count(deployment: Deployment, what: type[object]) -> int:
+    with Session(deployment.engine) as s:
+        return int(s.scalar(select(func.count()).select_from(what)) or 0)  # type: ignore[arg-type]
