@@ -13,14 +13,17 @@ import contextlib
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -35,7 +38,7 @@ from app.services.fsck import referenced_digests
 from app.settings import get_settings
 from app.store import LocalStore, get_store
 from bench._serving import free_port
-from tests.conftest import ROOT, _drop_pg_database, _pg_database_url
+from tests.conftest import PG_ADMIN_URL, ROOT, _drop_pg_database, _pg_database_url
 from tests.helpers import PASSWORD
 
 SERVE = (sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1")
@@ -62,6 +65,9 @@ class Server:
     def freeze(self) -> None:
         """SIGSTOP: the process does nothing more until killed; what it left can be read."""
         os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """kill -9 (the whole process group: uvicorn and any worker it forked)."""
@@ -111,6 +117,11 @@ class Deployment:
         if self._engine is None:
             self._engine = make_engine(self.url)
         return self._engine
+
+    def read(self) -> contextlib.AbstractContextManager[Session]:
+        """A read-only unit of work (on SQLite a snapshot that takes no lock, so it does not
+        wait for a server frozen inside its write transaction)."""
+        return unit_of_work(read_only=True, bind=self.engine)
 
     def migrate(self) -> None:
         """The one-shot migration step, as its own process (as a deployment runs it)."""
@@ -190,6 +201,49 @@ class Deployment:
             self._engine.dispose()
 
 
+class InFlight:
+    """A request run in a thread; ``outcome`` is its response or the exception it met."""
+
+    def __init__(self, call: Callable[[], httpx.Response]) -> None:
+        self.outcome: httpx.Response | BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self.thread.start()
+
+    def _run(self, call: Callable[[], httpx.Response]) -> None:
+        try:
+            self.outcome = call()
+        except BaseException as exc:  # the test reads it
+            self.outcome = exc
+
+    def finished(self) -> BaseException | httpx.Response:
+        self.thread.join(timeout=60)
+        assert self.outcome is not None, "the request did not end after the kill"
+        return self.outcome
+
+
+def transaction_open(deployment: Deployment) -> bool:
+    """Whether a server holds a write transaction open on the database right now: on
+    PostgreSQL a backend idle in a transaction, on SQLite the write lock taken."""
+    if deployment.backend == "sqlite":
+        probe = sqlite3.connect(deployment.url.removeprefix("sqlite:///"), timeout=0)
+        probe.isolation_level = None
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()",
+            (deployment.engine.url.database,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def _forget_configuration() -> None:
     dispose_engines()
     for cached in _CACHES:
@@ -250,7 +304,7 @@ def audit_chain(deployment: Deployment) -> int:
     assert code == 0, output
     assert output.startswith("audit chain valid: "), output
     events = int(output.split(": ", 1)[1].split()[0])
-    with Session(deployment.engine) as s:
+    with deployment.read() as s:
         seqs = list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
     assert seqs == list(range(1, len(seqs) + 1)), "audit sequence numbers have a gap"
     assert events == len(seqs)
@@ -287,7 +341,7 @@ def store_consistent(deployment: Deployment) -> StoreState:
     references, one fsck lists as unreferenced, an interrupted write's ``.tmp-*`` file or a
     ``.kept`` mark - nothing else, and never a partial file under an artifact's name."""
     store = deployment.store
-    with Session(deployment.engine) as s:
+    with deployment.read() as s:
         rows = set(s.scalars(select(Dataset.sha256))) | set(
             s.scalars(select(ModelVersion.artifact_sha256))
         )
@@ -326,5 +380,5 @@ def store_consistent(deployment: Deployment) -> StoreState:
 
 
 def count(deployment: Deployment, what: type[object]) -> int:
-    with Session(deployment.engine) as s:
+    with deployment.read() as s:
         return int(s.scalar(select(func.count()).select_from(what)) or 0)  # type: ignore[arg-type]

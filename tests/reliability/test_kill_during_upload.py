@@ -15,13 +15,18 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from app.db.models import Dataset
 from app.enums import Role
 from app.store.local import sha256_hex
 from tests.factories import DOMAIN, REFERENCE, create_domain, make_spectral_table
-from tests.reliability.conftest import Deployment, Server, audit_chain, store_consistent
+from tests.reliability.conftest import (
+    Deployment,
+    InFlight,
+    Server,
+    audit_chain,
+    store_consistent,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -66,26 +71,6 @@ def _post(server: Server, token: str, blob: bytes, **stream: object) -> httpx.Re
         return client.post("/api/v1/datasets", content=chunks, headers=headers)
 
 
-class InFlight:
-    """A request run in a thread; ``outcome`` is its response or the exception it met."""
-
-    def __init__(self, call: Callable[[], httpx.Response]) -> None:
-        self.outcome: httpx.Response | BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self.thread.start()
-
-    def _run(self, call: Callable[[], httpx.Response]) -> None:
-        try:
-            self.outcome = call()
-        except BaseException as exc:  # the test reads it
-            self.outcome = exc
-
-    def finished(self) -> BaseException | httpx.Response:
-        self.thread.join(timeout=60)
-        assert self.outcome is not None, "the request did not end after the kill"
-        return self.outcome
-
-
 def _files(directory: Path) -> set[str]:
     try:
         return set(os.listdir(directory))
@@ -106,7 +91,7 @@ def _kill_when(server: Server, request: InFlight, seen: Callable[[], bool], what
 
 
 def _datasets(deployment: Deployment) -> list[str]:
-    with Session(deployment.engine) as s:
+    with deployment.read() as s:
         return list(s.scalars(select(Dataset.sha256)))
 
 
