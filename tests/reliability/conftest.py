@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -175,7 +175,9 @@ class Deployment:
                 actor="pytest",
                 reason="reliability test",
             )
-            issued = auth_service.login(session, username=username, password=PASSWORD)
+            issued = auth_service.login(
+                session, username=username, password=PASSWORD, client_host="127.0.0.1"
+            )
             assert issued is not None
             return issued.token
 
@@ -338,8 +340,9 @@ def store_consistent(deployment: Deployment) -> StoreState:
     """What must hold after any crash, read from the database, the store and ``ssreg store
     fsck``: every dataset and version row's file exists and hashes to the row's sha256; fsck
     finds nothing missing or corrupt; every file in the store is an artifact a record
-    references, one fsck lists as unreferenced, an interrupted write's ``.tmp-*`` file or a
-    ``.kept`` mark - nothing else, and never a partial file under an artifact's name."""
+    references, one fsck lists as unreferenced, a ``.kept`` mark, or a temporary file of an
+    interrupted write that fsck lists - nothing else, and never a partial file under an
+    artifact's name."""
     store = deployment.store
     with deployment.read() as s:
         rows = set(s.scalars(select(Dataset.sha256))) | set(
@@ -360,13 +363,11 @@ def store_consistent(deployment: Deployment) -> StoreState:
     artifacts: set[str] = set()
     temporary: set[Path] = set()
     base = store.root / "sha256"
-    for path in base.rglob("*") if base.exists() else ():
-        if path.is_dir():
-            assert path.parent == base, path
-            assert len(path.name) == 2, path
+    for path in store.root.rglob("*") if store.root.exists() else ():
+        if path == base or (path.is_dir() and path.parent == base and len(path.name) == 2):
             continue
         name = path.name
-        if name.startswith(".tmp-"):
+        if name.startswith((".tmp-", ".probe-")):
             temporary.add(path)
         elif name.endswith(".kept"):
             assert path.with_name(name.removesuffix(".kept")).exists(), path
@@ -376,9 +377,6 @@ def store_consistent(deployment: Deployment) -> StoreState:
             artifacts.add(name)
     unreferenced = set(sections["unreferenced"])
     assert artifacts - referenced == unreferenced, output
+    listed = {str(p.relative_to(store.root)) for p in temporary}
+    assert listed == set(sections["temporary"]), output
     return StoreState(frozenset(artifacts), frozenset(temporary), frozenset(unreferenced))
-
-
-def count(deployment: Deployment, what: type[object]) -> int:
-    with deployment.read() as s:
-        return int(s.scalar(select(func.count()).select_from(what)) or 0)  # type: ignore[arg-type]

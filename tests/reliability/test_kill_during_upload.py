@@ -165,3 +165,12 @@ def test_uploads_killed_in_flight_mid_write_and_after_the_write_leave_nothing_ha
     assert state.artifacts == {digest, sha256_hex(small)}
     assert state.unreferenced == set()
     assert audit_chain(deployment) == before + 2
+
+    # What the kills left, fsck --collect removes (nothing is being written now), audited.
+    code, output = deployment.ssreg("store", "fsck", "--collect", "--grace", "0")
+    assert code == 0, output
+    assert f"removed {len(state.temporary)} temporary file(s)" in output
+    state = store_consistent(deployment)
+    assert state.temporary == set()
+    assert state.artifacts == {digest, sha256_hex(small)}
+    assert audit_chain(deployment) == before + 3
