@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import ModelVersion, SoftSensorModel, TransferRecord
 from app.db.repositories._by_id import rows_by_id
+from app.db.repositories._locks import for_write
 from app.enums import VersionStatus
 
 
@@ -20,7 +21,7 @@ def model_by_name(
     first (numbering) and holds to the end of the transaction."""
     stmt = select(SoftSensorModel).where(SoftSensorModel.name == name)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = for_write(stmt)
     return session.scalars(stmt).one_or_none()
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import DomainEvent, LifecycleEvent, ModelVersion, Signature
 from app.db.repositories._by_id import known, rows_by_id
+from app.db.repositories._locks import for_write
 from app.enums import VersionStatus
 
 
@@ -77,13 +78,8 @@ def domain_events_of(session: Session, domain_id: uuid.UUID) -> list[DomainEvent
 def lock_version(session: Session, version_id: uuid.UUID) -> ModelVersion:
     """The version row, locked to the end of the transaction and refreshed (its status is
     read under the lock)."""
-    stmt = (
-        select(ModelVersion)
-        .where(ModelVersion.id == version_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return session.scalars(stmt).one()
+    stmt = for_write(select(ModelVersion).where(ModelVersion.id == version_id))
+    return session.scalars(stmt.execution_options(populate_existing=True)).one()
 
 
 def lock_versions_in_domain(
@@ -91,13 +87,11 @@ def lock_versions_in_domain(
 ) -> list[ModelVersion]:
     """The versions reading ``domain_id`` whose status is one of ``statuses``, locked, in a
     stable order (model, version)."""
-    stmt = (
+    stmt = for_write(
         select(ModelVersion)
         .where(ModelVersion.domain_id == domain_id, ModelVersion.status.in_(list(statuses)))
         .order_by(ModelVersion.model_id, ModelVersion.version)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    ).execution_options(populate_existing=True)
     return list(session.scalars(stmt))
 
 
@@ -105,7 +99,7 @@ def lock_versions_past_review(
     session: Session, statuses: Iterable[VersionStatus], now: datetime
 ) -> list[ModelVersion]:
     """Versions in ``statuses`` whose review date is at or before ``now``, locked."""
-    stmt = (
+    stmt = for_write(
         select(ModelVersion)
         .where(
             ModelVersion.status.in_(list(statuses)),
@@ -113,7 +107,5 @@ def lock_versions_past_review(
             ModelVersion.review_due_at <= now,
         )
         .order_by(ModelVersion.model_id, ModelVersion.version)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    ).execution_options(populate_existing=True)
     return list(session.scalars(stmt))

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import Dataset, ModelVersion, TransferRecord
 from app.db.repositories._by_id import values_by_id
+from app.db.repositories._locks import for_write
 from app.enums import TransferStatus, VersionStatus
 
 
 def _locked(stmt: Select[TransferRecord], for_update: bool) -> Select[TransferRecord]:
     if for_update:
         # populate_existing: the locked read must refresh a row already in the session.
-        return stmt.with_for_update().execution_options(populate_existing=True)
+        return for_write(stmt).execution_options(populate_existing=True)
     return stmt
 
 

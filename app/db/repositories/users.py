@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.db.models import AccessToken, AccountScope, User
 from app.db.repositories._by_id import values_by_id
+from app.db.repositories._locks import for_write
 from app.enums import Role
 
 
@@ -70,7 +71,7 @@ def all_users(session: Session) -> list[User]:
 def by_username(session: Session, username: str, *, for_update: bool = False) -> User | None:
     stmt = select(User).where(User.username == username)
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = for_write(stmt)
     return session.scalars(stmt).one_or_none()
 
 
