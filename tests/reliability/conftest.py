@@ -137,6 +137,31 @@ class Deployment:
 
     def serve(self) -> Server:
         """Start ``ssreg serve`` on a free port; returns once ``/readyz`` answers 200."""
+        (server,) = self.serve_many(1)
+        return server
+
+    def serve_many(self, n: int) -> list[Server]:
+        """Start ``n`` ``ssreg serve`` processes at once, each on its own port; returns once
+        every one answers ``/readyz`` with 200 (the health check a deployment waits for)."""
+        started = [self._start() for _ in range(n)]
+        deadline = time.monotonic() + READY_SECONDS
+        waiting = list(started)
+        while waiting:
+            server = waiting[0]
+            if not server.alive:
+                raise AssertionError(
+                    f"ssreg serve exited with {server.proc.returncode}\n{server.log_tail()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{server.base}/readyz", timeout=5).status_code == 200:
+                    waiting.pop(0)
+                    continue
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ssreg serve not ready in {READY_SECONDS} s")
+            time.sleep(0.2)
+        return started
+
+    def _start(self) -> Server:
         port = free_port()
         log = self.tmp / f"server-{len(self.servers) + 1}-{port}.log"
         with log.open("wb") as out:
@@ -150,18 +175,7 @@ class Deployment:
             )
         server = Server(proc, f"http://127.0.0.1:{port}", log)
         self.servers.append(server)
-        deadline = time.monotonic() + READY_SECONDS
-        while True:
-            if not server.alive:
-                raise AssertionError(
-                    f"ssreg serve exited with {proc.returncode}\n{server.log_tail()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{server.base}/readyz", timeout=5).status_code == 200:
-                    return server
-            if time.monotonic() > deadline:
-                raise AssertionError(f"ssreg serve not ready in {READY_SECONDS} s")
-            time.sleep(0.2)
+        return server
 
     def user(self, username: str, role: Role) -> str:
         """Create a user (committed) and return a bearer token of theirs."""
