@@ -202,7 +202,10 @@ def serve(
         metrics_dir = Path(tempfile.mkdtemp(prefix="ssreg-metrics-"))
     if metrics_dir is not None:
         # prometheus-client reads the variable once, when imported: set it first (the
-        # workers inherit it), then empty the directory of a previous run's files.
+        # workers inherit it), then empty the directory of a previous run's files. The
+        # import already writes this process's value files there, so the directory must
+        # exist before it.
+        metrics_dir.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         from app.telemetry.metrics import clear_multiprocess_dir
 
