@@ -140,10 +140,11 @@ class Deployment:
         (server,) = self.serve_many(1)
         return server
 
-    def serve_many(self, n: int) -> list[Server]:
-        """Start ``n`` ``ssreg serve`` processes at once, each on its own port; returns once
-        every one answers ``/readyz`` with 200 (the health check a deployment waits for)."""
-        started = [self._start() for _ in range(n)]
+    def serve_many(self, *workers: int) -> list[Server]:
+        """Start one ``ssreg serve --workers w`` process per ``w`` at once, each on its own
+        port; returns once every one answers ``/readyz`` with 200 (the health check a
+        deployment waits for)."""
+        started = [self._start(w) for w in workers]
         deadline = time.monotonic() + READY_SECONDS
         waiting = list(started)
         while waiting:
@@ -161,13 +162,18 @@ class Deployment:
             time.sleep(0.2)
         return started
 
-    def _start(self) -> Server:
+    def _start(self, workers: int) -> Server:
         port = free_port()
-        log = self.tmp / f"server-{len(self.servers) + 1}-{port}.log"
+        name = f"server-{len(self.servers) + 1}-{port}"
+        env = self.env
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if workers > 1:  # the workers' metrics files, in a directory that does not exist yet
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.tmp / f"{name}-metrics")
+        log = self.tmp / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [*SERVE, "--port", str(port)],
-                env=self.env,
+                [*SERVE, "--port", str(port), "--workers", str(workers)],
+                env=env,
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,5 +1,6 @@
 """Two ``ssreg serve`` processes on one PostgreSQL and one store, as a deployment runs them
-(one-shot migrate, then the API processes behind their health checks): clients of both create
+(one-shot migrate, then the API processes behind their health checks; one of them with two
+workers, as the image's command runs it): clients of both create
 versions of one model, transfers, signatures and domains at the same moment. Version and
 transfer numbers come out gap-free and unique, every change has its audit event, and the
 audit trail is one valid chain with gap-free sequence numbers."""
@@ -64,7 +65,8 @@ def test_two_servers_on_one_database_number_gap_free_and_keep_one_chain(
             ("qa-b", Role.qa),
         )
     }
-    a, b = d.serve_many(2)
+    # The image's command (ssreg serve --workers 2) beside a single-worker process.
+    a, b = d.serve_many(2, 1)
     with a.client(tokens["dev-a"]) as client:
         source = train_transfer_source(client, {})  # domains, dataset, titer_pls v1
     sha = source["dataset"]["sha256"]
