@@ -43,6 +43,7 @@ from tests.helpers import PASSWORD
 
 SERVE = (sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1")
 READY_SECONDS = 120  # a start takes ~3 s of CPU; on a loaded 2-core machine far longer
+STEP = 0.002  # s a stepped server runs between two looks at its state
 _CACHES = (get_settings, get_store)
 
 
@@ -68,6 +69,22 @@ class Server:
 
     def resume(self) -> None:
         os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def step_until(
+        self, seen: Callable[[], bool], request: InFlight, what: str, *, limit: float = 120
+    ) -> None:
+        """Run the server in slices of STEP seconds, stopped between them, until ``seen()``
+        (looked at while it is stopped); it is left stopped. A state that lasts longer than a
+        slice of the server's own work cannot be missed, however busy the machine is. Fails
+        if ``request`` ended first."""
+        deadline = time.monotonic() + limit
+        self.freeze()
+        while not seen():
+            assert request.outcome is None, f"the request ended before {what}: {request.outcome!r}"
+            assert time.monotonic() < deadline, f"never saw {what}"
+            self.resume()
+            time.sleep(STEP)
+            self.freeze()
 
     def kill(self) -> None:
         """kill -9 (the whole process group: uvicorn and any worker it forked)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,18 +77,6 @@ def _files(directory: Path) -> set[str]:
         return set()
 
 
-def _kill_when(server: Server, request: InFlight, seen: Callable[[], bool], what: str) -> None:
-    """Freeze the server as soon as ``seen()``, then kill it; fails if the request ended
-    first (the moment was missed)."""
-    deadline = time.monotonic() + 120
-    while not seen():
-        assert request.outcome is None, f"the upload ended before {what}: {request.outcome!r}"
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.0005)
-    server.freeze()
-    server.kill()
-
-
 def _datasets(deployment: Deployment) -> list[str]:
     with deployment.read() as s:
         return list(s.scalars(select(Dataset.sha256)))
@@ -121,12 +108,12 @@ def test_uploads_killed_in_flight_mid_write_and_after_the_write_leave_nothing_ha
     in_flight = InFlight(lambda: _post(server, dev, small, on_chunk=wait_halfway))
     assert halfway.wait(timeout=60)
     writing = InFlight(lambda: _post(server, dev, blob))
-    _kill_when(
-        server,
-        writing,
+    server.step_until(
         lambda: any(n.startswith(".tmp-") for n in _files(final.parent)),
+        writing,
         "the artifact being written",
     )
+    server.kill()
     killed.set()
     assert isinstance(in_flight.finished(), httpx.TransportError)
     assert isinstance(writing.finished(), httpx.TransportError)
@@ -141,7 +128,8 @@ def test_uploads_killed_in_flight_mid_write_and_after_the_write_leave_nothing_ha
     # 2. Killed the moment the artifact is in place: before or after the commit, the record
     # and its file agree; a file whose record never committed is listed by fsck.
     upload = InFlight(lambda: _post(server, dev, blob))
-    _kill_when(server, upload, final.exists, "the artifact in place")
+    server.step_until(final.exists, upload, "the artifact in place")
+    server.kill()
     upload.finished()
     server = deployment.serve()
     state = store_consistent(deployment)
