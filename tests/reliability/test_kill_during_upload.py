@@ -49,9 +49,7 @@ def _multipart(blob: bytes) -> tuple[bytes, bytes, str]:
     return head, tail, f"multipart/form-data; boundary={boundary}"
 
 
-def _stream(
-    blob: bytes, on_chunk: Callable[[int], None] = lambda sent: None
-) -> tuple[Iterator[bytes], str, int]:
+def _stream(blob: bytes, on_chunk: Callable[[int], None]) -> tuple[Iterator[bytes], str, int]:
     head, tail, content_type = _multipart(blob)
     body = head + blob + tail
 
@@ -63,8 +61,14 @@ def _stream(
     return chunks(), content_type, len(body)
 
 
-def _post(server: Server, token: str, blob: bytes, **stream: object) -> httpx.Response:
-    chunks, content_type, length = _stream(blob, **stream)  # type: ignore[arg-type]
+def _post(
+    server: Server,
+    token: str,
+    blob: bytes,
+    on_chunk: Callable[[int], None] = lambda sent: None,
+) -> httpx.Response:
+    """POST /datasets with ``blob``, streamed; ``on_chunk(offset)`` before each chunk."""
+    chunks, content_type, length = _stream(blob, on_chunk)
     headers = {"Content-Type": content_type, "Content-Length": str(length)}
     with server.client(token) as client:
         return client.post("/api/v1/datasets", content=chunks, headers=headers)
