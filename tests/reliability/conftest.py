@@ -1,10 +1,14 @@
-"""A deployment as processes: a fresh database brought to head by a one-shot ``ssreg migrate``,
-one store directory, and ``ssreg serve`` processes started, killed (SIGKILL) and restarted on
-them; the checks an operator runs afterwards (``ssreg audit verify``, ``ssreg store fsck``).
+"""A deployment as processes, the topology docker-compose.yml describes: on PostgreSQL the two
+roles created once (``ssreg db roles``: the schema owner and the runtime role), a one-shot
+``ssreg migrate`` as the owner that grants the runtime role and seals the chain, and ``ssreg
+serve`` processes logging in as the runtime role; an audit signing key file outside the
+database (``ssreg audit keygen``) and one store directory shared by every process. Servers are
+started, stopped (SIGSTOP), stepped, killed (SIGKILL) and restarted on them; the checks an
+operator runs afterwards are ``ssreg audit verify --full`` and ``ssreg store fsck``.
 
 Every test module here is marked ``reliability`` (``pytest -m reliability`` runs only these).
-They run inside ``make test``; each server start costs about 3 s of CPU (the app's imports), so the
-tests restart only where a kill needs it.
+They run inside ``make test``; each server start costs about 3 s of CPU (the app's imports), so
+the tests restart only where a kill needs it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from app.services.fsck import referenced_digests
 from app.settings import get_settings
 from app.store import LocalStore, get_store
 from bench._serving import free_port
-from tests.conftest import PG_ADMIN_URL, ROOT, _drop_pg_database, _pg_database_url
+from tests.conftest import PG_ADMIN_URL, ROOT
 from tests.helpers import PASSWORD
 
 SERVE = (sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1")
@@ -108,22 +112,42 @@ class Server:
 
 @dataclass
 class Deployment:
-    """A migrated database (``url``) and a store directory shared by every server started."""
+    """A database at head, a store directory and an audit signing key shared by every server
+    started. ``url`` is the service's login (PostgreSQL: the runtime role); ``migration_url``
+    the schema owner's, which ran the migrations and granted ``runtime_role``."""
 
     backend: str
     url: str
     store_root: Path
+    signing_key: Path
     tmp: Path
     monkeypatch: pytest.MonkeyPatch
+    migration_url: str | None = None
+    runtime_role: str | None = None
     servers: list[Server] = field(default_factory=list)
     _engine: Engine | None = None
 
     @property
-    def env(self) -> dict[str, str]:
-        return os.environ | {
+    def settings(self) -> dict[str, str]:
+        """The deployment's configuration, as every process of it gets it."""
+        out = {
             "REGISTRY_DATABASE_URL": self.url,
             "REGISTRY_STORE_ROOT": str(self.store_root),
+            "REGISTRY_AUDIT_SIGNING_KEY": str(self.signing_key),
         }
+        if self.migration_url is not None:
+            out["REGISTRY_MIGRATION_DATABASE_URL"] = self.migration_url
+        if self.runtime_role is not None:
+            out["REGISTRY_RUNTIME_DB_ROLE"] = self.runtime_role
+        return out
+
+    @property
+    def env(self) -> dict[str, str]:
+        return os.environ | self.settings
+
+    @property
+    def checkpoint_log(self) -> Path:
+        return self.signing_key.with_name(self.signing_key.name + ".checkpoints.jsonl")
 
     @property
     def store(self) -> LocalStore:
@@ -140,17 +164,18 @@ class Deployment:
         wait for a server frozen inside its write transaction)."""
         return unit_of_work(read_only=True, bind=self.engine)
 
-    def migrate(self) -> None:
-        """The one-shot migration step, as its own process (as a deployment runs it)."""
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """A one-shot ``ssreg`` step as its own process (as a deployment runs it); its output."""
         done = subprocess.run(
-            [sys.executable, "-m", "app.cli", "migrate"],
-            env=self.env,
+            [sys.executable, "-m", "app.cli", *args],
+            env=self.env | (env or {}),
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
 
     def serve(self) -> Server:
         """Start ``ssreg serve`` on a free port; returns once ``/readyz`` answers 200."""
@@ -200,9 +225,22 @@ class Deployment:
         self.servers.append(server)
         return server
 
+    @contextlib.contextmanager
+    def configured(self) -> Iterator[None]:
+        """This process configured as the deployment (settings, engines and store cached
+        afresh), for the block."""
+        with self.monkeypatch.context() as patch:
+            for name, value in self.settings.items():
+                patch.setenv(name, value)
+            _forget_configuration()
+            try:
+                yield
+            finally:
+                _forget_configuration()
+
     def user(self, username: str, role: Role) -> str:
-        """Create a user (committed) and return a bearer token of theirs."""
-        with unit_of_work(bind=self.engine) as session:
+        """Create a user through the service (committed) and return a bearer token of theirs."""
+        with self.configured(), unit_of_work() as session:
             auth_service.create_user(
                 session,
                 username=username,
@@ -219,16 +257,10 @@ class Deployment:
             return issued.token
 
     def ssreg(self, *args: str) -> tuple[int, str]:
-        """Run an ``ssreg`` command against this deployment (in this process, which has the
+        """Run an ``ssreg`` command against this deployment in this process (which has the
         app imported already): its exit code and output."""
-        with self.monkeypatch.context() as patch:
-            patch.setenv("REGISTRY_DATABASE_URL", self.url)
-            patch.setenv("REGISTRY_STORE_ROOT", str(self.store_root))
-            _forget_configuration()
-            try:
-                result = CliRunner().invoke(ssreg_app, list(args))
-            finally:
-                _forget_configuration()
+        with self.configured():
+            result = CliRunner().invoke(ssreg_app, list(args))
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return result.exit_code, result.output
@@ -292,27 +324,75 @@ def _forget_configuration() -> None:
 def _tag(request: pytest.FixtureRequest) -> str:
     wid = getattr(request.config, "workerinput", {}).get("workerid", "main")
     digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
-    return f"rel_{wid}_{os.getpid()}_{digest}"
+    return f"rel_{wid}_{os.getpid()}_{digest}".lower()
+
+
+def _pg_url(user: str, database: str) -> str:
+    host = PG_ADMIN_URL.split("@", 1)[1].rsplit("/", 1)[0]
+    return f"postgresql://{user}@{host}/{database}"
+
+
+def _admin() -> psycopg.Connection[tuple[object, ...]]:
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required in CI and is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+
+@contextlib.contextmanager
+def _postgresql(tag: str) -> Iterator[tuple[str, str, str]]:
+    """A database and its two roles named after ``tag``, dropped afterwards (roles are the
+    server's, not the database's: concurrent runs must not share them)."""
+    database, owner, runtime = f"registry_test_{tag}", f"owner_{tag}", f"app_{tag}"
+    with _admin() as admin:
+
+        def drop() -> None:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            for role in (runtime, owner):
+                admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+        drop()
+        try:
+            yield database, owner, runtime
+        finally:
+            drop()
 
 
 @contextlib.contextmanager
 def deployment_on(
     backend: str, request: pytest.FixtureRequest, tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Deployment]:
-    pg_name = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'registry.db'}"
-    else:
-        pg_name = f"registry_test_{_tag(request)}"
-        url = _pg_database_url(pg_name)
-    deployment = Deployment(backend, url, tmp / "store", tmp, monkeypatch)
-    try:
-        deployment.migrate()
+    key = tmp / "secrets" / "audit-signing.key"
+    key.parent.mkdir()
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp / 'registry.db'}"
+            deployment = Deployment(backend, url, tmp / "store", key, tmp, monkeypatch)
+        else:
+            database, owner, runtime = stack.enter_context(_postgresql(_tag(request)))
+            deployment = Deployment(
+                backend,
+                _pg_url(runtime, database),
+                tmp / "store",
+                key,
+                tmp,
+                monkeypatch,
+                migration_url=_pg_url(owner, database),
+                runtime_role=runtime,
+            )
+            # One-shot, as the superuser: both roles and the database the owner owns.
+            deployment.run(
+                *("db", "roles", "--admin-url", PG_ADMIN_URL, "--database", database),
+                *("--owner", owner, "--runtime", runtime),
+                env={"REGISTRY_OWNER_PASSWORD": "owner", "REGISTRY_RUNTIME_PASSWORD": "app"},
+            )
+        stack.callback(deployment.close)
+        code, output = deployment.ssreg("audit", "keygen", str(key))  # the operator's secret
+        assert code == 0, output
+        deployment.run("migrate")  # one-shot, as the owner: upgrade, grant, seal
         yield deployment
-    finally:
-        deployment.close()
-        if pg_name is not None:
-            _drop_pg_database(pg_name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -337,12 +417,15 @@ def pg_deployment(
 
 
 def audit_chain(deployment: Deployment) -> int:
-    """``ssreg audit verify`` must say the chain is valid; returns how many events it read.
-    The events' sequence numbers must run 1..n without a gap."""
-    code, output = deployment.ssreg("audit", "verify")
+    """``ssreg audit verify --full`` must find the whole chain valid and anchored by the
+    deployment's signed checkpoints, and every record equal to its audited state; the events'
+    sequence numbers must run 1..n without a gap. Returns n."""
+    code, output = deployment.ssreg("audit", "verify", "--full")
     assert code == 0, output
-    assert output.startswith("audit chain valid: "), output
-    events = int(output.split(": ", 1)[1].split()[0])
+    (chain,) = [line for line in output.splitlines() if line.startswith("audit chain valid: ")]
+    assert "whole and anchored" in chain, output
+    assert "records reconciled: " in output, output
+    events = int(chain.removeprefix("audit chain valid: ").split()[0])
     with deployment.read() as s:
         seqs = list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
     assert seqs == list(range(1, len(seqs) + 1)), "audit sequence numbers have a gap"
@@ -396,6 +479,7 @@ def store_consistent(deployment: Deployment) -> StoreState:
     sections = parse_fsck(output)
     assert sections["missing"] == [], output
     assert sections["corrupt"] == [], output
+    assert sections["repointed"] == [], output
 
     artifacts: set[str] = set()
     temporary: set[Path] = set()

@@ -1,9 +1,10 @@
-"""Two ``ssreg serve`` processes on one PostgreSQL and one store, as a deployment runs them
-(one-shot migrate, then the API processes behind their health checks; one of them with two
-workers, as the image's command runs it): clients of both create
-versions of one model, transfers, signatures and domains at the same moment. Version and
-transfer numbers come out gap-free and unique, every change has its audit event, and the
-audit trail is one valid chain with gap-free sequence numbers."""
+"""Two ``ssreg serve`` processes on one PostgreSQL and one store, as docker-compose.yml runs the
+API (the roles and the migration one-shot, then the servers as the runtime role behind their
+health checks, signing checkpoints with one key; one of them with two workers, as the image's
+command runs it): clients of both create versions of one model, transfers, signatures and
+domains at the same moment. Version and transfer numbers come out gap-free and unique, every
+change has its audit event, and the audit trail is one valid chain with gap-free sequence
+numbers, anchored by the checkpoints both servers signed."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import select
 
 from app.db.models import AuditEvent, Domain, ModelVersion, Signature, TransferRecord
 from app.enums import AuditAction, Role
+from tests.conftest import PG_ADMIN_URL
 from tests.factories import (
     PLANT_DOMAIN,
     domain_payload,
@@ -191,12 +194,23 @@ def test_two_servers_on_one_database_number_gap_free_and_keep_one_chain(
     assert len(domains) == 2 + 2 * DOMAINS_PER_CREATOR
     audited(AuditAction.domain_create, [dom.id for dom in domains])
 
-    # One chain, gap-free, valid - read by the command and by each server.
+    # Every server logged in as the runtime role, never as the schema owner.
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        logins = admin.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s",
+            (d.engine.url.database,),
+        ).fetchall()
+    assert logins == [(d.runtime_role,)]
+
+    # One chain, gap-free, valid and anchored - read by the command and by each server.
     n_events = audit_chain(d)
     assert n_events == len(events)
     for server in (a, b):
         with server.client(tokens["qa-a"]) as client:
             verified = client.get("/api/v1/audit/verify")
         assert verified.status_code == 200, verified.text
-        assert verified.json()["valid"] is True
-        assert verified.json()["events"] == n_events
+        body = verified.json()
+        assert body["valid"] is True, body
+        assert body["anchored"] is True, body  # from the newest checkpoint a server signed
+        assert body["head_seq"] == n_events, body
+        assert body["checked_from_seq"] + body["events"] == n_events, body
