@@ -27,15 +27,19 @@ spectrum, all different; they are kept in the prediction log with the results.
 from __future__ import annotations
 
 import json
+import struct
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+import flatbuffers
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import simdjson
+from flatbuffers import number_types
+from flatbuffers.table import Table
 
 from app.core.spectra import FloatArray, check_same_axis
 from app.enums import PredictionPurpose
@@ -309,8 +313,10 @@ def parse_arrow_body(
         count; a null, NaN or infinite value (naming row and channel); a non-numeric column;
         no rows or more than ``max_rows``.
     """
+    buffer = pa.py_buffer(body)
     try:
-        table = ipc.open_stream(pa.py_buffer(body)).read_all()
+        _check_row_count(_uncompressed_rows(buffer), max_rows)
+        table = ipc.open_stream(buffer).read_all()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
     # The schema's own lookup: building the list of column names costs more for 701 columns.
@@ -323,6 +329,50 @@ def parse_arrow_body(
     if table.schema.get_field_index(SAMPLE_ID_COLUMN) < 0:
         return parsed
     return SpectraInput(parsed.spectra, parsed.axis, None, _arrow_sample_ids(table))
+
+
+# Arrow's Message.fbs: Message.header (field 2) is a RecordBatch (field 0 its length, field 3
+# its BodyCompression) or a DictionaryBatch (field 1 its RecordBatch).
+_BATCH_TYPES = frozenset({"record batch", "dictionary batch"})
+
+
+def _field(table: Table, index: int) -> int:
+    return int(table.Offset(4 + 2 * index))
+
+
+def _uncompressed_rows(stream: pa.Buffer) -> int:
+    """The rows of the stream's record batches, read from the messages' metadata alone.
+
+    Nothing is decoded: a compressed buffer (zstd or LZ4) announces the size it decompresses
+    to, and a few kilobytes can announce gigabytes, so a stream with a compressed batch is
+    refused here. Uncompressed, every buffer is a slice of the body, and decoding needs no more
+    memory than the body already holds.
+    """
+    rows = 0
+    for message in ipc.MessageReader.open_stream(stream):
+        if message.type not in _BATCH_TYPES:
+            continue
+        try:
+            meta = message.metadata.to_pybytes()
+            root = Table(meta, flatbuffers.encode.Get(flatbuffers.packer.uoffset, meta, 0))
+            batch = Table(meta, 0)
+            root.Union(batch, _field(root, 2))
+            if message.type == "dictionary batch":
+                batch = Table(meta, batch.Indirect(_field(batch, 1) + batch.Pos))
+            compressed = bool(_field(batch, 3))
+            length_at = _field(batch, 0)
+            length = batch.Get(number_types.Int64Flags, length_at + batch.Pos) if length_at else 0
+        except (struct.error, IndexError, TypeError, ValueError):
+            raise InvalidInput("the body is not an Arrow IPC stream: unreadable message") from None
+        if compressed:
+            raise InvalidInput(
+                "the Arrow IPC stream's buffers are compressed (zstd or LZ4): their decoded "
+                "size cannot be checked before decoding, so compressed streams are not "
+                "accepted; send the stream uncompressed"
+            )
+        if message.type == "record batch":
+            rows += int(length)
+    return rows
 
 
 def _arrow_sample_ids(table: pa.Table) -> list[str]:

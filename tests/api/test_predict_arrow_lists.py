@@ -20,7 +20,9 @@ from tests.helpers import Actor
 URL = "/api/v1/models/titer_pls/versions/1/predict"
 
 
-def _list_body(X: np.ndarray, axis: np.ndarray, **metadata: str) -> bytes:
+def _list_body(
+    X: np.ndarray, axis: np.ndarray, compression: str | None = None, **metadata: str
+) -> bytes:
     kind = pa.list_(pa.float64(), X.shape[1])
     meta = {b"axis": json.dumps(axis.tolist()).encode()}
     meta |= {k.encode(): v.encode() for k, v in metadata.items()}
@@ -28,7 +30,8 @@ def _list_body(X: np.ndarray, axis: np.ndarray, **metadata: str) -> bytes:
     values = pa.array(np.ascontiguousarray(X).ravel(), type=pa.float64())
     spectra = pa.FixedSizeListArray.from_arrays(values, X.shape[1])
     sink = io.BytesIO()
-    with ipc.new_stream(sink, schema) as writer:
+    options = ipc.IpcWriteOptions(compression=compression)
+    with ipc.new_stream(sink, schema, options=options) as writer:
         writer.write_table(pa.table({"spectra": spectra}, schema=schema))
     return sink.getvalue()
 
@@ -73,3 +76,13 @@ def test_a_list_size_other_than_the_channel_count_is_422(
     r = _post(client, actors[Role.plant].headers, _list_body(X[:, :-1], axis[:-1]), ARROW_STREAM)
     assert r.status_code == 422
     assert "lists of 39 values but the model expects 40 channels" in r.json()["detail"]
+
+
+def test_a_compressed_list_body_is_422_before_it_is_decoded(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any]
+) -> None:
+    X, axis = trained["X"], trained["axis"]
+    r = _post(client, actors[Role.plant].headers, _list_body(X, axis, "zstd"), ARROW_STREAM)
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_input"
+    assert "send the stream uncompressed" in r.json()["detail"]

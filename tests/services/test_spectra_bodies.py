@@ -232,6 +232,32 @@ def test_bad_arrow_is_refused() -> None:
     assert "no spectral columns" in _refusal(_arrow, no_spectra)
 
 
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_compressed_arrow_stream_is_refused_before_it_is_decoded(codec: str) -> None:
+    """~1.4 kB of zstd decompress to 17 MB here: the decoded size of compressed buffers cannot
+    be bounded before decoding, so they are refused from the messages' metadata."""
+    rows = np.zeros((3000, N_CHANNELS))
+    table = pa.table({f"{PREFIX}{p:g}": rows[:, j] for j, p in enumerate(AXIS)})
+    sink = io.BytesIO()
+    options = ipc.IpcWriteOptions(compression=codec)
+    with ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=1000)
+    body = sink.getvalue()
+    assert ipc.open_stream(body).read_all().num_rows == 3000  # a valid stream, only compressed
+    assert "compressed" in _refusal(lambda b: _arrow(b, max_rows=10_000), body)
+
+
+def test_arrow_rows_are_counted_across_batches_before_decoding() -> None:
+    table = pa.table({f"{PREFIX}{p:g}": X[:, j] for j, p in enumerate(AXIS)})
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, table.schema) as writer:
+        for _ in range(4):
+            writer.write_table(table)  # 4 batches of 3 rows
+    assert _arrow(sink.getvalue(), max_rows=12).spectra.shape == (12, N_CHANNELS)
+    refusal = _refusal(lambda b: _arrow(b, max_rows=11), sink.getvalue())
+    assert "12 spectra in one call; the limit is 11" in refusal
+
+
 # Arrow, one FixedSizeList column
 
 
