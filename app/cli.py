@@ -366,18 +366,39 @@ def db_roles(
     runtime_password: Annotated[
         str | None, typer.Option(envvar="REGISTRY_RUNTIME_PASSWORD", help="(prompted if unset)")
     ] = None,
+    admin_password_file: Annotated[
+        Path | None, typer.Option(help="A file holding the admin URL's password (a secret).")
+    ] = None,
+    owner_password_file: Annotated[
+        Path | None, typer.Option(help="A file holding the owner's password (a secret).")
+    ] = None,
+    runtime_password_file: Annotated[
+        Path | None, typer.Option(help="A file holding the runtime role's password (a secret).")
+    ] = None,
 ) -> None:
     """Create the owner and runtime roles and the database owned by the owner (once, as a
     superuser; existing ones are kept). Then: ``ssreg migrate`` with
     REGISTRY_MIGRATION_DATABASE_URL (owner) and REGISTRY_RUNTIME_DB_ROLE, and serve with
-    REGISTRY_DATABASE_URL (runtime)."""
+    REGISTRY_DATABASE_URL (runtime). A password comes from its option, or from its file
+    (docker compose mounts secrets as files; surrounding whitespace is dropped, as the
+    service drops it from its own secret files), or is prompted for."""
     from sqlalchemy.engine import make_url
 
     from app.db.roles import create_roles, prepare_schema
     from app.db.session import make_engine
 
+    owner_password = _password(owner_password, owner_password_file, "--owner-password")
+    runtime_password = _password(runtime_password, runtime_password_file, "--runtime-password")
     owner_password = owner_password or typer.prompt(f"password of {owner}", hide_input=True)
     runtime_password = runtime_password or typer.prompt(f"password of {runtime}", hide_input=True)
+    if admin_password_file is not None:
+        admin_password = _password(None, admin_password_file, "--admin-url's password")
+        if make_url(admin_url).password is not None:
+            typer.echo(
+                "error: --admin-url carries a password and --admin-password-file too", err=True
+            )
+            raise typer.Exit(1)
+        admin_url = make_url(admin_url).set(password=admin_password).render_as_string(False)
     admin = make_engine(admin_url)
     try:
         with admin.connect() as conn:
@@ -402,6 +423,26 @@ def db_roles(
     for line in done:
         typer.echo(line)
     typer.echo(f"roles ready: {owner} owns {database}; {runtime} may connect")
+
+
+def _password(given: str | None, file: Path | None, name: str) -> str | None:
+    """A password given on the command line or read from ``file`` (not both)."""
+    if file is None:
+        return given
+    if given is not None:
+        typer.echo(f"error: {name} given twice, directly and as a file", err=True)
+        raise typer.Exit(1)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"error: cannot read {name} from {file}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from exc
+    # Stripped as pydantic-settings strips the service's secret files: both read one password.
+    password = text.strip()
+    if not password:
+        typer.echo(f"error: {file} is empty ({name})", err=True)
+        raise typer.Exit(1)
+    return password
 
 
 @db_app.command("grant")

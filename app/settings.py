@@ -1,4 +1,5 @@
-"""Service settings, read from the environment (prefix ``REGISTRY_``) or a ``.env`` file."""
+"""Service settings, read from the environment (prefix ``REGISTRY_``), a ``.env`` file, or
+files in :data:`SECRETS_DIR` named like the variables (docker compose's secrets)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+# Where docker compose (and Swarm) mount secrets: a file there named like a setting's variable,
+# lower case (``/run/secrets/registry_database_password``), holds that setting; the environment
+# and ``.env`` win over it. Read only when the directory exists.
+SECRETS_DIR = Path("/run/secrets")
 
 _LOOPBACK: list[IPv4Network | IPv6Network] = [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
 
@@ -23,6 +30,12 @@ class Settings(BaseSettings):
     # service runs as ``database_url``'s runtime role, which may not alter tables, disable
     # triggers, DELETE or TRUNCATE). None: ``database_url`` (SQLite, embedded).
     migration_database_url: str | None = None
+    # The passwords of those two logins, for URLs that carry none: kept out of the URLs and
+    # the environment, as secret files (SECRETS_DIR/registry_database_password and
+    # registry_migration_database_password). A URL with a password of its own and one of
+    # these is refused: the password is given in one place.
+    database_password: SecretStr | None = None
+    migration_database_password: SecretStr | None = None
     # The runtime role ``ssreg migrate`` grants SELECT/INSERT and the audited UPDATEs to
     # after upgrading (``ssreg db grant``); None: no grants (SQLite, or granted by hand).
     runtime_db_role: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
@@ -112,6 +125,24 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _passwords_into_urls(self) -> Settings:
+        self.database_url = _with_password(
+            self.database_url, self.database_password, "REGISTRY_DATABASE"
+        )
+        if self.migration_database_url is not None:
+            self.migration_database_url = _with_password(
+                self.migration_database_url,
+                self.migration_database_password,
+                "REGISTRY_MIGRATION_DATABASE",
+            )
+        elif self.migration_database_password is not None:
+            raise ValueError(
+                "REGISTRY_MIGRATION_DATABASE_PASSWORD is set but REGISTRY_MIGRATION_DATABASE_URL "
+                "is not: give the migration login's URL"
+            )
+        return self
+
     @field_validator("public_base_url")
     @classmethod
     def _without_trailing_slash(cls, url: str) -> str:
@@ -145,6 +176,20 @@ class Settings(BaseSettings):
         return self.audit_signing_key.with_name(self.audit_signing_key.name + ".checkpoints.jsonl")
 
 
+def _with_password(url: str, password: SecretStr | None, name: str) -> str:
+    """``url`` with ``password`` as its login's password (``url`` itself when None)."""
+    if password is None:
+        return url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        raise ValueError(f"{name}_PASSWORD is set but {name}_URL is SQLite, which has no logins")
+    if parsed.password is not None:
+        raise ValueError(
+            f"{name}_URL carries a password and {name}_PASSWORD is set too: give it in one place"
+        )
+    return parsed.set(password=password.get_secret_value()).render_as_string(hide_password=False)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return Settings(_secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None)

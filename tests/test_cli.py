@@ -308,3 +308,36 @@ def test_fsck_reports_a_version_repointed_at_another_artifact(embedded: Path) ->
     result = runner.invoke(app, ["audit", "verify"])
     assert result.exit_code == 1
     assert "artifact_sha256" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--owner-password", "x", "--owner-password-file", "{dir}/owner"], "given twice"),
+        (["--owner-password-file", "{dir}/empty"], "is empty"),
+        (["--runtime-password-file", "{dir}/absent"], "cannot read --runtime-password"),
+        (
+            ["--admin-url", "postgresql://postgres:inline@127.0.0.1:1/postgres"],
+            "--admin-url carries a password and --admin-password-file too",
+        ),
+    ],
+)
+def test_db_roles_refuses_a_password_file_it_cannot_use(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Before it connects anywhere (port 1: nothing listens)."""
+    (tmp_path / "owner").write_text("owner\n")
+    (tmp_path / "runtime").write_text("runtime\n")
+    (tmp_path / "admin").write_text("admin\n")
+    (tmp_path / "empty").write_text("\n")
+    given = [a.format(dir=tmp_path) for a in args]
+    defaults = {
+        "--admin-url": "postgresql://postgres@127.0.0.1:1/postgres",
+        "--admin-password-file": str(tmp_path / "admin"),
+        "--owner-password-file": str(tmp_path / "owner"),
+        "--runtime-password-file": str(tmp_path / "runtime"),
+    }
+    rest = [w for name, value in defaults.items() if name not in given for w in (name, value)]
+    result = runner.invoke(app, ["db", "roles", *given, *rest])
+    assert result.exit_code == 1, result.output
+    assert message in result.output

@@ -3,6 +3,9 @@ disable a trigger, truncate, delete, or change what audited transitions do not (
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +17,9 @@ from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
 
+from app.cli import app as ssreg_app
 from app.db.roles import create_roles, grant_runtime, prepare_schema
 from app.db.session import dispose_engines, make_engine, unit_of_work
 from app.enums import Role
@@ -149,3 +154,68 @@ def test_the_runtime_role_serves_and_cannot_tamper(
         dispose_engines()
         get_settings.cache_clear()
         get_store.cache_clear()
+
+
+def _scram_matches(verifier: str, password: str) -> bool:
+    """Whether PostgreSQL's SCRAM-SHA-256 verifier (pg_authid.rolpassword) is of ``password``
+    (RFC 5802: StoredKey = H(HMAC(PBKDF2(password, salt, i), "Client Key")))."""
+    scheme, rest = verifier.split("$", 1)
+    assert scheme == "SCRAM-SHA-256", verifier
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key = base64.b64decode(keys.split(":")[0])
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key)
+
+
+def test_db_roles_sets_the_passwords_of_the_secret_files(
+    worker_id_safe: str, tmp_path: Path
+) -> None:
+    """As docker-compose.yml's `roles` runs it: every password a file (a compose secret)."""
+    tag = worker_id_safe.lower()
+    owner, runtime, database = f"cli_owner_{tag}", f"cli_app_{tag}", f"registry_cli_{tag}"
+    files = {name: tmp_path / name for name in ("admin", "owner", "runtime")}
+    files["admin"].write_text("not checked by trust authentication\n")
+    files["owner"].write_text("owner pw from a file\n")
+    files["runtime"].write_text("  runtime pw \n")
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required in CI and is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+    def drop() -> None:
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        for role in (runtime, owner):
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+    drop()
+    try:
+        result = CliRunner().invoke(
+            ssreg_app,
+            [
+                *("db", "roles", "--admin-url", PG_ADMIN_URL, "--database", database),
+                *("--admin-password-file", str(files["admin"])),
+                *("--owner", owner, "--owner-password-file", str(files["owner"])),
+                *("--runtime", runtime, "--runtime-password-file", str(files["runtime"])),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert f"roles ready: {owner} owns {database}" in result.output
+        verifiers = dict(
+            admin.execute(
+                "SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN (%s, %s)",
+                (owner, runtime),
+            ).fetchall()
+        )
+        # Stripped as the service strips its secret files (pydantic-settings).
+        assert _scram_matches(verifiers[owner], "owner pw from a file")
+        assert _scram_matches(verifiers[runtime], "runtime pw")
+        assert not _scram_matches(verifiers[runtime], "  runtime pw \n")
+    finally:
+        drop()
+        admin.close()

@@ -44,6 +44,7 @@ from app.store import LocalStore, get_store
 from bench._serving import free_port
 from tests.conftest import PG_ADMIN_URL, ROOT
 from tests.helpers import PASSWORD
+from tests.reliability.topology import MIGRATE_SETTINGS, SERVER_SETTINGS, WORKERS_SETTINGS
 
 SERVE = (sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1")
 READY_SECONDS = 120  # a start takes ~3 s of CPU; on a loaded 2-core machine far longer
@@ -130,15 +131,10 @@ class Deployment:
     @property
     def settings(self) -> dict[str, str]:
         """The deployment's configuration, as every process of it gets it."""
-        out = {
-            "REGISTRY_DATABASE_URL": self.url,
-            "REGISTRY_STORE_ROOT": str(self.store_root),
-            "REGISTRY_AUDIT_SIGNING_KEY": str(self.signing_key),
-        }
-        if self.migration_url is not None:
-            out["REGISTRY_MIGRATION_DATABASE_URL"] = self.migration_url
-        if self.runtime_role is not None:
-            out["REGISTRY_RUNTIME_DB_ROLE"] = self.runtime_role
+        values = (self.url, str(self.store_root), str(self.signing_key))
+        out = dict(zip(SERVER_SETTINGS, values, strict=True))
+        if self.migration_url is not None and self.runtime_role is not None:
+            out |= dict(zip(MIGRATE_SETTINGS, (self.migration_url, self.runtime_role), strict=True))
         return out
 
     @property
@@ -208,9 +204,10 @@ class Deployment:
         port = free_port()
         name = f"server-{len(self.servers) + 1}-{port}"
         env = self.env
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        (metrics_dir,) = WORKERS_SETTINGS
+        env.pop(metrics_dir, None)
         if workers > 1:  # the workers' metrics files, in a directory that does not exist yet
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.tmp / f"{name}-metrics")
+            env[metrics_dir] = str(self.tmp / f"{name}-metrics")
         log = self.tmp / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -382,11 +379,15 @@ def deployment_on(
                 migration_url=_pg_url(owner, database),
                 runtime_role=runtime,
             )
-            # One-shot, as the superuser: both roles and the database the owner owns.
+            # One-shot, as the superuser: both roles and the database the owner owns; their
+            # passwords from secret files, as docker compose mounts them.
+            owner_password, runtime_password = key.parent / "owner", key.parent / "app"
+            owner_password.write_text("owner\n")
+            runtime_password.write_text("app\n")
             deployment.run(
                 *("db", "roles", "--admin-url", PG_ADMIN_URL, "--database", database),
-                *("--owner", owner, "--runtime", runtime),
-                env={"REGISTRY_OWNER_PASSWORD": "owner", "REGISTRY_RUNTIME_PASSWORD": "app"},
+                *("--owner", owner, "--owner-password-file", str(owner_password)),
+                *("--runtime", runtime, "--runtime-password-file", str(runtime_password)),
             )
         stack.callback(deployment.close)
         code, output = deployment.ssreg("audit", "keygen", str(key))  # the operator's secret
