@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.headers import add_security_headers
 from app.db.faults import is_database_fault
-from app.errors import DomainError, TooManyAttempts
-from app.telemetry import context
+from app.errors import DomainError, IntegrityFailure, TooManyAttempts
+from app.telemetry import context, metrics
 
 log = logging.getLogger("app")
 
@@ -142,6 +142,11 @@ def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> No
     async def _domain(request: Request, exc: DomainError) -> Response:
         if exc.status_code == 422:  # a page's refused query (app.api.query), say
             return _invalid(request, exc.code, [exc.detail], page)
+        if isinstance(exc, IntegrityFailure):
+            # A record not as audited is an incident whatever its status (a 409 on the
+            # serving path): logged and counted, so monitoring sees it beside the 5xx.
+            log.error("integrity failure, answered %d: %s", exc.status_code, exc.detail)
+            metrics.count_integrity_failure(exc.status_code)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         if isinstance(exc, TooManyAttempts):
             headers["Retry-After"] = str(exc.retry_after_seconds)
