@@ -72,6 +72,19 @@ class IntegrityFailure(DomainError):
     status_code = 500
 
 
+class UnvouchedRecord(IntegrityFailure):
+    """On the serving path (predict), a version the service cannot vouch for: its row is not
+    its audited state, or its artifact's bytes do not hash to its digest or do not load.
+
+    409, not 500: a 5xx tells a plant client to try again (most retry policies resend 5xx
+    responses), and every retry would meet the same record. Nothing resolves this but QA (a
+    new version, the record restored and verified), so the answer is the request's
+    conflict with the record's state, with no ``Retry-After``. Same ``code`` as
+    :class:`IntegrityFailure`."""
+
+    status_code = 409
+
+
 class WouldBlock(Exception):
     """Not an HTTP error: work offered to the event loop that would have to wait there (a lock
     held, a model not yet loaded, a network database). The caller runs it in the thread pool."""

@@ -71,7 +71,7 @@ def create_app() -> FastAPI:
         # operationId = the route function's name: what generated clients call the operation.
         generate_unique_id_function=lambda route: route.name,
     )
-    install_error_handlers(app, page=web_pages.server_error_page)
+    install_error_handlers(app, page=web_pages.handler_error_page)
     install_openapi(app)
     # No body is read before its sender is known, and none without bounds (413, 408, 503).
     app.add_middleware(

@@ -1,5 +1,5 @@
-"""What the HTTP benches share: migrating a fresh database, a free port, and a server process run
-until ready, then stopped."""
+"""What the HTTP benches share: migrating a fresh database, their developer account, a free port,
+and a server process run until ready, then stopped."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.db.models import User
+
 ROOT = Path(__file__).resolve().parents[1]
+BENCH_USERNAME = "bench-dev"
+BENCH_PASSWORD = "bench password, long enough"
 
 
 def migrate(url: str) -> None:
@@ -24,6 +32,23 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.attributes["database_url"] = url
     command.upgrade(cfg, "head")
+
+
+def create_bench_developer(session: Session) -> User:
+    """The benches' developer (``BENCH_USERNAME``, ``BENCH_PASSWORD``), through the services
+    of this checkout; the caller commits."""
+    from app.enums import Role
+    from app.services import auth
+
+    return auth.create_user(
+        session,
+        username=BENCH_USERNAME,
+        full_name="Bench developer",
+        role=Role.developer,
+        password=BENCH_PASSWORD,
+        actor="bench",
+        reason="benchmark",
+    ).user
 
 
 def free_port() -> int:

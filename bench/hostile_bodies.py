@@ -39,7 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _serving import free_port, migrate, until_stopped  # noqa: E402  (bench/ is the script's folder)
+from _serving import (  # noqa: E402  (bench/ is the script's folder)
+    BENCH_PASSWORD,
+    BENCH_USERNAME,
+    create_bench_developer,
+    free_port,
+    migrate,
+    until_stopped,
+)
 
 CONNECTIONS = 8
 BODY_BYTES = 60_000_000
@@ -49,7 +56,6 @@ PART = b"x" * 2**20
 FILE_HEAD = b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
 FILE_TAIL = b"\r\n--x--\r\n"
 HEAD_PATIENCE = 30.0
-PASSWORD = "bench password, long enough"
 CONSTANT_ROWS, CONSTANT_CHANNELS = 100_000, 1_000
 
 
@@ -154,22 +160,13 @@ def seed_developer(url: str) -> None:
     from sqlalchemy.orm import Session
 
     from app.db.session import make_engine
-    from app.enums import Role
     from app.schemas.datasets import DomainCreate
-    from app.services import auth, domains
+    from app.services import domains
 
     engine = make_engine(url)
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
-            dev = auth.create_user(
-                session,
-                username="bench-dev",
-                full_name="Bench developer",
-                role=Role.developer,
-                password=PASSWORD,
-                actor="bench",
-                reason="benchmark",
-            ).user
+            dev = create_bench_developer(session)
             data = DomainCreate(
                 name="bench",
                 instrument="Raman",
@@ -204,7 +201,7 @@ def upload_constants(base: str, blob: bytes) -> tuple[int, str, float]:
     import httpx
 
     token = httpx.post(
-        f"{base}/api/v1/auth/token", data={"username": "bench-dev", "password": PASSWORD}
+        f"{base}/api/v1/auth/token", data={"username": BENCH_USERNAME, "password": BENCH_PASSWORD}
     ).json()["access_token"]
     started = time.monotonic()
     r = httpx.post(

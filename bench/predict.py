@@ -75,11 +75,19 @@ import pyarrow.ipc as ipc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _serving import free_port, migrate, until_stopped  # noqa: E402  (bench/ is the script's folder)
+from _serving import (  # noqa: E402  (bench/ is the script's folder)
+    BENCH_PASSWORD,
+    BENCH_USERNAME,
+    create_bench_developer,
+    free_port,
+    migrate,
+    until_stopped,
+)
 
+# The name bench/listing.py, predict_ab.py and predict_unit.py read (as bench.PASSWORD).
+PASSWORD = BENCH_PASSWORD
 ARROW = "application/vnd.apache.arrow.stream"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PASSWORD = "bench password, long enough"
 MODEL = "titer_pls"
 SINGLE_WARMUP, SINGLE_N, SINGLE_ROUNDS = 100, 1000, 5
 BATCH_WARMUP, BATCH_N, BATCH_ROWS = 3, 20, 1000
@@ -99,23 +107,13 @@ def seed(url: str, store_root: Path) -> tuple[np.ndarray, np.ndarray]:
 
     from app.core.simulate import simulate_batch
     from app.db.session import make_engine
-    from app.enums import Role
-    from app.services import auth
     from app.services.seed import SEED, SOURCE_BATCH, seed_source_version
     from app.store import LocalStore
 
     engine = make_engine(url)
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
-            dev = auth.create_user(
-                session,
-                username="bench-dev",
-                full_name="Bench developer",
-                role=Role.developer,
-                password=PASSWORD,
-                actor="bench",
-                reason="benchmark",
-            ).user
+            dev = create_bench_developer(session)
             seed_source_version(session, LocalStore(store_root), dev)
     finally:
         engine.dispose()
@@ -279,7 +277,7 @@ def measure(base: str, X: np.ndarray, axis: np.ndarray) -> None:
     path = f"{base}/api/v1/models/{MODEL}/versions/1/predict"
     with httpx.Client(timeout=60) as client:
         r = client.post(
-            f"{base}/api/v1/auth/token", data={"username": "bench-dev", "password": PASSWORD}
+            f"{base}/api/v1/auth/token", data={"username": BENCH_USERNAME, "password": PASSWORD}
         )
         r.raise_for_status()
         token = r.json()["access_token"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -23,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.headers import add_security_headers
 from app.db.faults import is_database_fault
-from app.errors import DomainError, TooManyAttempts
-from app.telemetry import context
+from app.errors import DomainError, IntegrityFailure, TooManyAttempts
+from app.telemetry import context, metrics
 
 log = logging.getLogger("app")
 
@@ -35,9 +36,23 @@ DATABASE_UNAVAILABLE = (
 )
 INTERNAL_ERROR = "internal error; the request was rolled back"
 
-# The pages answer their errors as a page: (request, status, heading, detail, headers) -> an
-# HTML response, or None when the request is not for a page (then the envelope).
-PageError = Callable[[Request, int, str, str, Mapping[str, str]], Response | None]
+
+class PageError(Protocol):
+    """How the pages answer an error as a page: the envelope's ``code`` and ``detail`` under
+    a ``heading`` (``problems``: the detail's items, one a line), or None when the request
+    is not for a page (then the envelope)."""
+
+    def __call__(
+        self,
+        request: Request,
+        status: int,
+        heading: str,
+        detail: str,
+        headers: Mapping[str, str],
+        *,
+        code: str,
+        problems: Sequence[str] = (),
+    ) -> Response | None: ...
 
 
 class ErrorBody(BaseModel):
@@ -67,13 +82,19 @@ _HTTP_CODES = {
 }
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
+def _validation_problems(exc: RequestValidationError) -> list[str]:
+    """One ``"<field>: <message>"`` a refused value (the first ten)."""
     parts = []
     for err in exc.errors()[:10]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc or 'request'}: {message}")
-    return "; ".join(parts) or "invalid request"
+    return parts or ["invalid request"]
+
+
+INVALID_PAGE_REQUEST = (
+    "The page was asked for with values it cannot use, so nothing was shown or changed:"
+)
 
 
 def _database_unavailable(request: Request, exc: BaseException, page: PageError | None) -> Response:
@@ -82,30 +103,58 @@ def _database_unavailable(request: Request, exc: BaseException, page: PageError 
     log.warning("database fault, answered 503: %s: %s", type(exc).__name__, exc)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     heading = "The database is unavailable"
-    shown = page(request, 503, heading, DATABASE_UNAVAILABLE, headers) if page else None
+    shown = (
+        page(request, 503, heading, DATABASE_UNAVAILABLE, headers, code="database_unavailable")
+        if page
+        else None
+    )
     return shown or envelope(503, "database_unavailable", DATABASE_UNAVAILABLE, headers)
 
 
 def _internal_error(request: Request, exc: BaseException, page: PageError | None) -> Response:
     log.exception("unhandled error", exc_info=exc)
     headers = {"Connection": "close"}
-    shown = page(request, 500, "Internal error", INTERNAL_ERROR, headers) if page else None
+    shown = (
+        page(request, 500, "Internal error", INTERNAL_ERROR, headers, code="internal_error")
+        if page
+        else None
+    )
     return shown or envelope(500, "internal_error", INTERNAL_ERROR, headers)
 
 
+def _invalid(request: Request, code: str, problems: list[str], page: PageError | None) -> Response:
+    """A 422: on a page, a page listing what was refused; elsewhere the envelope."""
+    detail = "; ".join(problems)
+    heading = "These values cannot be used"
+    shown = (
+        page(request, 422, heading, INVALID_PAGE_REQUEST, {}, code=code, problems=problems)
+        if page
+        else None
+    )
+    return shown or envelope(422, code, detail)
+
+
 def install_error_handlers(app: FastAPI, *, page: PageError | None = None) -> None:
-    """The envelope for every failure; ``page`` renders the 5xx of a page request."""
+    """The envelope for every failure; ``page`` renders the 5xx and the 422s of a page
+    request as a page."""
 
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> Response:
+        if exc.status_code == 422:  # a page's refused query (app.api.query), say
+            return _invalid(request, exc.code, [exc.detail], page)
+        if isinstance(exc, IntegrityFailure):
+            # A record not as audited is an incident whatever its status (a 409 on the
+            # serving path): logged and counted, so monitoring sees it beside the 5xx.
+            log.error("integrity failure, answered %d: %s", exc.status_code, exc.detail)
+            metrics.count_integrity_failure(exc.status_code)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         if isinstance(exc, TooManyAttempts):
             headers["Retry-After"] = str(exc.retry_after_seconds)
         return envelope(exc.status_code, exc.code, exc.detail, headers or None)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return envelope(422, "invalid_input", _describe_validation(exc))
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return _invalid(request, "invalid_input", _validation_problems(exc), page)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -12,14 +12,14 @@ from app.db.models import ModelVersion
 from app.db.repositories import audit as audit_rows
 from app.db.repositories import predictions as predictions_repo
 from app.db.repositories.predictions import VersionRecord
-from app.errors import IntegrityFailure
+from app.errors import UnvouchedRecord
 from app.services import record_state
 
 _VERSIONS = cast(Table, ModelVersion.__table__)
 
 
 def check_version(connection: Connection, record: VersionRecord) -> dict[str, Any]:
-    """The version's last audited state, when its row equals it; IntegrityFailure (naming
+    """The version's last audited state, when its row equals it; UnvouchedRecord (naming
     the columns) when the row was changed behind the application's back or has no audited
     state, or whose audited states differ in a column no transition changes. Two indexed
     queries: the row and the version's events that hold a state."""
@@ -32,7 +32,7 @@ def check_version(connection: Connection, record: VersionRecord) -> dict[str, An
         if key in state
     ]
     if not held:
-        raise IntegrityFailure(
+        raise UnvouchedRecord(
             f"{label}: its record has no audited state (written behind the application's "
             "back): it is not served"
         )
@@ -50,7 +50,7 @@ def check_version(connection: Connection, record: VersionRecord) -> dict[str, An
             seq = later
             break
     if changed:
-        raise IntegrityFailure(
+        raise UnvouchedRecord(
             f"{label}: its record differs from its audited state (event {seq}) in "
             f"{', '.join(changed)}: changed behind the application's back, it is not served "
             "(GET /api/v1/audit/verify names the changes)"

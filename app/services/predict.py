@@ -54,7 +54,14 @@ from app.db.repositories import monitoring as monitoring_repo
 from app.db.repositories import predictions as predictions_repo
 from app.db.repositories.predictions import VersionRecord, VersionStatusNow
 from app.enums import QUALIFIED_STATUSES, PredictionPurpose, TransferStatus, VersionStatus
-from app.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, WouldBlock
+from app.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    UnvouchedRecord,
+    WouldBlock,
+)
 from app.schemas.predict import FLAG_CONFIDENCE, NOT_FOR_GMP
 from app.services import integrity, scopes
 from app.services import models as models_service
@@ -116,11 +123,16 @@ class ServingModelCache:
 
 
 def _load_serving_model(store: ArtifactStore, digest: str) -> ServingModel:
-    arrays, _meta = load_npz(store.get(digest))  # store.get re-hashes; no pickle
+    """The version's model; UnvouchedRecord (409) when its bytes are not the audited ones or
+    are no model: the plant's retry would meet the same bytes."""
+    try:
+        arrays, _meta = load_npz(store.get(digest))  # store.get re-hashes; no pickle
+    except IntegrityFailure as exc:
+        raise UnvouchedRecord(f"{exc.detail}: it is not served") from exc
     try:
         return ServingModel.from_arrays(arrays)
     except (ValueError, KeyError) as exc:
-        raise IntegrityFailure(f"artifact {digest} is not a servable model: {exc}") from exc
+        raise UnvouchedRecord(f"artifact {digest} is not a servable model: {exc}") from exc
 
 
 serving_models = ServingModelCache()
@@ -164,10 +176,10 @@ class _RecordCache:
     which is not cached; ids are random UUIDs, so entries cannot collide across databases.
 
     A version enters the cache only when its row equals its last audited state (the row
-    changed behind the application's back is refused, :class:`IntegrityFailure`), and a call
-    whose fresh status or review date is not the audited one checks the row again: a
-    legitimate transition is audited and passes, an UPDATE behind the application's back
-    does not. So the check costs one comparison per call and two queries per change."""
+    changed behind the application's back is refused: :class:`~app.errors.UnvouchedRecord`,
+    409), and a call whose fresh status or review date is not the audited one checks the row
+    again: a legitimate transition is audited and passes, an UPDATE behind the application's
+    back does not. So the check costs one comparison per call and two queries per change."""
 
     def __init__(self, maxsize: int = 1024) -> None:
         self.maxsize = maxsize

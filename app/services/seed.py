@@ -30,14 +30,14 @@ from app.core.simulate import (
 )
 from app.db.models import ModelVersion, User
 from app.db.repositories import users as user_rows
-from app.enums import IntendedUse, Role, SignatureMeaning, TransferMethod
-from app.schemas.datasets import DatasetCreate, DomainCreate
-from app.schemas.models import ModelVersionCreate, OperatingRange, SoftSensorModelCreate
+from app.enums import IntendedUse, Role, SignatureMeaning
+from app.schemas.datasets import DatasetCreate
+from app.schemas.models import ModelVersionCreate, SoftSensorModelCreate
 from app.schemas.signatures import SignatureCreate
-from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
-from app.services import aliases, auth, datasets, domains, models, scopes, signatures, transfers
+from app.services import aliases, auth, datasets, models, scopes, signatures, transfers
 from app.services import seed_monitoring as monitoring_story
 from app.services.qualification import is_qualified
+from app.services.seed_transfer import SeedTransfer, create_simulated_domain, run_seed_transfer
 from app.store import ArtifactStore
 
 SEED = 2026
@@ -209,18 +209,10 @@ def seed_plant_access(session: Session, plant: User, qa: User) -> list[str]:
     return notes
 
 
-def _simulated_domain(session: Session, dev: User, **fields: str) -> None:
-    domains.create_domain(
-        session,
-        data=DomainCreate(instrument="Raman analyser (simulated)", reason="demo seed", **fields),
-        actor=dev,
-    )
-
-
 def seed_source_version(session: Session, store: ArtifactStore, dev: User) -> ModelVersion:
     """The development side: its domain, the simulated BATCH-2026-001 dataset, ``titer_pls``
     and v1 trained on it (never commits). Also what bench/predict.py serves."""
-    _simulated_domain(
+    create_simulated_domain(
         session,
         dev,
         name=DEV_DOMAIN,
@@ -272,7 +264,7 @@ def seed_source_version(session: Session, store: ArtifactStore, dev: User) -> Mo
 
 def _seed_transfer(session: Session, store: ArtifactStore, source: ModelVersion, dev: User) -> str:
     """Transfer #1: titer_pls v1 to the plant probe; returns the note with its figures."""
-    _simulated_domain(
+    create_simulated_domain(
         session,
         dev,
         name=PLANT_DOMAIN,
@@ -281,36 +273,18 @@ def _seed_transfer(session: Session, store: ArtifactStore, source: ModelVersion,
         site="Manufacturing plant",
         description=f"simulated plant probe ({ProbeShift().describe()})",
     )
-    opened = transfers.open_transfer(
-        session,
-        data=TransferCreate(
-            source_model="titer_pls",
-            source_version=source.version,
-            target_domain=PLANT_DOMAIN,
-            method=TransferMethod.auto,
-            n_standards=N_STANDARDS,
-            change_control="CC-2026-0042",
-            intended_use=IntendedUse.monitoring,
-            operating_range=OperatingRange(
-                min=source.operating_range_min, max=source.operating_range_max
-            ),
-            acceptance=AcceptanceCriteria(max_rmse_ratio=MAX_RMSE_RATIO),
-            reason="demo seed: move titer_pls to the 2000 L plant probe",
-        ),
-        actor=dev,
-    )
     standards, validation = plant_probe_files()
-    done = transfers.upload_standards(
-        session,
-        store,
-        ref=str(opened.number),
-        files=transfers.StandardsFiles(
-            target_standards=transfers.Upload(standards, "plant_standards.parquet"),
-            validation=transfers.Upload(validation, "plant_validation.parquet"),
-        ),
-        form=StandardsForm(reason="demo seed: plant-probe standards and a validation batch"),
-        actor=dev,
+    plan = SeedTransfer(
+        target_domain=PLANT_DOMAIN,
+        n_standards=N_STANDARDS,
+        change_control=PLANT_CHANGE_CONTROL,
+        max_rmse_ratio=MAX_RMSE_RATIO,
+        reason="demo seed: move titer_pls to the 2000 L plant probe",
+        standards=transfers.Upload(standards, "plant_standards.parquet"),
+        validation=transfers.Upload(validation, "plant_validation.parquet"),
+        standards_reason="demo seed: plant-probe standards and a validation batch",
     )
+    done = run_seed_transfer(session, store, source, dev, plan)
     r = done.result or {}
     naive, post = r["naive_metrics"], r["post_transfer_metrics"]
     params = " ".join(

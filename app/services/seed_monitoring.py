@@ -45,15 +45,13 @@ from app.core.simulate import (
 )
 from app.db.base import utcnow
 from app.db.models import ModelVersion, User
-from app.enums import IntendedUse, PredictionPurpose, SignatureMeaning, TransferMethod
-from app.schemas.datasets import DomainCreate
-from app.schemas.models import OperatingRange
+from app.enums import PredictionPurpose, SignatureMeaning
 from app.schemas.monitoring import ReferenceCreate
 from app.schemas.signatures import SignatureCreate
-from app.schemas.transfers import AcceptanceCriteria, StandardsForm, TransferCreate
-from app.services import aliases, auth, domains, monitoring, signatures, transfers
+from app.services import aliases, auth, monitoring, signatures, transfers
 from app.services import predict as predict_service
 from app.services.qualification import is_qualified
+from app.services.seed_transfer import SeedTransfer, create_simulated_domain, run_seed_transfer
 from app.store import ArtifactStore
 
 LINE_B_DOMAIN = "plant-raman-2000L-B"
@@ -116,49 +114,27 @@ def seed_line_b(
 ) -> LineB:
     """Line B's domain, transfer #2 of ``source`` to it and its signatures (v3 requalified)."""
     (dev_user, dev_password), (qa_user, qa_password) = dev, qa
-    domains.create_domain(
+    create_simulated_domain(
         session,
-        data=DomainCreate(
-            name=LINE_B_DOMAIN,
-            instrument="Raman analyser (simulated)",
-            probe_serial="PLANT-PROBE-0002",
-            scale="2000 L",
-            site="Manufacturing plant, line B",
-            description=f"simulated plant probe of line B ({LINE_B_SHIFT.describe()})",
-            reason="demo seed",
-        ),
-        actor=dev_user,
-    )
-    opened = transfers.open_transfer(
-        session,
-        data=TransferCreate(
-            source_model="titer_pls",
-            source_version=source.version,
-            target_domain=LINE_B_DOMAIN,
-            method=TransferMethod.auto,
-            n_standards=n_standards,
-            change_control=LINE_B_CHANGE_CONTROL,
-            intended_use=IntendedUse.monitoring,
-            operating_range=OperatingRange(
-                min=source.operating_range_min, max=source.operating_range_max
-            ),
-            acceptance=AcceptanceCriteria(max_rmse_ratio=max_rmse_ratio),
-            reason="demo seed: move titer_pls to the line B plant probe",
-        ),
-        actor=dev_user,
+        dev_user,
+        name=LINE_B_DOMAIN,
+        probe_serial="PLANT-PROBE-0002",
+        scale="2000 L",
+        site="Manufacturing plant, line B",
+        description=f"simulated plant probe of line B ({LINE_B_SHIFT.describe()})",
     )
     standards, validation = line_b_probe_files(seed, source_batch, n_candidates)
-    done = transfers.upload_standards(
-        session,
-        store,
-        ref=str(opened.number),
-        files=transfers.StandardsFiles(
-            target_standards=transfers.Upload(standards, "line_b_standards.parquet"),
-            validation=transfers.Upload(validation, "line_b_validation.parquet"),
-        ),
-        form=StandardsForm(reason="demo seed: line B probe standards and a validation batch"),
-        actor=dev_user,
+    plan = SeedTransfer(
+        target_domain=LINE_B_DOMAIN,
+        n_standards=n_standards,
+        change_control=LINE_B_CHANGE_CONTROL,
+        max_rmse_ratio=max_rmse_ratio,
+        reason="demo seed: move titer_pls to the line B plant probe",
+        standards=transfers.Upload(standards, "line_b_standards.parquet"),
+        validation=transfers.Upload(validation, "line_b_validation.parquet"),
+        standards_reason="demo seed: line B probe standards and a validation batch",
     )
+    done = run_seed_transfer(session, store, source, dev_user, plan)
     post = (done.result or {})["post_transfer_metrics"]
     notes = [
         f"transfer #{done.number} titer_pls v{source.version} -> {LINE_B_DOMAIN}: "

@@ -82,6 +82,12 @@ DATABASE_ERRORS = Counter(
     ["kind", "disconnect"],
 )
 # The most recent verification in any process wins (multiprocess mode "mostrecent").
+INTEGRITY_FAILURES = Counter(
+    "ssreg_integrity_failures",
+    "Requests refused because a record or its stored bytes are not as audited (error "
+    "integrity_failure), by status: 409 on the serving path (predict), 500 elsewhere.",
+    ["status"],
+)
 CHAIN_VALID = Gauge(
     "ssreg_audit_chain_valid",
     "1 if the most recent audit-chain verification passed, 0 if it found the chain broken.",
@@ -143,6 +149,10 @@ def count_transfer(*, method: str, verdict: str | None) -> None:
 
 def count_database_error(kind: str, *, disconnect: bool) -> None:
     DATABASE_ERRORS.labels(kind, "true" if disconnect else "false").inc()
+
+
+def count_integrity_failure(status: int) -> None:
+    INTEGRITY_FAILURES.labels(str(status)).inc()
 
 
 def record_chain_verification(*, valid: bool, events: int, at: float) -> None:

@@ -4,7 +4,7 @@ person (or where to send a visitor instead), error pages."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,21 +65,42 @@ def render(
 
 
 def error_page(
-    request: Request, user: User | None, status: int, heading: str, detail: str
+    request: Request,
+    user: User | None,
+    status: int,
+    heading: str,
+    detail: str,
+    *,
+    code: str | None = None,
+    problems: Sequence[str] = (),
 ) -> Response:
-    context = {"user": user, "status": status, "heading": heading, "detail": detail}
+    context = {
+        "user": user,
+        "status": status,
+        "heading": heading,
+        "detail": detail,
+        "code": code,
+        "problems": problems,
+    }
     return render(request, "error.html", context, status_code=status)
 
 
-def server_error_page(
-    request: Request, status: int, heading: str, detail: str, headers: Mapping[str, str]
+def handler_error_page(
+    request: Request,
+    status: int,
+    heading: str,
+    detail: str,
+    headers: Mapping[str, str],
+    *,
+    code: str,
+    problems: Sequence[str] = (),
 ) -> Response | None:
-    """A 5xx of a page as a page (the API's error handlers call it), or None when the request
-    was not for a page (no page route matched it: the error envelope then)."""
+    """An error the app's handlers answer (a 5xx, a refused value) as a page, or None when
+    the request was not for a page (no page route matched it: the error envelope then)."""
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     if endpoint is None or not endpoint.__module__.startswith(f"{__package__}."):
         return None
-    response = error_page(request, None, status, heading, detail)
+    response = error_page(request, None, status, heading, detail, code=code, problems=problems)
     response.headers.update(headers)
     return response
 

@@ -5,6 +5,7 @@ refused by the predict path and the store check."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from app.services.audit_seal import seal
 from app.services.fsck import fsck
 from app.settings import get_settings
 from app.store import LocalStore
+from tests.api.test_observability import PREDICT_ROUTE, scrape, value
 from tests.helpers import Actor, assert_error, without_guards
 from tests.signing import approve_version
 
@@ -75,7 +77,11 @@ def test_the_widening_update_is_refused_by_the_database(
 
 
 def test_a_widened_version_is_named_by_the_reconciliation_and_not_served(
-    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], session: Session
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     dev = actors[Role.developer]
     spectra = np.full((1, trained["X"].shape[1]), 5000.0).tolist()
@@ -86,8 +92,23 @@ def test_a_widened_version_is_named_by_the_reconciliation_and_not_served(
     session.execute(text(WIDEN))
     session.expire_all()
 
-    r = _predict(client, dev, spectra)
-    assert_error(r, 500, "differs from its audited state", "status", code="integrity_failure")
+    before = scrape(client, actors[Role.auditor].headers)
+    with caplog.at_level(logging.ERROR, logger="app"):
+        r = _predict(client, dev, spectra)
+    # 409, not a 5xx a plant client would retry: nothing but QA resolves it.
+    assert_error(r, 409, "differs from its audited state", "status", code="integrity_failure")
+    assert "retry-after" not in r.headers
+    after = scrape(client, actors[Role.auditor].headers)
+    name = "ssreg_integrity_failures_total"
+    assert value(after, name, status="409") - value(before, name, status="409") == 1
+    labels = {"method": "POST", "route": PREDICT_ROUTE, "status": "409"}
+    requests = "ssreg_http_requests_total"
+    assert value(after, requests, **labels) - value(before, requests, **labels) == 1
+    logged = [rec for rec in caplog.records if rec.getMessage().startswith("integrity failure")]
+    assert len(logged) == 1
+    assert logged[0].levelno == logging.ERROR
+    assert "answered 409" in logged[0].getMessage()
+    assert "differs from its audited state" in logged[0].getMessage()
     changed = _differences(_verify(client, actors))[("changed", "model_version")]
     assert changed["status"] == ("draft", "approved")
     assert changed["t2_limit_99"][1] == 1e12
@@ -111,7 +132,21 @@ def test_a_limit_changed_then_carried_into_a_transition_is_found(
     assert report["valid"] is False
     assert _differences(report)[("changed_between", "model_version")]["t2_limit_99"][1] == 1e12
     r = _predict(client, actors[Role.developer], trained["X"][:1].tolist())
-    assert_error(r, 500, "t2_limit_99 (between events)", code="integrity_failure")
+    assert_error(r, 409, "t2_limit_99 (between events)", code="integrity_failure")
+
+
+def test_the_predict_routes_document_the_integrity_failure_as_a_409(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    routes = [p for p in paths if p.endswith("/predict")]
+    assert sorted(routes) == [
+        "/api/v1/models/{name}/aliases/{alias}/predict",
+        "/api/v1/models/{name}/versions/{version}/predict",
+    ]
+    for path in routes:
+        responses = paths[path]["post"]["responses"]
+        assert "integrity_failure" in responses["409"]["description"], path
+        assert "Do not retry" in responses["409"]["description"], path
+        assert "500" not in responses, path
 
 
 def test_a_role_raised_to_admin_is_named(

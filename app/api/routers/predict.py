@@ -142,7 +142,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorBody,
         "description": "the version is retired, or the purpose needs a qualified version "
-        "whose intended use covers it",
+        "whose intended use covers it; or `integrity_failure`: the version's record differs "
+        "from its audited state (changed behind the application's back) or its artifact's "
+        "bytes are not the audited ones, so it is not served. Do not retry an "
+        "`integrity_failure`: it stays until QA acts (GET /api/v1/audit/verify names the "
+        "changes).",
     },
     413: {"model": ErrorBody, "description": "body larger than the upload limit"},
     415: {"model": ErrorBody, "description": "neither JSON nor an Arrow IPC stream"},
