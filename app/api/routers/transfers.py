@@ -46,7 +46,7 @@ def open_transfer(body: TransferCreate, session: SessionDep, actor: Developer) -
 @router.post(
     "/{id}/cancel",
     response_model=TransferRead,
-    responses={**ERRORS, **NOT_FOUND},
+    responses={**ERRORS, **NOT_FOUND, **CONFLICT},
 )
 def cancel_transfer(
     ref: TransferRef, body: TransferCancel, session: SessionDep, actor: Developer
