@@ -308,6 +308,24 @@ def test_a_row_written_after_the_full_run_and_then_changed_is_found_incrementall
     assert changed["t2_limit_99"][1] == 1e12
 
 
+def test_a_row_written_after_the_full_run_and_then_deleted_is_found_missing(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+) -> None:
+    _record_full_run(session)
+    approve_version(client, actors)  # its lifecycle event rows are written after the run
+    without_guards(session, "monitoring_settings", "lifecycle_event")
+    for table in ("monitoring_settings", "lifecycle_event"):  # the first refers to the second
+        session.execute(text(f"DELETE FROM {table}"))
+    report = _verify(client, actors)
+    assert report["reconciliation"]["scope"] == "since_full_reconciliation"
+    assert report["valid"] is False
+    assert ("missing", "lifecycle_event") in _differences(report)
+
+
 def test_a_full_run_that_found_differences_keeps_the_verification_invalid(
     client: TestClient,
     actors: dict[Role, Actor],
