@@ -329,4 +329,4 @@ def test_verify_full_record_then_verify_reconciles_from_the_recorded_run(
     assert "last recorded full reconciliation: event 2" in result.output
     assert "(head seq 1), 1 rows, clean" in result.output
     assert "rows written after seq 1" in result.output
-    assert "not checked: rows no event after seq 1 wrote" in result.output
+    assert "not checked: rows that no event after seq 1 wrote" in result.output

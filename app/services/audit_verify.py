@@ -337,9 +337,9 @@ def describe(report: Verification) -> ChainVerification:
 def not_checked(since_seq: int) -> str:
     """What an incremental reconciliation from ``since_seq`` does not see."""
     return (
-        f"rows no event after seq {since_seq} wrote were not compared: a row changed, inserted "
-        f"or deleted behind the application's back since the full reconciliation that read the "
-        f"chain up to seq {since_seq}, and a row altered then carried into an audited state "
-        "after that seq, are found by the next full one (GET /audit/verify?reconcile=full, "
-        "ssreg audit verify --full)"
+        f"rows that no event after seq {since_seq} wrote were not compared: a row changed, "
+        "inserted or deleted behind the application's back since the full reconciliation that "
+        f"read the chain up to seq {since_seq}, and a row altered behind the back before its first "
+        "audited state after that seq took it in, are found by the next full one (GET "
+        "/audit/verify?reconcile=full, ssreg audit verify --full)"
     )
