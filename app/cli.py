@@ -268,22 +268,39 @@ def user_create(
 @audit_app.command("verify")
 def audit_verify(
     full: Annotated[
-        bool, typer.Option("--full", help="Re-check the whole chain and every checkpoint.")
+        bool,
+        typer.Option("--full", help="Re-check the whole chain, every checkpoint and every record."),
     ] = False,
     reconcile: Annotated[
         bool,
-        typer.Option(help="Compare every record row with its last audited state."),
+        typer.Option(help="Compare the records with their audited states."),
     ] = True,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="With --full: record the reconciliation's result (an audited event, sealed), "
+            "which GET /audit/verify reports and reconciles incrementally from (for cron).",
+        ),
+    ] = False,
 ) -> None:
     """Verify the audit chain from its last signed checkpoint (``--full``: all of it, and
-    every checkpoint) and reconcile every record with its audited state; exit 1 on any
+    every checkpoint) and reconcile the records with their audited states (the rows written
+    since the last recorded full reconciliation; ``--full``: every record); exit 1 on any
     finding (each printed)."""
     from app.db.session import unit_of_work
-    from app.services.audit_verify import verify
+    from app.enums import ReconcileMode
+    from app.errors import DomainError
+    from app.services.audit_seal import record_reconciliation
+    from app.services.audit_verify import not_checked, verify
     from app.telemetry import metrics
 
+    if record and not (full and reconcile):
+        typer.echo("error: --record records a full reconciliation: give --full", err=True)
+        raise typer.Exit(2)
+    mode = ReconcileMode.incremental if reconcile else ReconcileMode.none
     with unit_of_work(read_only=True) as session:
-        report = verify(session, full=full, with_reconciliation=reconcile)
+        report = verify(session, full=full, reconciliation=mode)
     # Seen by /metrics when this command shares the servers' PROMETHEUS_MULTIPROC_DIR.
     metrics.record_chain_verification(valid=report.valid, events=report.head_seq, at=time.time())
     for note in report.notes:
@@ -302,18 +319,41 @@ def audit_verify(
         typer.echo(f"audit chain BROKEN{first} ({report.events} events read, {where}):", err=True)
         for problem in report.problems:
             typer.echo(f"  {problem}", err=True)
-    rec = report.reconciliation
+    rec, last = report.reconciliation, report.last_full
+    if last is not None:
+        typer.echo(
+            f"last recorded full reconciliation: event {last.seq} at {last.recorded_at} "
+            f"(head seq {last.head_seq}), {last.rows_checked} rows, "
+            + ("clean" if last.valid else f"{last.differences} DIFFERENCE(S)")
+        )
     if rec is not None:
+        extent = "all rows" if rec.since_seq is None else f"rows written after seq {rec.since_seq}"
         if rec.valid:
-            typer.echo(f"records reconciled: {rec.rows_checked} rows match their audited state")
+            typer.echo(
+                f"records reconciled: {rec.rows_checked} rows match their audited state ({extent})"
+            )
         else:
             typer.echo(
                 f"records DIFFER from the audit trail: {len(rec.differences)} finding(s) in "
-                f"{rec.rows_checked} rows",
+                f"{rec.rows_checked} rows ({extent})",
                 err=True,
             )
             for difference in rec.differences:
                 typer.echo(f"  {difference.describe()}", err=True)
+        if rec.since_seq is not None:
+            typer.echo(f"not checked: {not_checked(rec.since_seq)}")
+    if record and rec is not None and report.chain_valid:
+        try:
+            with unit_of_work() as session:
+                seq, sealed = record_reconciliation(
+                    session, rec, head_seq=report.head_seq, actor=CLI_ACTOR
+                )
+        except DomainError as exc:
+            typer.echo(f"error: not recorded: {exc.detail}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"recorded: audit.reconcile event {seq}, sealed with key {sealed.key_id}")
+    elif record:
+        typer.echo("not recorded: the chain is broken", err=True)
     if not report.valid:
         raise typer.Exit(1)
 

@@ -179,6 +179,9 @@ class AuditAction(StrEnum):
     # The state of a row that existed before events carried states, recorded once by the
     # migration that introduced them: it attests the row as it was then, not before.
     audit_baseline = "audit.baseline"
+    # A full reconciliation's result, recorded by ``ssreg audit verify --full --record`` and
+    # signed by the seal of its own event: what ``GET /audit/verify`` reports and starts from.
+    audit_reconcile = "audit.reconcile"
 
 
 class AuditEntityType(StrEnum):
@@ -199,6 +202,7 @@ class AuditEntityType(StrEnum):
     reference = "reference"
     # A row of a table with no entity type of its own (baseline events: ``<table>:<id>``).
     record = "record"
+    audit_chain = "audit_chain"  # the trail itself (a recorded reconciliation)
 
 
 class MonitoringRule(StrEnum):
@@ -222,3 +226,13 @@ class SettingsOrigin(StrEnum):
 
     qualification = "qualification"  # set when the version was approved or requalified
     qa = "qa"  # changed by QA, with a reason
+
+
+class ReconcileMode(StrEnum):
+    """How much of the records ``GET /audit/verify`` compares with their audited states."""
+
+    # The rows written since the last recorded full reconciliation (all rows when none is
+    # recorded or there is no signing key): its cost grows with the events since that run.
+    incremental = "incremental"
+    full = "full"  # every row and every audited state: its cost grows with the history
+    none = "none"

@@ -1,7 +1,8 @@
 """Benchmark of the audit verification (not a test): the chain walked whole (what
 ``GET /audit/verify`` did before signed checkpoints, and ``ssreg audit verify --full`` does),
-the chain from the last signed checkpoint (what ``GET /audit/verify`` does now), and the
-reconciliation of every record with its audited state.
+the chain from the last signed checkpoint (what ``GET /audit/verify`` does now), the full
+reconciliation of every record with its audited state, and the incremental one
+``GET /audit/verify`` runs by default (the rows written since the last recorded full run).
 
 Run ``.venv/bin/python bench/audit_verify.py`` (``--postgres`` for PostgreSQL on
 127.0.0.1:5432, ``--sizes 10000,30000`` for the history sizes). It
@@ -12,9 +13,13 @@ Run ``.venv/bin/python bench/audit_verify.py`` (``--postgres`` for PostgreSQL on
    its metrics, split and selection, the biggest record row) added through the ORM, each with
    its audit event (state included), 500 per transaction (each transaction signs the head),
    and one prediction-log row per version (counted by the seals, not reconciled);
-3. times, best of 3 at each size: ``verify_chain`` over the whole chain, ``verify`` from the
-   last checkpoint without reconciliation, the reconciliation alone, ``verify`` as the
-   endpoint runs it (bounded + reconciliation) and ``verify --full``; prints each with its
+3. records a full reconciliation (``ssreg audit verify --full --record``), then writes
+   ``--since`` more versions (default 500: the work since the nightly run);
+4. times at each size, best of 3 (``?reconcile=full`` and ``--full``: one run):
+   ``verify_chain`` over the whole chain, ``verify`` from the last checkpoint without
+   reconciliation, the full reconciliation alone, ``verify`` as ``GET /audit/verify`` runs
+   it by default (bounded chain + incremental reconciliation, with the rows it read), as
+   ``GET /audit/verify?reconcile=full`` does, and ``verify --full``; prints each with its
    cost per event (chain) or per row (reconciliation).
 """
 
@@ -39,7 +44,8 @@ from alembic.config import Config
 
 from app.db.models import AuditEvent, ModelVersion, PredictionLog
 from app.db.session import make_engine, unit_of_work
-from app.services import audit, audit_verify, checkpoints, reconcile
+from app.enums import ReconcileMode
+from app.services import audit, audit_seal, audit_verify, checkpoints, reconcile
 from app.services.seed import seed_demo
 from app.settings import get_settings
 from app.store import LocalStore
@@ -106,6 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--sizes", default="10000,30000", help="versions (= ~events) per step")
+    parser.add_argument("--since", type=int, default=500, help="versions after the full run")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,27 +141,44 @@ def main() -> int:
             header = (
                 f"{'events':>8} {'rows':>8} | {'chain whole':>12} {'per event':>10} | "
                 f"{'from ckpt':>10} {'read':>5} | {'reconcile':>10} {'per row':>8} | "
-                f"{'GET verify':>10} | {'--full':>8}"
+                f"{'GET verify':>10} {'rows':>5} | {'?reconcile=full':>15} | {'--full':>8}"
             )
             print(header)
+            none, full = ReconcileMode.none, ReconcileMode.full
             for size in sizes:
                 _grow(engine, size)
                 with unit_of_work(bind=engine, read_only=True) as s:
+                    head = audit_verify.verify(s, reconciliation=none).head_seq
+                    rec = reconcile.reconcile(s)
+                    assert rec.valid, rec.differences[:3]
+                with unit_of_work(bind=engine) as s:
+                    audit_seal.record_reconciliation(s, rec, head_seq=head, actor="bench")
+                _grow(engine, size + args.since)
+                with unit_of_work(bind=engine, read_only=True) as s:
                     events = s.scalar(select(func.count()).select_from(AuditEvent)) or 0
                     whole = _best(lambda s=s: audit.verify_chain(s))
-                    bounded_report = audit_verify.verify(s, with_reconciliation=False)
+                    bounded_report = audit_verify.verify(s, reconciliation=none)
                     assert bounded_report.valid, bounded_report.problems
-                    bounded = _best(lambda s=s: audit_verify.verify(s, with_reconciliation=False))
+                    bounded = _best(lambda s=s: audit_verify.verify(s, reconciliation=none))
                     rec = reconcile.reconcile(s)
                     assert rec.valid, rec.differences[:3]
                     rec_t = _best(lambda s=s: reconcile.reconcile(s))
+                    get_report = audit_verify.verify(s)
+                    assert get_report.valid, get_report.problems
+                    assert get_report.reconciliation is not None
+                    assert get_report.reconciliation.since_seq is not None
                     get_t = _best(lambda s=s: audit_verify.verify(s))
+                    get_full_t = _best(
+                        lambda s=s: audit_verify.verify(s, reconciliation=full), rounds=1
+                    )
                     full_t = _best(lambda s=s: audit_verify.verify(s, full=True), rounds=1)
                 per_event, per_row = whole / events * 1e6, rec_t / rec.rows_checked * 1e6
                 print(
                     f"{events:>8} {rec.rows_checked:>8} | {whole:>10.3f} s {per_event:>7.1f} µs"
                     f" | {bounded * 1e3:>7.2f} ms {bounded_report.events:>5} | {rec_t:>8.3f} s"
-                    f" {per_row:>5.1f} µs | {get_t:>8.3f} s | {full_t:>6.2f} s"
+                    f" {per_row:>5.1f} µs | {get_t * 1e3:>7.1f} ms"
+                    f" {get_report.reconciliation.rows_checked:>5} | {get_full_t:>13.3f} s"
+                    f" | {full_t:>6.2f} s"
                 )
             print(f"load {os.getloadavg()}")
             engine.dispose()

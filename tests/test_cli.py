@@ -341,3 +341,25 @@ def test_db_roles_refuses_a_password_file_it_cannot_use(
     result = runner.invoke(app, ["db", "roles", *given, *rest])
     assert result.exit_code == 1, result.output
     assert message in result.output
+
+
+def test_verify_full_record_then_verify_reconciles_from_the_recorded_run(
+    embedded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = embedded / "keys" / "audit.pem"
+    assert runner.invoke(app, ["audit", "keygen", str(key)]).exit_code == 0
+    monkeypatch.setenv("REGISTRY_AUDIT_SIGNING_KEY", str(key))
+    get_settings.cache_clear()
+    create = ["user", "create", "--username", "erin", "--role", "qa", "--full-name", "Erin"]
+    assert runner.invoke(app, [*create, "--password", "a long enough password"]).exit_code == 0
+    assert runner.invoke(app, ["audit", "verify", "--record"]).exit_code == 2  # needs --full
+    result = runner.invoke(app, ["audit", "verify", "--full", "--record"])
+    assert result.exit_code == 0, result.output
+    assert "records reconciled: 1 rows match their audited state (all rows)" in result.output
+    assert "recorded: audit.reconcile event 2, sealed with key" in result.output
+    result = runner.invoke(app, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "last recorded full reconciliation: event 2" in result.output
+    assert "(head seq 1), 1 rows, clean" in result.output
+    assert "rows written after seq 1" in result.output
+    assert "not checked: rows that no event after seq 1 wrote" in result.output

@@ -65,15 +65,41 @@ class RecordDifference(Schema):
 
 
 class ReconciliationRead(Schema):
-    valid: bool
+    scope: Literal["all", "since_full_reconciliation"] = Field(
+        description="``all``: every record row and every audited state were compared; "
+        "``since_full_reconciliation``: only the rows the events after ``since_seq`` (the head "
+        "the last recorded full reconciliation read) wrote, and every table's row count "
+        "against the newest seal"
+    )
+    since_seq: int | None = Field(description="``since_full_reconciliation``: see ``scope``")
+    events: int = Field(description="events whose states were read")
+    valid: bool = Field(description="what was compared matches (see ``not_checked``)")
     rows_checked: int
     tables: dict[str, int] = Field(description="rows read per table")
     differences: list[RecordDifference] = Field(description="the first 1000")
     differences_total: int
+    not_checked: str | None = Field(
+        description="what this reconciliation did not see (null when ``scope`` is ``all``)"
+    )
+
+
+class RecordedReconciliationRead(Schema):
+    """The newest full reconciliation recorded by ``ssreg audit verify --full --record``."""
+
+    seq: int = Field(description="its ``audit.reconcile`` event, signed by the seal at this seq")
+    recorded_at: datetime
+    head_seq: int = Field(description="the head of the chain when it read the records")
+    valid: bool = Field(description="it found no difference")
+    rows_checked: int
+    differences: int
+    key_id: str = Field(description="the key of the seal that signs it")
 
 
 class ChainVerification(Schema):
-    valid: bool = Field(description="chain, checkpoints and (when run) reconciliation all pass")
+    valid: bool = Field(
+        description="chain, checkpoints and (when run) the reconciliation pass, and, when the "
+        "reconciliation was incremental, the recorded full one it starts from passed"
+    )
     events: int = Field(description="events read: those after the anchor checkpoint")
     first_bad_seq: int | None
     problem: str | None = Field(default=None, description="the first of ``problems``")
@@ -85,4 +111,11 @@ class ChainVerification(Schema):
     anchor: CheckpointRead | None = None
     key_id: str | None = None
     checkpoints_checked: int = 0
-    reconciliation: ReconciliationRead | None = None
+    reconciliation: ReconciliationRead | None = Field(
+        default=None, description="null with ``reconcile=none``"
+    )
+    last_full_reconciliation: RecordedReconciliationRead | None = Field(
+        default=None,
+        description="the newest recorded full reconciliation whose seal verifies (null when "
+        "none is recorded, or without a signing key)",
+    )

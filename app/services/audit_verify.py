@@ -11,6 +11,13 @@ row and every line of the file, which finds that too.
 
 Without a signing key the chain has no anchor outside the database: it is walked whole, and
 the report says it is not anchored.
+
+The reconciliation (:mod:`app.services.reconcile`) is ``full`` (every row and every audited
+state), ``incremental`` (the default: the rows the events after the last *recorded* full
+reconciliation wrote, when one is recorded and signed; else ``full``) or ``none``. A full run
+is recorded by ``ssreg audit verify --full --record`` (:func:`app.services.audit_seal.
+record_reconciliation`): an ``audit.reconcile`` event signed by a seal. The report says which
+was run and what an incremental one does not see.
 """
 
 from __future__ import annotations
@@ -22,14 +29,17 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.db.repositories import audit as audit_rows
+from app.enums import ReconcileMode
 from app.schemas.audit import (
     ChainVerification,
     CheckpointRead,
     FieldDifference,
     ReconciliationRead,
     RecordDifference,
+    RecordedReconciliationRead,
 )
-from app.services import audit, checkpoints, reconcile
+from app.services import audit, audit_seal, checkpoints, reconcile
+from app.services.audit_seal import RecordedReconciliation
 from app.services.checkpoints import Checkpoint, PublicKey
 from app.settings import Settings, get_settings
 
@@ -47,14 +57,26 @@ class Verification:
     key_id: str | None = None
     checkpoints_checked: int = 0
     reconciliation: reconcile.Reconciliation | None = None
+    last_full: RecordedReconciliation | None = None  # the newest recorded (and signed) one
 
     @property
     def chain_valid(self) -> bool:
         return not self.problems and self.first_bad_seq is None
 
     @property
+    def records_valid(self) -> bool:
+        """The reconciliation run found nothing, and, when it was incremental, the recorded
+        full one it starts from found nothing either (a row it found stays found)."""
+        rec = self.reconciliation
+        if rec is None:
+            return True
+        if rec.since_seq is not None and self.last_full is not None and not self.last_full.valid:
+            return False
+        return rec.valid
+
+    @property
     def valid(self) -> bool:
-        return self.chain_valid and (self.reconciliation is None or self.reconciliation.valid)
+        return self.chain_valid and self.records_valid
 
     @property
     def anchored(self) -> bool:
@@ -95,9 +117,11 @@ def verify(
     session: Session,
     *,
     full: bool = False,
-    with_reconciliation: bool = True,
+    reconciliation: ReconcileMode = ReconcileMode.incremental,
     settings: Settings | None = None,
 ) -> Verification:
+    """The chain (bounded, or ``full``) and the reconciliation of ``reconciliation``'s
+    extent (``incremental`` is ``full`` when ``full`` is)."""
     settings = settings or get_settings()
     head = audit_rows.head(session)
     head_seq = head.seq if head else 0
@@ -106,6 +130,7 @@ def verify(
         full=full, head_seq=head_seq, checked_from_seq=0, events=0, first_bad_seq=None
     )
     sealed: Checkpoint | None = None
+    public: PublicKey | None = None
     expected: dict[int, list[tuple[str, Checkpoint]]] = {}
     if key is None:
         report.notes.append(
@@ -175,10 +200,21 @@ def verify(
     if not chain.valid:
         report.first_bad_seq = chain.first_bad_seq
         report.problems.insert(0, f"seq {chain.first_bad_seq}: {chain.problem}")
-    if with_reconciliation:
-        report.reconciliation = reconcile.reconcile(
-            session, sealed=(sealed.seq, sealed.rows) if sealed and sealed.rows else None
-        )
+    if reconciliation is not ReconcileMode.none:
+        counts = (sealed.seq, sealed.rows) if sealed and sealed.rows else None
+        if public is not None:
+            report.last_full = audit_seal.recorded_reconciliation(session, public, report.problems)
+        if reconciliation is ReconcileMode.incremental and not full and report.last_full:
+            report.reconciliation = reconcile.reconcile_since(
+                session, after_seq=report.last_full.head_seq, sealed=counts
+            )
+        else:
+            if reconciliation is ReconcileMode.incremental and not full:
+                report.notes.append(
+                    "no signed full reconciliation recorded (`ssreg audit verify --full "
+                    "--record`, which needs a signing key): every record was reconciled"
+                )
+            report.reconciliation = reconcile.reconcile(session, sealed=counts)
     return report
 
 
@@ -264,6 +300,10 @@ def describe(report: Verification) -> ChainVerification:
         checkpoints_checked=report.checkpoints_checked,
         reconciliation=(
             ReconciliationRead(
+                scope="all" if rec.since_seq is None else "since_full_reconciliation",
+                since_seq=rec.since_seq,
+                events=rec.events,
+                not_checked=None if rec.since_seq is None else not_checked(rec.since_seq),
                 valid=rec.valid,
                 rows_checked=rec.rows_checked,
                 tables=rec.tables,
@@ -288,4 +328,18 @@ def describe(report: Verification) -> ChainVerification:
             if rec is not None
             else None
         ),
+        last_full_reconciliation=(
+            RecordedReconciliationRead(**last.__dict__) if (last := report.last_full) else None
+        ),
+    )
+
+
+def not_checked(since_seq: int) -> str:
+    """What an incremental reconciliation from ``since_seq`` does not see."""
+    return (
+        f"rows that no event after seq {since_seq} wrote were not compared: a row changed, "
+        "inserted or deleted behind the application's back since the full reconciliation that "
+        f"read the chain up to seq {since_seq}, and a row altered behind the back before its first "
+        "audited state after that seq took it in, are found by the next full one (GET "
+        "/audit/verify?reconcile=full, ssreg audit verify --full)"
     )

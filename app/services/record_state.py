@@ -22,6 +22,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Boolean, Column, Float, Integer, Table, event, inspect
@@ -72,10 +73,28 @@ def _value(table: str, column: Column[Any], value: Any) -> Any:
             value = bool(value)
         elif isinstance(column.type, Integer):
             value = int(value)
+    secret = column.name in SECRET_COLUMNS.get(table, ())
+    if not secret and _short(value):
+        return plain(value)  # its canonical JSON is inline: no need to serialise it to know
     blob = _canonical(value)
-    if len(blob) > INLINE_LIMIT or column.name in SECRET_COLUMNS.get(table, ()):
+    if len(blob) > INLINE_LIMIT or secret:
         return {"sha256": hashlib.sha256(blob).hexdigest()}
     return plain(value)
+
+
+# At most 6 bytes of JSON per character (``\u00xx``), 2 for the quotes.
+_SHORT_TEXT = (INLINE_LIMIT - 2) // 6
+_SHORT_TYPES = (type(None), bool, float, uuid.UUID, datetime)
+
+
+def _short(value: Any) -> bool:
+    """Whether ``value``'s canonical JSON is surely within :data:`INLINE_LIMIT` bytes, told
+    without serialising it (most columns: the reconciliation reads every row)."""
+    if isinstance(value, str):
+        return len(value) <= _SHORT_TEXT
+    if isinstance(value, int):
+        return -(10**18) < value < 10**18
+    return isinstance(value, _SHORT_TYPES)
 
 
 def _canonical(value: Any) -> bytes:

@@ -18,9 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db.base import Base
-from app.enums import Role
-from app.services import audit_verify, checkpoints
-from app.services.audit_seal import seal
+from app.enums import AuditAction, AuditEntityType, Role
+from app.services import audit, audit_verify, checkpoints
+from app.services.audit_seal import record_reconciliation, seal
 from app.services.fsck import fsck
 from app.settings import get_settings
 from app.store import LocalStore
@@ -281,3 +281,148 @@ def test_truncated_records_are_found_missing(
     found = _differences(_verify(client, actors))
     for table in ("dataset", "model_version", "lifecycle_event"):
         assert ("missing", table) in found, table
+
+
+# --------------------------------------------------------------------------------------------
+# GET /audit/verify reconciles incrementally from the last recorded full reconciliation
+# --------------------------------------------------------------------------------------------
+
+
+def _record_full_run(session: Session) -> int:
+    """What ``ssreg audit verify --full --record`` does; returns the head the run read."""
+    report = audit_verify.verify(session, full=True)
+    assert report.reconciliation is not None
+    record_reconciliation(session, report.reconciliation, head_seq=report.head_seq, actor="cron")
+    return report.head_seq
+
+
+def test_an_old_row_changed_after_the_full_run_is_not_claimed_checked(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+) -> None:
+    head = _record_full_run(session)
+    session.execute(text("UPDATE app_user SET role = 'admin' WHERE username = 'test-auditor'"))
+    session.expire_all()
+    report = _verify(client, actors)
+    rec = report["reconciliation"]
+    assert rec["scope"] == "since_full_reconciliation"
+    assert rec["since_seq"] == head
+    assert f"no event after seq {head} wrote were not compared" in rec["not_checked"]
+    assert report["last_full_reconciliation"]["valid"] is True
+    assert report["last_full_reconciliation"]["head_seq"] == head
+    assert ("changed", "app_user") not in _differences(report)  # not seen, and not claimed
+    r = client.get("/api/v1/audit/verify?reconcile=full", headers=actors[Role.auditor].headers)
+    assert r.status_code == 200, r.text
+    full = r.json()
+    assert full["valid"] is False
+    assert full["reconciliation"]["scope"] == "all"
+    assert full["reconciliation"]["not_checked"] is None
+    assert _differences(full)[("changed", "app_user")] == {"role": ("auditor", "admin")}
+
+
+def test_a_row_written_after_the_full_run_and_then_changed_is_found_incrementally(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+) -> None:
+    head = _record_full_run(session)
+    approve_version(client, actors)  # writes v1's row again (its status), after the run
+    without_guards(session, "model_version")
+    session.execute(text(WIDEN))
+    session.expire_all()
+    report = _verify(client, actors)
+    assert report["valid"] is False
+    assert report["reconciliation"]["since_seq"] == head
+    assert "domain" not in report["reconciliation"]["tables"]  # no domain row written since
+    changed = _differences(report)[("changed", "model_version")]
+    assert changed["t2_limit_99"][1] == 1e12
+
+
+def test_a_row_written_after_the_full_run_and_then_deleted_is_found_missing(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+) -> None:
+    _record_full_run(session)
+    approve_version(client, actors)  # its lifecycle event rows are written after the run
+    without_guards(session, "monitoring_settings", "lifecycle_event")
+    for table in ("monitoring_settings", "lifecycle_event"):  # the first refers to the second
+        session.execute(text(f"DELETE FROM {table}"))
+    report = _verify(client, actors)
+    assert report["reconciliation"]["scope"] == "since_full_reconciliation"
+    assert report["valid"] is False
+    assert ("missing", "lifecycle_event") in _differences(report)
+
+
+def test_a_full_run_that_found_differences_keeps_the_verification_invalid(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+) -> None:
+    session.execute(text("UPDATE app_user SET role = 'admin' WHERE username = 'test-auditor'"))
+    session.expire_all()
+    _record_full_run(session)
+    report = _verify(client, actors)
+    assert report["reconciliation"]["scope"] == "since_full_reconciliation"
+    assert report["reconciliation"]["valid"] is True  # the role row was not written since
+    assert report["last_full_reconciliation"]["valid"] is False
+    assert report["last_full_reconciliation"]["differences"] == 1
+    assert report["valid"] is False
+
+
+def test_a_reconciliation_record_without_its_seal_is_not_trusted(
+    client: TestClient,
+    actors: dict[Role, Actor],
+    trained: dict[str, Any],
+    session: Session,
+    key: Path,
+) -> None:
+    # Appended through the application's own function, but not sealed (no signing key
+    # needed to do this with the database in hand).
+    audit.record(
+        session,
+        actor="mallory",
+        action=AuditAction.audit_reconcile,
+        entity_type=AuditEntityType.audit_chain,
+        entity_id="chain",
+        after={"head_seq": 10**6, "valid": True, "rows_checked": 1, "differences": 0},
+    )
+    report = _verify(client, actors)
+    assert report["valid"] is False
+    assert any("is not signed by a seal" in p for p in report["problems"]), report["problems"]
+    assert report["last_full_reconciliation"] is None
+    assert report["reconciliation"]["scope"] == "all"
+
+
+def test_without_a_recorded_run_everything_is_reconciled(
+    client: TestClient, actors: dict[Role, Actor], trained: dict[str, Any], key: Path
+) -> None:
+    report = _verify(client, actors)
+    assert report["reconciliation"]["scope"] == "all"
+    assert report["last_full_reconciliation"] is None
+    assert any("no signed full reconciliation recorded" in n for n in report["notes"])
+
+
+@pytest.mark.parametrize("value", ["partial", "true", ""])
+def test_an_unknown_reconcile_value_is_a_422(
+    client: TestClient, actors: dict[Role, Actor], value: str
+) -> None:
+    r = client.get(f"/api/v1/audit/verify?reconcile={value}", headers=actors[Role.auditor].headers)
+    assert_error(r, 422, "reconcile")
+
+
+def test_reconcile_none_checks_the_chain_only(
+    client: TestClient, actors: dict[Role, Actor]
+) -> None:
+    r = client.get("/api/v1/audit/verify?reconcile=none", headers=actors[Role.auditor].headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["reconciliation"] is None

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent
+from app.enums import ReconcileMode
 from app.errors import InvalidInput
 from app.services import audit, audit_verify, checkpoints
 from app.settings import get_settings
@@ -61,7 +62,7 @@ def test_each_committing_transaction_signs_the_head(session: Session, key: Path)
     public = checkpoints.signing_key()
     assert public is not None
     assert all(public.public.verifies(checkpoints.Checkpoint.from_json(x)) for x in lines)
-    report = audit_verify.verify(session, with_reconciliation=False)
+    report = audit_verify.verify(session, reconciliation=ReconcileMode.none)
     assert report.valid, report.problems
     assert report.anchored
     assert report.anchor is not None
@@ -88,7 +89,7 @@ def test_a_forged_checkpoint_signature_fails(session: Session, key: Path) -> Non
     lines = _log(key)
     lines[-1]["hash"] = "f" * 64  # a line not signed by the key
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    report = audit_verify.verify(session, with_reconciliation=False)
+    report = audit_verify.verify(session, reconciliation=ReconcileMode.none)
     assert not report.valid
     assert any("signature does not verify" in p for p in report.problems)
 
@@ -111,7 +112,7 @@ def test_a_rewound_chain_fails_against_the_checkpoint_file(
     # The plain chain walk is fooled: it has no anchor.
     assert audit.verify_chain(session).valid
     for full in (False, True):
-        report = audit_verify.verify(session, full=full, with_reconciliation=False)
+        report = audit_verify.verify(session, full=full, reconciliation=ReconcileMode.none)
         assert not report.valid
         assert any("rewound" in p for p in report.problems), report.problems
 
@@ -142,7 +143,7 @@ def test_an_edited_chain_with_recomputed_hashes_fails_against_the_signature(
     session.execute(text("UPDATE audit_head SET hash = :h"), {"h": prev_hash})
     session.expire_all()
     assert audit.verify_chain(session).valid  # the unanchored walk is fooled
-    report = audit_verify.verify(session, full=full, with_reconciliation=False)
+    report = audit_verify.verify(session, full=full, reconciliation=ReconcileMode.none)
     assert not report.valid
     assert any("rewritten" in p for p in report.problems), report.problems
 
@@ -156,8 +157,8 @@ def test_an_old_event_edited_in_place_is_found_by_the_full_check(
     without_guards(session, "audit_event")
     victim = _head_seq(session) - 1
     session.execute(text("UPDATE audit_event SET reason = 'x' WHERE seq = :s"), {"s": victim})
-    assert audit_verify.verify(session, with_reconciliation=False).valid
-    report = audit_verify.verify(session, full=True, with_reconciliation=False)
+    assert audit_verify.verify(session, reconciliation=ReconcileMode.none).valid
+    report = audit_verify.verify(session, full=True, reconciliation=ReconcileMode.none)
     assert not report.valid
     assert report.first_bad_seq == victim
 
@@ -166,14 +167,14 @@ def test_checkpoint_rows_deleted_are_found_by_the_full_check(session: Session, k
     _events(session, 3)
     without_guards(session, "audit_checkpoint")
     session.execute(text("DELETE FROM audit_checkpoint WHERE seq < :s"), {"s": _head_seq(session)})
-    report = audit_verify.verify(session, full=True, with_reconciliation=False)
+    report = audit_verify.verify(session, full=True, reconciliation=ReconcileMode.none)
     assert not report.valid
     assert any("missing from the database" in p for p in report.problems), report.problems
 
 
 def test_without_a_key_the_chain_is_walked_whole_and_not_anchored(session: Session) -> None:
     _events(session, 2)
-    report = audit_verify.verify(session, with_reconciliation=False)
+    report = audit_verify.verify(session, reconciliation=ReconcileMode.none)
     assert report.valid
     assert not report.anchored
     assert report.events == _head_seq(session)

@@ -9,7 +9,7 @@ from app.api.deps import AuditReader, SessionDep
 from app.api.json_body import StrictJSONRoute
 from app.api.params import Limit, Since, Until, UserFilter
 from app.db.repositories.audit import EventFilter
-from app.enums import AuditAction, AuditEntityType
+from app.enums import AuditAction, AuditEntityType, ReconcileMode
 from app.schemas.audit import AuditEventRead, AuditPage, ChainVerification
 from app.schemas.common import ERRORS, INT32_MAX, NOT_FOUND, NoNul
 from app.services import audit as audit_service
@@ -70,17 +70,22 @@ def verify(
     session: SessionDep,
     _: AuditReader,
     reconcile: Annotated[
-        bool,
+        ReconcileMode,
         Query(
-            description="also compare every record row with its last audited state (reads "
-            "every row: its cost grows with the records, the chain check's does not)"
+            description="``incremental``: compare the rows written since the last recorded "
+            "full reconciliation (``ssreg audit verify --full --record``) with their audited "
+            "state, its cost grows with the events since that run (everything when none is "
+            "recorded); ``full``: every record row and every audited state, its cost grows "
+            "with the history; ``none``: the chain only"
         ),
-    ] = True,
+    ] = ReconcileMode.incremental,
 ) -> ChainVerification:
     """The chain from its last signed checkpoint to the head (the checkpoints' signatures,
     the head not behind the newest checkpoint of the file kept outside the database) and the
-    reconciliation of every record with its audited state. ``ssreg audit verify --full``
-    re-checks the whole chain and every checkpoint. Roles: qa, auditor, admin."""
-    report = audit_verify.verify(session, with_reconciliation=reconcile)
+    reconciliation of the records with their audited states; ``reconciliation.scope`` and
+    ``not_checked`` say what was compared, ``last_full_reconciliation`` when everything last
+    was. ``ssreg audit verify --full`` re-checks the whole chain, every checkpoint and every
+    record. Roles: qa, auditor, admin."""
+    report = audit_verify.verify(session, reconciliation=reconcile)
     metrics.record_chain_verification(valid=report.valid, events=report.head_seq, at=time.time())
     return audit_verify.describe(report)

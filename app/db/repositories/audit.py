@@ -56,11 +56,13 @@ def event_hash_at(session: Session, seq: int) -> str | None:
     return session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
 
 
-def states(session: Session, *, batch: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(seq, state) of every event that holds a state, in sequence order."""
+def states(
+    session: Session, *, batch: int, after_seq: int = 0
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(seq, state) of every event after ``after_seq`` that holds a state, in sequence order."""
     stmt = (
         select(AuditEvent.seq, AuditEvent.state)
-        .where(AuditEvent.state_sha256.is_not(None))
+        .where(AuditEvent.state_sha256.is_not(None), AuditEvent.seq > after_seq)
         .order_by(AuditEvent.seq)
         .execution_options(yield_per=batch)
     )
@@ -91,6 +93,21 @@ def table_rows(session: Session, table: Table, *, batch: int) -> Iterator[Row[An
     """Every row of ``table`` (its primary key's order), ``batch`` rows at a time."""
     stmt = select(table).order_by(*table.primary_key.columns).execution_options(yield_per=batch)
     yield from session.execute(stmt)
+
+
+def rows_by_id(session: Session, table: Table, ids: list[Any]) -> list[Row[Any]]:
+    """The rows of ``table`` whose ``id`` is one of ``ids``."""
+    return list(session.execute(select(table).where(table.c.id.in_(ids))))
+
+
+def newest_event(session: Session, action: str) -> AuditEvent | None:
+    """The newest event of ``action`` (the column is indexed)."""
+    stmt = select(AuditEvent).where(AuditEvent.action == action)
+    return session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(1)).first()
+
+
+def checkpoint_at(session: Session, seq: int, kind: str) -> AuditCheckpoint | None:
+    return session.get(AuditCheckpoint, (seq, kind))
 
 
 def count_rows(session: Session, table: Table) -> int:
