@@ -1,12 +1,15 @@
-"""What the HTTP benches share: migrating a fresh database, their developer account, a free port,
-and a server process run until ready, then stopped."""
+"""What the HTTP benches share: a fresh database (a SQLite file, or a PostgreSQL database dropped
+afterwards), migrating it, their developer account, a free port, and a server process run until
+ready, then stopped."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +24,28 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_USERNAME = "bench-dev"
 BENCH_PASSWORD = "bench password, long enough"
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def database(postgres: bool, tmp: Path, label: str = "bench") -> Iterator[str]:
+    """A SQLite file ``<label>.db`` in ``tmp``, or (``postgres``) a new database on
+    127.0.0.1:5432, dropped afterwards in any case."""
+    if not postgres:
+        yield f"sqlite:///{tmp / f'{label}.db'}"
+        return
+    import psycopg
+
+    name = f"bench_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def migrate(url: str) -> None:

@@ -24,7 +24,6 @@ over the window only, not a scan of the history).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
 import statistics
@@ -32,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,9 +46,8 @@ from app.db.repositories import login_failures  # noqa: E402
 from app.db.session import make_engine  # noqa: E402
 from app.enums import PasswordCheck, Role  # noqa: E402
 from app.services import auth  # noqa: E402
-from bench._serving import migrate  # noqa: E402
+from bench._serving import database, migrate  # noqa: E402
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADDRESSES, ACCOUNTS = 50_000, 20
 PROBED_ADDRESS = "192.0.2.7"
 PROBED_SHARE = 0.02  # of all rows: a long history of the address and account probed
@@ -57,23 +55,6 @@ IN_WINDOW = 4  # failures of the probed address and account inside the window
 CALLS = 1000
 WINDOW = timedelta(minutes=15)
 BATCH = 50_000
-
-
-@contextlib.contextmanager
-def database(postgres: bool, tmp: Path, tag: str) -> Iterator[str]:
-    if not postgres:
-        yield f"sqlite:///{tmp / f'{tag}.db'}"
-        return
-    import psycopg
-
-    name = f"bench_login_failures_{os.getpid()}_{tag}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def accounts(engine: Engine) -> list[uuid.UUID]:

@@ -60,7 +60,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +78,7 @@ from _serving import (  # noqa: E402  (bench/ is the script's folder)
     BENCH_PASSWORD,
     BENCH_USERNAME,
     create_bench_developer,
+    database,
     free_port,
     migrate,
     until_stopped,
@@ -87,7 +87,6 @@ from _serving import (  # noqa: E402  (bench/ is the script's folder)
 # The name bench/listing.py, predict_ab.py and predict_unit.py read (as bench.PASSWORD).
 PASSWORD = BENCH_PASSWORD
 ARROW = "application/vnd.apache.arrow.stream"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MODEL = "titer_pls"
 SINGLE_WARMUP, SINGLE_N, SINGLE_ROUNDS = 100, 1000, 5
 BATCH_WARMUP, BATCH_N, BATCH_ROWS = 3, 20, 1000
@@ -426,23 +425,6 @@ def concurrent_calls(
         background.result()
     times = [t for r in results for t in r]
     return Mixed(times, len(times) / elapsed, batches)
-
-
-@contextlib.contextmanager
-def database(postgres: bool, tmp: Path) -> Iterator[str]:
-    if not postgres:
-        yield f"sqlite:///{tmp / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"bench_predict_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

@@ -61,7 +61,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -75,9 +74,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _serving import free_port, migrate, until_stopped  # noqa: E402  (bench/ is the script's folder)
+from _serving import database, free_port, migrate, until_stopped  # noqa: E402  (bench/ is the script's folder)
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 API = "/api/v1"
 TARGET_S = 0.5
 DEFAULT_REPEATS = 11
@@ -123,23 +121,6 @@ def seed(url: str, store_root: Path) -> Seeded:
     finally:
         engine.dispose()
     return seeded
-
-
-@contextlib.contextmanager
-def database(postgres: bool, tmp: Path, label: str) -> Iterator[str]:
-    if not postgres:
-        yield f"sqlite:///{tmp / f'{label}.db'}"
-        return
-    import psycopg
-
-    name = f"bench_transfer_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ``ssreg serve`` with select_transfer memoized on its inputs (--memo-selection): each repeat
