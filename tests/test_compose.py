@@ -28,7 +28,7 @@ from tests.reliability.topology import MIGRATE_SETTINGS, SERVER_SETTINGS, WORKER
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-REGISTRY = ("roles", "migrate", "api")  # the services that run the registry's image
+REGISTRY = ("roles", "migrate", "api", "reconcile")  # the services that run the registry's image
 SECRETS_DIR = PurePosixPath("/run/secrets")
 # The secret files the service reads as settings (app/settings.py, SECRETS_DIR).
 PASSWORD_SETTINGS = {
@@ -152,7 +152,7 @@ def tmpfs(service: str) -> list[str]:
 
 
 def test_services_start_in_order_db_roles_migrate_api() -> None:
-    assert set(SERVICES) == {"db", "roles", "migrate", "api"}
+    assert set(SERVICES) == {"db", "roles", "migrate", "api", "reconcile"}
     conditions = {
         name: {dep: spec["condition"] for dep, spec in service.get("depends_on", {}).items()}
         for name, service in SERVICES.items()
@@ -162,7 +162,15 @@ def test_services_start_in_order_db_roles_migrate_api() -> None:
         "roles": {"db": "service_healthy"},
         "migrate": {"roles": "service_completed_successfully"},
         "api": {"db": "service_healthy", "migrate": "service_completed_successfully"},
+        "reconcile": {"migrate": "service_completed_successfully"},
     }
+
+
+def test_only_the_nightly_reconciliation_waits_for_its_profile() -> None:
+    """`docker compose up` starts everything but it; a scheduler runs it with `run --rm`."""
+    profiles = {name: service.get("profiles") for name, service in SERVICES.items()}
+    assert profiles == dict.fromkeys(SERVICES) | {"reconcile": ["nightly"]}
+    assert command("reconcile") == ["ssreg", "audit", "verify", "--full", "--record"]
 
 
 def test_the_one_shots_run_once_and_the_services_restart() -> None:
@@ -172,6 +180,7 @@ def test_the_one_shots_run_once_and_the_services_restart() -> None:
         "roles": "no",
         "migrate": "no",
         "api": "unless-stopped",
+        "reconcile": "no",
     }
 
 
@@ -291,9 +300,13 @@ def test_each_password_is_one_secret_that_roles_sets_and_its_login_uses() -> Non
 
 
 def test_every_postgresql_login_of_a_registry_container_gets_its_password() -> None:
-    for name in ("migrate", "api"):
+    for name in ("migrate", "api", "reconcile"):
         env, config = environment(name), configuration(name)
-        needed = {"api": "REGISTRY_DATABASE_URL", "migrate": "REGISTRY_MIGRATION_DATABASE_URL"}
+        needed = {
+            "api": "REGISTRY_DATABASE_URL",
+            "reconcile": "REGISTRY_DATABASE_URL",
+            "migrate": "REGISTRY_MIGRATION_DATABASE_URL",
+        }
         assert PASSWORD_SETTINGS[needed[name]] in config, name
         for url, password in PASSWORD_SETTINGS.items():
             if password in config:
@@ -337,7 +350,8 @@ def test_secret_files_read_as_settings_are_only_the_passwords() -> None:
 
 def test_the_signing_key_is_a_secret_where_the_setting_points_and_its_log_on_a_volume() -> None:
     keyed = [n for n in SERVICES if "REGISTRY_AUDIT_SIGNING_KEY" in environment(n)]
-    assert set(keyed) >= {"migrate", "api"}  # migrate seals the chain, the api signs
+    # migrate seals the chain, the api signs checkpoints, reconcile seals its recorded result
+    assert set(keyed) >= {"migrate", "api", "reconcile"}
     sources = set()
     for name in keyed:
         env = environment(name)
