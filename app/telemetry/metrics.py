@@ -81,13 +81,13 @@ DATABASE_ERRORS = Counter(
     "IntegrityError, ...) and whether the connection was lost.",
     ["kind", "disconnect"],
 )
-# The most recent verification in any process wins (multiprocess mode "mostrecent").
 INTEGRITY_FAILURES = Counter(
     "ssreg_integrity_failures",
     "Requests refused because a record or its stored bytes are not as audited (error "
     "integrity_failure), by status: 409 on the serving path (predict), 500 elsewhere.",
     ["status"],
 )
+# The most recent verification in any process wins (multiprocess mode "mostrecent").
 CHAIN_VALID = Gauge(
     "ssreg_audit_chain_valid",
     "1 if the most recent audit-chain verification passed, 0 if it found the chain broken.",
